@@ -1,0 +1,64 @@
+"""AWS clients, created once per container and region, and SDK error translation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mlpublish.errors import TransientAwsError
+
+# Adaptive retries absorb throttling inside one invocation; what is left surfaces as
+# TransientAwsError, which the state machine retries with backoff.
+_CONFIG = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=10, read_timeout=60)
+
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServerException",
+        "RequestTimeout",
+    }
+)
+
+
+@cache
+def client(service: str, region: str | None = None) -> Any:
+    """One client per (service, region) for the life of the container."""
+    return boto3.session.Session().client(service, region_name=region, config=_CONFIG)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def is_transient(exc: Exception) -> bool:
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error_code(exc) in TRANSIENT_CODES or int(status) >= 500
+    return isinstance(exc, BotoCoreError)
+
+
+@contextmanager
+def transient_errors(action: str) -> Iterator[None]:
+    """Re-raise throttling/5xx/connection errors as TransientAwsError (retried by ASL)."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        if is_transient(exc):
+            raise TransientAwsError(f"{action}: AWS is throttling or unavailable ({exc}); retrying") from exc
+        raise

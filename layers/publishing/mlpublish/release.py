@@ -1,0 +1,288 @@
+"""The release specification: what a seller writes once per product (YAML or JSON).
+
+One file describes one product version. ``kind`` selects what is published; today the
+pipeline publishes ``model_package`` products with 1–15 containers. The shape already has
+room for ``algorithm`` products (a ``training`` section) and model packages built from an
+algorithm (``source_algorithm``) without renaming anything a seller has written.
+
+Validation errors carry the field path and the reason, e.g.
+``containers.0.image: must be an ECR image URI (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlpublish.errors import InvalidRelease
+
+SCHEMA_VERSION = 1
+
+ECR_IMAGE_RE = re.compile(
+    r"^(?P<registry>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repository>[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+S3_URI_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$")
+PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
+ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class ImageRef(BaseModel):
+    """An ECR image reference split into its parts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    registry_id: str
+    region: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, uri: str) -> ImageRef:
+        match = ECR_IMAGE_RE.match(uri)
+        if match is None:
+            raise ValueError(
+                "must be an ECR image URI (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG "
+                "or REPO@sha256:DIGEST)"
+            )
+        return cls(
+            registry_id=match["registry"],
+            region=match["region"],
+            repository=match["repository"],
+            tag=match["tag"],
+            digest=match["digest"],
+        )
+
+    @property
+    def host(self) -> str:
+        return f"{self.registry_id}.dkr.ecr.{self.region}.amazonaws.com"
+
+    @property
+    def reference(self) -> str:
+        """The digest if pinned, else the tag (``latest`` when neither is given)."""
+        return self.digest or self.tag or "latest"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    match = S3_URI_RE.match(uri)
+    if match is None:
+        raise ValueError("must be an S3 object URI: s3://BUCKET/KEY")
+    return match["bucket"], match["key"]
+
+
+def _check_s3_uri(value: str) -> str:
+    parse_s3_uri(value)
+    return value
+
+
+S3Uri = Annotated[str, Field(min_length=6, max_length=1024)]
+
+
+class Product(_Spec):
+    name: str = Field(
+        min_length=1,
+        max_length=40,
+        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+        description="Lower-case product slug; part of every resource name.",
+    )
+    version: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    kind: Literal["model_package", "algorithm"] = "model_package"
+    description: str = Field(default="", max_length=1024)
+
+
+class Container(_Spec):
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    image: str = Field(description="Source image in the seller's ECR: REPO:TAG or REPO@DIGEST.")
+    platform: str = Field(default="linux/amd64", description="Platform taken from an image index.")
+    model_data: S3Uri | None = Field(default=None, description="s3:// URI of model.tar.gz.")
+    environment: dict[str, str] = Field(default_factory=dict, max_length=16)
+
+    @field_validator("image")
+    @classmethod
+    def _image_is_ecr(cls, value: str) -> str:
+        ImageRef.parse(value)
+        return value
+
+    @field_validator("platform")
+    @classmethod
+    def _platform_shape(cls, value: str) -> str:
+        if not PLATFORM_RE.match(value):
+            raise ValueError("must be OS/ARCH[/VARIANT], e.g. linux/amd64")
+        return value
+
+    @field_validator("model_data")
+    @classmethod
+    def _model_data_uri(cls, value: str | None) -> str | None:
+        return None if value is None else _check_s3_uri(value)
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not ENV_KEY_RE.match(key):
+                raise ValueError(f"variable name {key!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
+            if len(item) > 1024:
+                raise ValueError(f"value of {key} is longer than 1024 characters")
+        return value
+
+    @property
+    def image_ref(self) -> ImageRef:
+        return ImageRef.parse(self.image)
+
+
+class Inference(_Spec):
+    content_types: list[str] = Field(min_length=1, description="SupportedContentTypes")
+    response_mime_types: list[str] = Field(min_length=1, description="SupportedResponseMIMETypes")
+    realtime_instance_types: list[str] = Field(min_length=1)
+    transform_instance_types: list[str] = Field(min_length=1)
+
+    @field_validator("realtime_instance_types")
+    @classmethod
+    def _realtime(cls, value: list[str]) -> list[str]:
+        return _known_instance_types(value, "ProductionVariantInstanceType")
+
+    @field_validator("transform_instance_types")
+    @classmethod
+    def _transform(cls, value: list[str]) -> list[str]:
+        return _known_instance_types(value, "TransformInstanceType")
+
+
+class Validation(_Spec):
+    """The one validation profile SageMaker runs as a batch transform job."""
+
+    profile_name: str = Field(default="validation", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    input: S3Uri = Field(description="s3:// URI of the validation input object.")
+    content_type: str
+    split_type: Literal["None", "Line", "RecordIO", "TFRecord"] = "None"
+    compression: Literal["None", "Gzip"] = "None"
+    instance_type: str
+    instance_count: int = Field(default=1, ge=1, le=10)
+    batch_strategy: Literal["MultiRecord", "SingleRecord"] = "SingleRecord"
+    max_payload_mb: int = Field(default=6, ge=1, le=100, description="Marketplace batch limit: 100 MB")
+    accept: str | None = None
+    timeout_minutes: int = Field(default=720, ge=10, le=7 * 24 * 60)
+    role_arn: str | None = Field(default=None, description="Defaults to the stack's validation role.")
+
+    @field_validator("input")
+    @classmethod
+    def _input_uri(cls, value: str) -> str:
+        return _check_s3_uri(value)
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        return _known_instance_types([value], "TransformInstanceType")[0]
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and not ROLE_ARN_RE.match(value):
+            raise ValueError("must be an IAM role ARN: arn:aws:iam::ACCOUNT:role/NAME")
+        return value
+
+
+class ReleaseSpec(_Spec):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    product: Product
+    publishing_region: str | None = Field(
+        default=None, description="Defaults to the stack's PublishingRegion parameter."
+    )
+    containers: list[Container] = Field(min_length=1, max_length=15)
+    inference: Inference
+    validation: Validation
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReleaseSpec:
+        if self.product.kind != "model_package":
+            raise ValueError(
+                f"product.kind {self.product.kind!r} is not published yet; use 'model_package'"
+            )
+        names = [container.name for container in self.containers]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"container names must be unique; repeated: {', '.join(duplicates)}")
+        accounts = {container.image_ref.registry_id for container in self.containers}
+        if len(accounts) > 1:
+            raise ValueError(
+                "all images must come from one ECR registry (the seller's account); found "
+                + ", ".join(sorted(accounts))
+            )
+        return self
+
+    @property
+    def source_account(self) -> str:
+        return self.containers[0].image_ref.registry_id
+
+
+@cache
+def _instance_type_enum(shape: str) -> frozenset[str]:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return frozenset(model.shape_for(shape).enum)
+
+
+def _known_instance_types(values: list[str], shape: str) -> list[str]:
+    known = _instance_type_enum(shape)
+    unknown = [value for value in values if value not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown instance type(s) {', '.join(unknown)} for {shape}; "
+            "use SageMaker names such as ml.m5.xlarge"
+        )
+    return values
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location) or "(top level)"
+
+
+def parse_release(text: str | bytes, *, source: str = "release") -> ReleaseSpec:
+    """Parse YAML or JSON text into a ReleaseSpec, or raise InvalidRelease with every problem."""
+    try:
+        document: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidRelease(
+            f"{source} is not valid YAML or JSON: {exc}. Fix the syntax and upload it again."
+        ) from exc
+    if not isinstance(document, dict):
+        raise InvalidRelease(
+            f"{source} must be a mapping with product, containers, inference and validation."
+        )
+    try:
+        return ReleaseSpec.model_validate(document)
+    except ValidationError as exc:
+        reasons = [
+            f"{_field_path(error['loc'])}: {_reason(error)}" for error in exc.errors()
+        ]
+        raise InvalidRelease(
+            f"{source} is not a valid release specification ({len(reasons)} problem(s)); "
+            "fix these fields:",
+            reasons=reasons,
+        ) from exc
+
+
+def _reason(error: Any) -> str:
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling against events/release.example.yaml)"
+    return message
+
+
+def canonical_json(spec: ReleaseSpec) -> str:
+    """A stable rendering of the spec, used for fingerprints."""
+    return json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

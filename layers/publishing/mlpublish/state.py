@@ -1,0 +1,203 @@
+"""Models of the state machine's payloads.
+
+The state carries references (URIs, digests, ARNs, sizes), never manifests or blob bytes,
+so every payload stays far below Step Functions' 256 KiB limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mlpublish.release import ImageRef, ReleaseSpec
+
+DOCKER_V2_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+TriggerKind = Literal["ecr-push", "s3-upload", "release-upload", "manual"]
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Trigger(_State):
+    kind: TriggerKind
+    ref: str = Field(default="", description="What fired: IMAGE@DIGEST, s3://BUCKET/KEY or a note")
+
+
+class StartInput(_State):
+    """The execution input. A manual start names a release file or inlines the spec."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    release_uri: str | None = None
+    release: dict[str, Any] | None = None
+    trigger: Trigger = Trigger(kind="manual")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StartInput:
+        if (self.release_uri is None) == (self.release is None):
+            raise ValueError("give exactly one of release_uri (s3://BUCKET/KEY) or release")
+        return self
+
+
+class PinnedImage(_State):
+    container: str
+    source: ImageRef = Field(description="Source image with the digest the release is pinned to")
+    platform: str
+    destination_repository: str
+
+
+class PinnedObject(_State):
+    role: Literal["model_data", "validation_input"]
+    container: str | None = None
+    source_bucket: str
+    source_key: str
+    etag: str
+    size: int
+    destination_bucket: str
+    destination_key: str
+
+    @property
+    def source_uri(self) -> str:
+        return f"s3://{self.source_bucket}/{self.source_key}"
+
+    @property
+    def destination_uri(self) -> str:
+        return f"s3://{self.destination_bucket}/{self.destination_key}"
+
+
+class Release(_State):
+    """A release with every source pinned: the output of ResolveRelease."""
+
+    spec: ReleaseSpec
+    release_uri: str | None
+    trigger: Trigger
+    fingerprint: str = Field(description="Hash of the spec and every pinned digest and ETag")
+    resource_name: str = Field(description="Model package / algorithm name, deterministic")
+    account_id: str
+    source_region: str
+    publishing_region: str
+    publishing_bucket: str
+    validation_role_arn: str
+    validation_output_uri: str
+    images: list[PinnedImage]
+    objects: list[PinnedObject]
+
+    def object_for(self, role: str, container: str | None = None) -> PinnedObject | None:
+        for item in self.objects:
+            if item.role == role and item.container == container:
+                return item
+        return None
+
+
+class BlobRef(_State):
+    digest: str
+    size: int
+    media_type: str
+
+
+class CopyTarget(_State):
+    """Where an image comes from and goes to; shared by the plan, blob and manifest steps."""
+
+    container: str
+    source: ImageRef
+    platform: str
+    destination_region: str
+    destination_repository: str
+
+
+class ImagePlan(_State):
+    target: CopyTarget
+    source_media_type: str
+    selected_digest: str = Field(description="Digest of the single-platform source manifest")
+    published_digest: str
+    published_media_type: str = DOCKER_V2_MANIFEST
+    conversion: Literal["none", "oci-to-docker"]
+    blobs_to_copy: list[BlobRef]
+    blobs_present: list[BlobRef]
+
+
+class CopyBlobInput(_State):
+    target: CopyTarget
+    blob: BlobRef
+
+
+class BlobCopied(_State):
+    digest: str
+    bytes_copied: int
+    skipped: bool
+
+
+class PublishedImage(_State):
+    container: str
+    repository: str
+    image_uri: str = Field(description="REPO_URI@DIGEST in the publishing region")
+    digest: str
+    media_type: str
+    source_digest: str = Field(description="The digest the release was pinned to")
+    selected_digest: str
+    conversion: str
+    blobs_copied: int
+    blobs_skipped: int
+    bytes_copied: int
+
+
+class CopiedObject(_State):
+    role: str
+    container: str | None
+    uri: str
+    etag: str
+    size: int
+    copied: bool
+
+
+class ResourceResult(_State):
+    arn: str
+    name: str
+    action: Literal["created", "reused", "recreated"]
+
+
+class StatusItem(_State):
+    name: str
+    status: str
+    failure_reason: str | None = None
+
+
+class ValidationProgress(_State):
+    status: str
+    attempt: int
+    wait_seconds: int
+    elapsed_seconds: int
+    validation_statuses: list[StatusItem] = []
+    image_scan_statuses: list[StatusItem] = []
+
+
+class ImageScanResult(_State):
+    repository: str
+    digest: str
+    status: str
+    severity_counts: dict[str, int] = {}
+
+
+class ScanProgress(_State):
+    complete: bool
+    attempt: int
+    wait_seconds: int
+    images: list[ImageScanResult]
+
+
+class Failure(_State):
+    stage: str
+    error: str
+    reason: str
+    reasons: list[str] = []
+
+
+class Announcement(_State):
+    outcome: Literal["ready", "failed"]
+    subject: str = Field(max_length=100)
+    message: str
+    detail_type: str
+    detail: dict[str, Any]
