@@ -21,8 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mlpublish.errors import InvalidRelease
 
-SCHEMA_VERSION = 1
-
 ECR_IMAGE_RE = re.compile(
     r"^(?P<registry>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
     r"(?P<repository>[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
@@ -54,8 +52,7 @@ class ImageRef(BaseModel):
         match = ECR_IMAGE_RE.match(uri)
         if match is None:
             raise ValueError(
-                "must be an ECR image URI (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG "
-                "or REPO@sha256:DIGEST)"
+                "must be an ECR image URI (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG or REPO@sha256:DIGEST)"
             )
         return cls(
             registry_id=match["registry"],
@@ -194,7 +191,7 @@ class Validation(_Spec):
 
 
 class ReleaseSpec(_Spec):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     product: Product
     publishing_region: str | None = Field(
         default=None, description="Defaults to the stack's PublishingRegion parameter."
@@ -206,9 +203,7 @@ class ReleaseSpec(_Spec):
     @model_validator(mode="after")
     def _consistent(self) -> ReleaseSpec:
         if self.product.kind != "model_package":
-            raise ValueError(
-                f"product.kind {self.product.kind!r} is not published yet; use 'model_package'"
-            )
+            raise ValueError(f"product.kind {self.product.kind!r} is not published yet; use 'model_package'")
         names = [container.name for container in self.containers]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -239,8 +234,7 @@ def _known_instance_types(values: list[str], shape: str) -> list[str]:
     unknown = [value for value in values if value not in known]
     if unknown:
         raise ValueError(
-            f"unknown instance type(s) {', '.join(unknown)} for {shape}; "
-            "use SageMaker names such as ml.m5.xlarge"
+            f"unknown instance type(s) {', '.join(unknown)} for {shape}; use SageMaker names such as ml.m5.xlarge"
         )
     return values
 
@@ -254,22 +248,15 @@ def parse_release(text: str | bytes, *, source: str = "release") -> ReleaseSpec:
     try:
         document: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InvalidRelease(
-            f"{source} is not valid YAML or JSON: {exc}. Fix the syntax and upload it again."
-        ) from exc
+        raise InvalidRelease(f"{source} is not valid YAML or JSON: {exc}. Fix the syntax and upload it again.") from exc
     if not isinstance(document, dict):
-        raise InvalidRelease(
-            f"{source} must be a mapping with product, containers, inference and validation."
-        )
+        raise InvalidRelease(f"{source} must be a mapping with product, containers, inference and validation.")
     try:
         return ReleaseSpec.model_validate(document)
     except ValidationError as exc:
-        reasons = [
-            f"{_field_path(error['loc'])}: {_reason(error)}" for error in exc.errors()
-        ]
+        reasons = [f"{_field_path(error['loc'])}: {_reason(error)}" for error in exc.errors()]
         raise InvalidRelease(
-            f"{source} is not a valid release specification ({len(reasons)} problem(s)); "
-            "fix these fields:",
+            f"{source} is not a valid release specification ({len(reasons)} problem(s)); fix these fields:",
             reasons=reasons,
         ) from exc
 

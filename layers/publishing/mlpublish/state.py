@@ -26,14 +26,27 @@ class Trigger(_State):
     ref: str = Field(default="", description="What fired: IMAGE@DIGEST, s3://BUCKET/KEY or a note")
 
 
+class PinSet(_State):
+    """Digest per container name; ETag and size per s3:// URI."""
+
+    images: dict[str, str] = {}
+    etags: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+
+
 class StartInput(_State):
-    """The execution input. A manual start names a release file or inlines the spec."""
+    """The execution input. A manual start names a release file or inlines the spec.
+
+    ``pins`` are set by the trigger (which pins to compute the execution name); a manual
+    start may omit them and ResolveRelease pins what is missing.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     release_uri: str | None = None
     release: dict[str, Any] | None = None
     trigger: Trigger = Trigger(kind="manual")
+    pins: PinSet = PinSet()
 
     @model_validator(mode="after")
     def _one_source(self) -> StartInput:

@@ -1,0 +1,36 @@
+"""CopyArtifacts: server-side copies of model data and validation input into the publishing region."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from mlpublish.aws import client
+from mlpublish.objects import copy_objects
+from mlpublish.state import PinnedObject
+
+logger = Logger()
+tracer = Tracer()
+
+
+class CopyArtifactsInput(BaseModel):
+    objects: list[PinnedObject]
+    source_region: str
+    publishing_region: str
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> list[dict[str, Any]]:
+    request = CopyArtifactsInput.model_validate(event)
+    copied = copy_objects(
+        client("s3", request.source_region),
+        client("s3", request.publishing_region),
+        request.objects,
+        region=request.publishing_region,
+    )
+    logger.info("artifacts in place", extra={"copied": sum(c.copied for c in copied), "total": len(copied)})
+    return [item.model_dump(mode="json") for item in copied]

@@ -1,0 +1,32 @@
+"""CreateModelPackage: the certified model package with its validation profile (idempotent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from mlpublish.aws import client
+from mlpublish.sagemaker import create_model_package
+from mlpublish.state import PublishedImage, Release
+
+logger = Logger()
+tracer = Tracer()
+
+
+class CreateModelPackageInput(BaseModel):
+    release: Release
+    images: list[PublishedImage]
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = CreateModelPackageInput.model_validate(event)
+    result = create_model_package(
+        client("sagemaker", request.release.publishing_region), request.release, request.images
+    )
+    logger.info("model package", extra={"arn": result.arn, "action": result.action})
+    return result.model_dump(mode="json")

@@ -1,0 +1,39 @@
+"""ResolveRelease: load the release, pin every source, check the Marketplace rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlpublish.aws import client, transient_errors
+from mlpublish.resolve import parse_start, pin, resolve, spec_of
+from mlpublish.settings import settings
+
+logger = Logger()
+tracer = Tracer()
+config = settings()
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    start = parse_start(event)
+    s3 = client("s3", config.region)
+    spec = spec_of(start, s3)
+    pins = pin(spec, ecr_for=lambda region: client("ecr", region), s3=s3, known=start.pins)
+    with transient_errors("reading the caller identity"):
+        account_id = client("sts", config.region).get_caller_identity()["Account"]
+    release = resolve(
+        start,
+        spec=spec,
+        pins=pins,
+        account_id=account_id,
+        source_region=config.region,
+        default_publishing_region=config.publishing_region,
+        publishing_bucket=config.publishing_bucket,
+        default_validation_role_arn=config.validation_role_arn,
+    )
+    logger.info("release resolved", extra={"resource_name": release.resource_name, "fingerprint": release.fingerprint})
+    return release.model_dump(mode="json")

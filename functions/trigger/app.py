@@ -1,0 +1,61 @@
+"""Trigger: SQS batch of EventBridge events (ECR push, S3 upload) -> release executions.
+
+Each record is processed on its own; a record that fails is reported back to SQS
+(partial batch response), retried, and after five tries lands in the dead-letter queue,
+whose alarm notifies the topic.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlpublish.aws import client
+from mlpublish.settings import settings
+from mlpublish.trigger import EventBridgeEvent, ReleaseCatalog, start_for_event
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+config = settings()
+catalog = ReleaseCatalog(client("s3", config.region), config.pipeline_bucket, config.release_prefix)
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    event = EventBridgeEvent.model_validate(json.loads(record.body))
+    started = start_for_event(
+        event,
+        catalog=catalog,
+        sfn=client("stepfunctions", config.region),
+        state_machine_arn=config.state_machine_arn,
+        ecr_for=lambda region: client("ecr", region),
+        publishing_region=config.publishing_region,
+    )
+    if not started:
+        logger.info("no release uses this event's image or object", extra={"detail": event.detail})
+        metrics.add_metric(name="UnmatchedTriggers", unit=MetricUnit.Count, value=1)
+    for item in started:
+        logger.info(
+            "release execution",
+            extra={"release": item.release_uri, "outcome": item.outcome, "execution": item.execution_arn},
+        )
+        metrics.add_metric(
+            name="ReleasesStarted" if item.outcome == "started" else "DuplicateTriggers",
+            unit=MetricUnit.Count,
+            value=1,
+        )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

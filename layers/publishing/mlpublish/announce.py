@@ -1,0 +1,176 @@
+"""What people and systems are told when a release ends: ready for listing, or failed.
+
+One function builds both the SNS message (for people) and the EventBridge event detail (for
+automation). The state machine publishes them through its direct SNS and EventBridge
+integrations.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mlpublish.state import (
+    Announcement,
+    CopiedObject,
+    Failure,
+    PublishedImage,
+    Release,
+    ResourceResult,
+    ScanProgress,
+    ValidationProgress,
+)
+
+READY = "Release Ready For Listing"
+FAILED = "Release Failed"
+
+
+class Copied(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    images: list[PublishedImage]
+    artifacts: list[CopiedObject]
+
+
+class SuccessState(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    execution: str = ""
+    release: Release
+    copied: Copied
+    scan: ScanProgress
+    resource: ResourceResult
+    validation: ValidationProgress
+
+
+def _subject(text: str) -> str:
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+def ready(state: SuccessState) -> Announcement:
+    release, resource = state.release, state.resource
+    spec = release.spec
+    images = [
+        {
+            "container": image.container,
+            "image_uri": image.image_uri,
+            "digest": image.digest,
+            "source_digest": image.source_digest,
+            "media_type": image.media_type,
+            "conversion": image.conversion,
+        }
+        for image in state.copied.images
+    ]
+    detail = {
+        "product": spec.product.name,
+        "version": spec.product.version,
+        "kind": spec.product.kind,
+        "publishing_region": release.publishing_region,
+        "model_package_arn": resource.arn,
+        "model_package_name": resource.name,
+        "model_package_action": resource.action,
+        "fingerprint": release.fingerprint,
+        "images": images,
+        "artifacts": [{"role": a.role, "container": a.container, "uri": a.uri} for a in state.copied.artifacts],
+        "validation": state.validation.model_dump(
+            mode="json", include={"status", "validation_statuses", "image_scan_statuses"}
+        ),
+        "image_scans": [scan.model_dump(mode="json") for scan in state.scan.images],
+        "release_uri": release.release_uri,
+        "trigger": release.trigger.model_dump(mode="json"),
+        "execution": state.execution,
+    }
+    lines = [
+        f"{spec.product.name} {spec.product.version} is ready to list on AWS Marketplace.",
+        "",
+        f"Model package: {resource.arn} ({resource.action})",
+        f"Publishing region: {release.publishing_region}",
+        "Images:",
+        *(
+            f"  {image['container']}: {image['image_uri']} ({image['media_type']}"
+            + (f", converted from {image['source_digest']}" if image["digest"] != image["source_digest"] else "")
+            + ")"
+            for image in images
+        ),
+        f"Validation: {state.validation.status}; image scans: "
+        + ", ".join(f"{scan.repository} {scan.status}" for scan in state.scan.images),
+        "",
+        "Next: in the AWS Marketplace Management Portal, add a version to the product with this model "
+        "package ARN (or use the Catalog API AddDeliveryOptions change).",
+        f"Execution: {state.execution}",
+    ]
+    return Announcement(
+        outcome="ready",
+        subject=_subject(f"Ready for listing: {spec.product.name} {spec.product.version}"),
+        message="\n".join(lines),
+        detail_type=READY,
+        detail=detail,
+    )
+
+
+def parse_error(error: dict[str, Any] | None, stage: str) -> Failure:
+    """Turn a Catch block's ``{"Error", "Cause"}`` into stage, reason and every listed reason."""
+    error = error or {}
+    name = str(error.get("Error", "States.Runtime"))
+    cause = str(error.get("Cause", "") or "")
+    message = cause
+    try:
+        payload = json.loads(cause)
+        if isinstance(payload, dict) and "errorMessage" in payload:
+            message = str(payload["errorMessage"])
+            name = str(payload.get("errorType", name))
+    except ValueError:
+        pass
+    reason, _, rest = message.partition("\n- ")
+    reasons = [line for line in ("- " + rest).split("\n- ") if line.strip("- ")] if rest else []
+    return Failure(stage=stage, error=name, reason=reason.strip() or name, reasons=[r.strip() for r in reasons])
+
+
+def failed(state: dict[str, Any]) -> Announcement:
+    failure = parse_error(state.get("error"), str(state.get("failed_stage", "unknown")))
+    release = _release_or_none(state.get("release"))
+    product = release.spec.product.name if release else "release"
+    version = release.spec.product.version if release else ""
+    title = f"{product} {version}".strip()
+    detail: dict[str, Any] = {
+        "product": release.spec.product.name if release else None,
+        "version": version or None,
+        "stage": failure.stage,
+        "error": failure.error,
+        "reason": failure.reason,
+        "reasons": failure.reasons,
+        "release_uri": release.release_uri if release else state.get("release_uri"),
+        "trigger": state.get("trigger") if release is None else release.trigger.model_dump(mode="json"),
+        "execution": state.get("execution", ""),
+    }
+    resource = state.get("resource")
+    if isinstance(resource, dict) and resource.get("arn"):
+        detail["model_package_arn"] = resource["arn"]
+    lines = [
+        f"Publishing {title} failed at stage {failure.stage}.",
+        "",
+        f"{failure.error}: {failure.reason}",
+        *(f"  - {reason}" for reason in failure.reasons),
+        "",
+        "Nothing was listed. Fix the cause and push, upload or start the release again: finished "
+        "work (copied blobs and objects, a validated package) is reused.",
+        f"Execution: {detail['execution']}",
+    ]
+    return Announcement(
+        outcome="failed",
+        subject=_subject(f"Release failed: {title} at {failure.stage}"),
+        message="\n".join(lines),
+        detail_type=FAILED,
+        detail=detail,
+    )
+
+
+def _release_or_none(raw: Any) -> Release | None:
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return Release.model_validate(raw)
+    except ValidationError:
+        return None

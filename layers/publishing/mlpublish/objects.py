@@ -1,0 +1,119 @@
+"""Copying model artifacts and validation data into the publishing region, server-side.
+
+S3 copies bytes itself (CopyObject, or UploadPartCopy for large objects through the managed
+transfer): nothing passes through Lambda memory. The copy is conditional on the pinned
+ETag, so an object overwritten after the release was resolved fails the copy instead of
+publishing other bytes. A destination that already holds the pinned source is not copied
+again (its metadata records the source ETag).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+
+from mlpublish.aws import error_code, transient_errors
+from mlpublish.errors import ArtifactCopyFailed, SourceChanged
+from mlpublish.state import CopiedObject, PinnedObject
+
+SOURCE_ETAG = "mlpublish-source-etag"
+SOURCE_URI = "mlpublish-source-uri"
+
+# Parts of 64 MiB keep a 5 GB model under ~80 UploadPartCopy calls.
+_TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, multipart_chunksize=64 * 1024 * 1024)
+
+
+def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
+    """Create the publishing bucket if missing: private, encrypted, tagged."""
+    try:
+        with transient_errors(f"checking bucket {bucket}"):
+            s3.head_bucket(Bucket=bucket)
+        return
+    except ClientError as exc:
+        if error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
+            raise ArtifactCopyFailed(
+                f"publishing bucket {bucket} exists but is not usable ({error_code(exc)}); it must be "
+                "owned by this account, or set the PublishingBucketName parameter to another name"
+            ) from exc
+    create: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        create["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        with transient_errors(f"creating bucket {bucket}"):
+            s3.create_bucket(**create)
+    except ClientError as exc:
+        if error_code(exc) != "BucketAlreadyOwnedByYou":
+            raise ArtifactCopyFailed(f"cannot create publishing bucket {bucket}: {exc}") from exc
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "managed-by", "Value": "mlpublish"}]})
+
+
+def already_copied(s3: Any, item: PinnedObject) -> bool:
+    try:
+        with transient_errors(f"checking {item.destination_uri}"):
+            head = s3.head_object(Bucket=item.destination_bucket, Key=item.destination_key)
+    except ClientError as exc:
+        if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise
+    return bool(head.get("Metadata", {}).get(SOURCE_ETAG) == item.etag)
+
+
+def copy_object(source_s3: Any, destination_s3: Any, item: PinnedObject) -> CopiedObject:
+    """Copy one pinned object (or confirm it is there already)."""
+    copied = not already_copied(destination_s3, item)
+    if copied:
+        try:
+            with transient_errors(f"copying {item.source_uri}"):
+                destination_s3.copy(
+                    {"Bucket": item.source_bucket, "Key": item.source_key},
+                    item.destination_bucket,
+                    item.destination_key,
+                    ExtraArgs={
+                        "CopySourceIfMatch": f'"{item.etag}"',
+                        "MetadataDirective": "REPLACE",
+                        "Metadata": {SOURCE_ETAG: item.etag, SOURCE_URI: item.source_uri},
+                    },
+                    SourceClient=source_s3,
+                    Config=_TRANSFER,
+                )
+        except ClientError as exc:
+            if error_code(exc) in {"PreconditionFailed", "412"}:
+                raise SourceChanged(
+                    f"{item.source_uri} changed after the release was resolved (pinned ETag {item.etag}); "
+                    "start the release again to publish the new object"
+                ) from exc
+            raise ArtifactCopyFailed(
+                f"copying {item.source_uri} to {item.destination_uri} failed ({error_code(exc)}): {exc}"
+            ) from exc
+    return CopiedObject(
+        role=item.role,
+        container=item.container,
+        uri=item.destination_uri,
+        etag=item.etag,
+        size=item.size,
+        copied=copied,
+    )
+
+
+def copy_objects(source_s3: Any, destination_s3: Any, items: list[PinnedObject], *, region: str) -> list[CopiedObject]:
+    buckets = sorted({item.destination_bucket for item in items})
+    for bucket in buckets:
+        ensure_bucket(destination_s3, bucket, region)
+    return [copy_object(source_s3, destination_s3, item) for item in items]

@@ -1,0 +1,208 @@
+"""Resolve a release: load the spec, pin every source, check the rules, name what is made.
+
+Pinning (image tag -> digest, object -> ETag) happens once, here. Later steps use only the
+pinned values, so a tag pushed again or an object overwritten mid-release cannot mix two
+versions into one model package. The fingerprint of the pins names the execution and the
+model package, which makes a repeated trigger for the same content a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from mlpublish import preflight
+from mlpublish.aws import error_code, transient_errors
+from mlpublish.errors import InvalidRelease, ReleaseNotFound
+from mlpublish.release import ImageRef, ReleaseSpec, canonical_json, parse_release, parse_s3_uri
+from mlpublish.state import PinnedImage, PinnedObject, PinSet, Release, StartInput
+
+
+def load_spec(s3: Any, release_uri: str) -> ReleaseSpec:
+    bucket, key = parse_s3_uri(release_uri)
+    try:
+        with transient_errors(f"reading {release_uri}"):
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if error_code(exc) in {"NoSuchKey", "NoSuchBucket", "404", "AccessDenied"}:
+            raise ReleaseNotFound(
+                f"release file {release_uri} cannot be read ({error_code(exc)}); upload it or fix the URI"
+            ) from exc
+        raise
+    return parse_release(body, source=release_uri)
+
+
+def spec_of(start: StartInput, s3: Any) -> ReleaseSpec:
+    if start.release_uri is not None:
+        return load_spec(s3, start.release_uri)
+    return parse_release_document(start.release or {})
+
+
+def parse_release_document(document: dict[str, Any]) -> ReleaseSpec:
+    return parse_release(json.dumps(document), source="the inline release")
+
+
+def release_objects(spec: ReleaseSpec) -> list[tuple[str, str | None, str]]:
+    """(role, container, s3 uri) of every object the release needs in the publishing region."""
+    objects: list[tuple[str, str | None, str]] = [
+        ("model_data", container.name, container.model_data)
+        for container in spec.containers
+        if container.model_data is not None
+    ]
+    objects.append(("validation_input", None, spec.validation.input))
+    return objects
+
+
+def pin_image(ecr: Any, ref: ImageRef, *, where: str) -> str:
+    """The digest the image reference points to now."""
+    image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.reference}
+    try:
+        with transient_errors(f"describing {where}"):
+            found = ecr.describe_images(registryId=ref.registry_id, repositoryName=ref.repository, imageIds=[image_id])[
+                "imageDetails"
+            ]
+    except ClientError as exc:
+        if error_code(exc) in {"ImageNotFoundException", "RepositoryNotFoundException"}:
+            raise ReleaseNotFound(
+                f"{where}: image {ref.repository}:{ref.reference} is not in ECR {ref.region} "
+                f"({error_code(exc)}); push it or fix the image URI"
+            ) from exc
+        raise
+    if not found:
+        raise ReleaseNotFound(f"{where}: image {ref.repository}:{ref.reference} is not in ECR {ref.region}")
+    return str(found[0]["imageDigest"])
+
+
+def pin_object(s3: Any, uri: str, *, where: str) -> tuple[str, int]:
+    bucket, key = parse_s3_uri(uri)
+    try:
+        with transient_errors(f"reading {uri}"):
+            head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if error_code(exc) in {"404", "NoSuchKey", "NoSuchBucket", "403", "AccessDenied"}:
+            raise ReleaseNotFound(
+                f"{where}: {uri} cannot be read ({error_code(exc)}); upload it or fix the URI"
+            ) from exc
+        raise
+    return str(head["ETag"]).strip('"'), int(head["ContentLength"])
+
+
+def pin(spec: ReleaseSpec, *, ecr_for: Any, s3: Any, known: PinSet | None = None) -> PinSet:
+    """Pin every image and object; pins already known (from the trigger) are kept."""
+    known = known or PinSet()
+    images = dict(known.images)
+    for index, container in enumerate(spec.containers):
+        if container.name not in images:
+            ref = container.image_ref
+            images[container.name] = pin_image(ecr_for(ref.region), ref, where=f"containers.{index}.image")
+    etags, sizes = dict(known.etags), dict(known.sizes)
+    for role, name, uri in release_objects(spec):
+        if uri not in etags or uri not in sizes:
+            where = f"containers[{name}].model_data" if name else f"validation.{role.split('_')[-1]}"
+            etags[uri], sizes[uri] = pin_object(s3, uri, where=where)
+    return PinSet(images=images, etags=etags, sizes=sizes)
+
+
+def fingerprint(spec: ReleaseSpec, pins: PinSet, publishing_region: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(canonical_json(spec).encode())
+    digest.update(publishing_region.encode())
+    for name in sorted(pins.images):
+        digest.update(f"\0{name}={pins.images[name]}".encode())
+    for uri in sorted(pins.etags):
+        digest.update(f"\0{uri}={pins.etags[uri]}".encode())
+    return digest.hexdigest()
+
+
+def resource_name(spec: ReleaseSpec, fingerprint_hex: str) -> str:
+    """``<product>-<version>-<fp8>``: valid as a SageMaker EntityName (1-63, [a-zA-Z0-9-])."""
+    base = re.sub(r"[^a-zA-Z0-9]+", "-", f"{spec.product.name}-{spec.product.version}").strip("-")
+    return f"{base[:54].rstrip('-')}-{fingerprint_hex[:8]}"
+
+
+def execution_name(spec: ReleaseSpec, fingerprint_hex: str, attempt: int = 1) -> str:
+    """Step Functions execution names: 1-80 of [0-9A-Za-z_-]; deterministic per content."""
+    base = re.sub(r"[^a-zA-Z0-9]+", "-", f"{spec.product.name}-{spec.product.version}").strip("-")
+    name = f"{base[:60].rstrip('-')}-{fingerprint_hex[:12]}"
+    return name if attempt == 1 else f"{name}-r{attempt}"
+
+
+def resolve(
+    start: StartInput,
+    *,
+    spec: ReleaseSpec,
+    pins: PinSet,
+    account_id: str,
+    source_region: str,
+    default_publishing_region: str,
+    publishing_bucket: str,
+    default_validation_role_arn: str,
+) -> Release:
+    """Build the pinned Release after checking every Marketplace rule."""
+    publishing_region = spec.publishing_region or default_publishing_region
+    preflight.check_release(spec, account_id=account_id, publishing_region=publishing_region, object_sizes=pins.sizes)
+    fp = fingerprint(spec, pins, publishing_region)
+    name = resource_name(spec, fp)
+    images = [
+        PinnedImage(
+            container=container.name,
+            source=container.image_ref.model_copy(update={"digest": pins.images[container.name]}),
+            platform=container.platform,
+            destination_repository=container.image_ref.repository,
+        )
+        for container in spec.containers
+    ]
+    objects = []
+    for role, container, uri in release_objects(spec):
+        bucket, key = parse_s3_uri(uri)
+        etag = pins.etags[uri]
+        filename = key.rsplit("/", 1)[-1]
+        scope = container or "validation"
+        objects.append(
+            PinnedObject(
+                role=role,
+                container=container,
+                source_bucket=bucket,
+                source_key=key,
+                etag=etag,
+                size=pins.sizes[uri],
+                destination_bucket=publishing_bucket,
+                # Content-addressed by ETag: a new upload never overwrites what an existing
+                # model package points to.
+                destination_key=(
+                    f"artifacts/{spec.product.name}/{spec.product.version}/{scope}/"
+                    f"{etag.replace('-', '_')[:32]}/{filename}"
+                ),
+            )
+        )
+    return Release(
+        spec=spec,
+        release_uri=start.release_uri,
+        trigger=start.trigger,
+        fingerprint=fp,
+        resource_name=name,
+        account_id=account_id,
+        source_region=source_region,
+        publishing_region=publishing_region,
+        publishing_bucket=publishing_bucket,
+        validation_role_arn=spec.validation.role_arn or default_validation_role_arn,
+        validation_output_uri=f"s3://{publishing_bucket}/validation-output/{name}/",
+        images=images,
+        objects=objects,
+    )
+
+
+def parse_start(event: dict[str, Any]) -> StartInput:
+    try:
+        return StartInput.model_validate(event)
+    except ValidationError as exc:
+        reasons = [f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors()]
+        raise InvalidRelease(
+            'execution input is invalid; start with {"release_uri": "s3://BUCKET/releases/FILE.yaml"}',
+            reasons=reasons,
+        ) from exc

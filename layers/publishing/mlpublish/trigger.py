@@ -1,0 +1,257 @@
+"""From an ECR push or S3 upload event to a started (or deduplicated) release execution.
+
+The execution name is derived from the release's content fingerprint, so a duplicate
+delivery or a second push of the same digest finds the execution already running or done
+and starts nothing. After a failed execution the next attempt gets a ``-rN`` suffix and
+reuses everything the failed one finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlpublish.aws import error_code, transient_errors
+from mlpublish.errors import InvalidRelease, PipelineError, ReleaseNotFound
+from mlpublish.release import ReleaseSpec, parse_release
+from mlpublish.resolve import execution_name, fingerprint, pin, release_objects
+from mlpublish.state import PinSet, StartInput, Trigger
+
+RELEASE_SUFFIXES = (".yaml", ".yml", ".json")
+MAX_ATTEMPTS = 50
+RUNNING_OR_DONE = frozenset({"RUNNING", "SUCCEEDED", "PENDING_REDRIVE"})
+
+
+class EcrPushDetail(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    result: str
+    action_type: str = Field(alias="action-type")
+    repository_name: str = Field(alias="repository-name")
+    image_digest: str = Field(alias="image-digest")
+    image_tag: str | None = Field(default=None, alias="image-tag")
+
+
+class S3Bucket(BaseModel):
+    name: str
+
+
+class S3Object(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    key: str
+    etag: str | None = None
+    size: int | None = None
+
+
+class S3CreatedDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    bucket: S3Bucket
+    object: S3Object
+
+
+class EventBridgeEvent(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    source: str
+    detail_type: str = Field(alias="detail-type")
+    account: str
+    region: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Started:
+    release_uri: str
+    execution_arn: str
+    name: str
+    outcome: Literal["started", "duplicate"]
+
+
+class ReleaseCatalog:
+    """Release files in the pipeline bucket, parsed once per ETag for the container's life."""
+
+    def __init__(self, s3: Any, bucket: str, prefix: str) -> None:
+        self.s3, self.bucket, self.prefix = s3, bucket, prefix
+        self._parsed: dict[tuple[str, str], ReleaseSpec | None] = {}
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def is_release_key(self, bucket: str, key: str) -> bool:
+        return bucket == self.bucket and key.startswith(self.prefix) and key.endswith(RELEASE_SUFFIXES)
+
+    def load(self, key: str) -> ReleaseSpec:
+        with transient_errors(f"reading {self.uri(key)}"):
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        return parse_release(response["Body"].read(), source=self.uri(key))
+
+    def all(self) -> list[tuple[str, ReleaseSpec]]:
+        """Every valid release; invalid files are skipped here (they fail loudly on upload)."""
+        releases = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        with transient_errors(f"listing {self.uri(self.prefix)}"):
+            pages = list(paginator.paginate(Bucket=self.bucket, Prefix=self.prefix))
+        for page in pages:
+            for item in page.get("Contents", []):
+                key, etag = item["Key"], item["ETag"]
+                if not key.endswith(RELEASE_SUFFIXES):
+                    continue
+                if (key, etag) not in self._parsed:
+                    try:
+                        self._parsed[(key, etag)] = self.load(key)
+                    except InvalidRelease:
+                        self._parsed[(key, etag)] = None
+                spec = self._parsed[(key, etag)]
+                if spec is not None:
+                    releases.append((key, spec))
+        return releases
+
+
+def releases_for_push(catalog: ReleaseCatalog, event: EventBridgeEvent) -> list[tuple[str, ReleaseSpec, PinSet]]:
+    """Releases with a container whose image is the pushed repository and tag (or digest)."""
+    push = EcrPushDetail.model_validate(event.detail)
+    if push.result != "SUCCESS" or push.action_type != "PUSH":
+        return []
+    matches = []
+    for key, spec in catalog.all():
+        pinned = {}
+        for container in spec.containers:
+            ref = container.image_ref
+            same_repo = (ref.registry_id, ref.region, ref.repository) == (
+                event.account,
+                event.region,
+                push.repository_name,
+            )
+            if same_repo and (ref.digest == push.image_digest or (not ref.digest and ref.reference == push.image_tag)):
+                pinned[container.name] = push.image_digest
+        if pinned:
+            matches.append((key, spec, PinSet(images=pinned)))
+    return matches
+
+
+def releases_for_upload(catalog: ReleaseCatalog, event: EventBridgeEvent) -> list[tuple[str, ReleaseSpec, PinSet]]:
+    """The uploaded release file itself, or releases that name the uploaded object."""
+    upload = S3CreatedDetail.model_validate(event.detail)
+    bucket, key = upload.bucket.name, upload.object.key
+    if catalog.is_release_key(bucket, key):
+        return [(key, catalog.load(key), PinSet())]
+    uri = f"s3://{bucket}/{key}"
+    matches = []
+    for release_key, spec in catalog.all():
+        if any(object_uri == uri for _, _, object_uri in release_objects(spec)):
+            pins = PinSet()
+            if upload.object.etag and upload.object.size is not None:
+                pins = PinSet(etags={uri: upload.object.etag}, sizes={uri: upload.object.size})
+            matches.append((release_key, spec, pins))
+    return matches
+
+
+def start_release(
+    sfn: Any,
+    state_machine_arn: str,
+    *,
+    release_uri: str,
+    spec: ReleaseSpec,
+    pins: PinSet,
+    trigger: Trigger,
+    publishing_region: str,
+) -> Started:
+    """Start the release's execution unless one for the same content runs or succeeded."""
+    fp = fingerprint(spec, pins, spec.publishing_region or publishing_region)
+    start = StartInput(release_uri=release_uri, trigger=trigger, pins=pins)
+    payload = json.dumps(start.model_dump(mode="json", exclude_none=True))
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        name = execution_name(spec, fp, attempt)
+        arn = f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+        try:
+            with transient_errors(f"starting execution {name}"):
+                response = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=payload)
+            return Started(release_uri, str(response["executionArn"]), name, "started")
+        except ClientError as exc:
+            if error_code(exc) != "ExecutionAlreadyExists":
+                raise
+        status = sfn.describe_execution(executionArn=arn)["status"]
+        if status in RUNNING_OR_DONE:
+            return Started(release_uri, arn, name, "duplicate")
+    raise PipelineError(
+        f"release {release_uri} failed {MAX_ATTEMPTS} times with the same content; fix it before retrying"
+    )
+
+
+def _unresolvable_name(key: str, trigger: Trigger) -> str:
+    """Name for a release that cannot be pinned here: ResolveRelease will fail and announce why."""
+    slug = re.sub(r"[^a-zA-Z0-9]+", "-", key.rsplit("/", 1)[-1]).strip("-")[:50]
+    return f"{slug}-{hashlib.sha256(trigger.ref.encode()).hexdigest()[:12]}"
+
+
+def start_for_event(
+    event: EventBridgeEvent,
+    *,
+    catalog: ReleaseCatalog,
+    sfn: Any,
+    state_machine_arn: str,
+    ecr_for: Any,
+    publishing_region: str,
+) -> list[Started]:
+    """Start every release the event concerns; an empty list means none uses it."""
+    if event.detail_type == "ECR Image Action":
+        push = EcrPushDetail.model_validate(event.detail)
+        trigger = Trigger(kind="ecr-push", ref=f"{push.repository_name}@{push.image_digest}")
+        matches = releases_for_push(catalog, event)
+    elif event.detail_type == "Object Created":
+        upload = S3CreatedDetail.model_validate(event.detail)
+        uri = f"s3://{upload.bucket.name}/{upload.object.key}"
+        is_release = catalog.is_release_key(upload.bucket.name, upload.object.key)
+        trigger = Trigger(kind="release-upload" if is_release else "s3-upload", ref=f"{uri}#{upload.object.etag}")
+        try:
+            matches = releases_for_upload(catalog, event)
+        except (InvalidRelease, ReleaseNotFound):
+            return [
+                _start_unresolvable(sfn, state_machine_arn, upload.object.key, catalog.uri(upload.object.key), trigger)
+            ]
+    else:
+        raise PipelineError(
+            f"unexpected event {event.source}/{event.detail_type}; the trigger queue only takes ECR pushes "
+            "and S3 uploads (check the EventBridge rules)"
+        )
+    started = []
+    for key, spec, known in matches:
+        uri = catalog.uri(key)
+        try:
+            pins = pin(spec, ecr_for=ecr_for, s3=catalog.s3, known=known)
+        except ReleaseNotFound:
+            started.append(_start_unresolvable(sfn, state_machine_arn, key, uri, trigger))
+            continue
+        started.append(
+            start_release(
+                sfn,
+                state_machine_arn,
+                release_uri=uri,
+                spec=spec,
+                pins=pins,
+                trigger=trigger,
+                publishing_region=publishing_region,
+            )
+        )
+    return started
+
+
+def _start_unresolvable(sfn: Any, state_machine_arn: str, key: str, uri: str, trigger: Trigger) -> Started:
+    name = _unresolvable_name(key, trigger)
+    payload = json.dumps(StartInput(release_uri=uri, trigger=trigger).model_dump(mode="json", exclude_none=True))
+    try:
+        with transient_errors(f"starting execution {name}"):
+            arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=payload)["executionArn"]
+    except ClientError as exc:
+        if error_code(exc) != "ExecutionAlreadyExists":
+            raise
+        return Started(uri, f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}", name, "duplicate")
+    return Started(uri, str(arn), name, "started")
