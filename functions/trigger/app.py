@@ -20,6 +20,8 @@ from mlpublish.aws import client
 from mlpublish.settings import settings
 from mlpublish.trigger import EventBridgeEvent, ReleaseCatalog, start_for_event
 
+METRIC_BY_OUTCOME = {"started": "ReleasesStarted", "duplicate": "DuplicateTriggers", "waiting": "ReleasesWaiting"}
+
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
@@ -43,15 +45,16 @@ def record_handler(record: SQSRecord) -> None:
         logger.info("no release uses this event's image or object", extra={"detail": event.detail})
         metrics.add_metric(name="UnmatchedTriggers", unit=MetricUnit.Count, value=1)
     for item in started:
-        logger.info(
-            "release execution",
-            extra={"release": item.release_uri, "outcome": item.outcome, "execution": item.execution_arn},
-        )
-        metrics.add_metric(
-            name="ReleasesStarted" if item.outcome == "started" else "DuplicateTriggers",
-            unit=MetricUnit.Count,
-            value=1,
-        )
+        if item.outcome == "waiting":
+            logger.warning(
+                "release waits for its other sources", extra={"release": item.release_uri, "missing": item.note}
+            )
+        else:
+            logger.info(
+                "release execution",
+                extra={"release": item.release_uri, "outcome": item.outcome, "execution": item.execution_arn},
+            )
+        metrics.add_metric(name=METRIC_BY_OUTCOME[item.outcome], unit=MetricUnit.Count, value=1)
 
 
 @logger.inject_lambda_context

@@ -72,7 +72,8 @@ class Started:
     release_uri: str
     execution_arn: str
     name: str
-    outcome: Literal["started", "duplicate"]
+    outcome: Literal["started", "duplicate", "waiting"]
+    note: str = ""
 
 
 class ReleaseCatalog:
@@ -213,7 +214,8 @@ def start_for_event(
         trigger = Trigger(kind="release-upload" if is_release else "s3-upload", ref=f"{uri}#{upload.object.etag}")
         try:
             matches = releases_for_upload(catalog, event)
-        except (InvalidRelease, ReleaseNotFound):
+        except InvalidRelease:
+            # Start anyway: ResolveRelease fails with every field error and announces them.
             return [
                 _start_unresolvable(sfn, state_machine_arn, upload.object.key, catalog.uri(upload.object.key), trigger)
             ]
@@ -227,8 +229,10 @@ def start_for_event(
         uri = catalog.uri(key)
         try:
             pins = pin(spec, ecr_for=ecr_for, s3=catalog.s3, known=known)
-        except ReleaseNotFound:
-            started.append(_start_unresolvable(sfn, state_machine_arn, key, uri, trigger))
+        except ReleaseNotFound as exc:
+            # Sellers upload the release file, artifacts and images in any order: the last
+            # one to arrive starts the release. A manual start reports what is missing.
+            started.append(Started(uri, "", "", "waiting", note=exc.message))
             continue
         started.append(
             start_release(

@@ -1,0 +1,25 @@
+"""CopyBlob: stream one blob into the publishing region, verifying its sha256 on the way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlpublish.images.copy import copy_blob
+from mlpublish.images.registry import EcrRegistry
+from mlpublish.state import CopyBlobInput
+
+logger = Logger()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = CopyBlobInput.model_validate(event)
+    target = request.target
+    result = copy_blob(target, request.blob, EcrRegistry(target.source.region), EcrRegistry(target.destination_region))
+    logger.info("blob", extra={"digest": result.digest, "bytes": result.bytes_copied, "skipped": result.skipped})
+    return result.model_dump(mode="json")

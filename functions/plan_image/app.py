@@ -1,0 +1,46 @@
+"""PlanImage: pick the platform, plan the Docker v2 manifest, list the blobs still to copy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from mlpublish.images.copy import plan_image
+from mlpublish.images.registry import EcrRegistry
+from mlpublish.state import CopyTarget, PinnedImage
+
+logger = Logger()
+tracer = Tracer()
+
+
+class PlanImageInput(BaseModel):
+    image: PinnedImage
+    publishing_region: str
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = PlanImageInput.model_validate(event)
+    image = request.image
+    target = CopyTarget(
+        container=image.container,
+        source=image.source,
+        platform=image.platform,
+        destination_region=request.publishing_region,
+        destination_repository=image.destination_repository,
+    )
+    plan = plan_image(target, EcrRegistry(image.source.region), EcrRegistry(request.publishing_region))
+    logger.info(
+        "image planned",
+        extra={
+            "container": image.container,
+            "conversion": plan.conversion,
+            "to_copy": len(plan.blobs_to_copy),
+            "present": len(plan.blobs_present),
+        },
+    )
+    return plan.model_dump(mode="json")
