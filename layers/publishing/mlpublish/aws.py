@@ -9,7 +9,8 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from mlpublish.errors import TransientAwsError
 
@@ -50,7 +51,8 @@ def is_transient(exc: Exception) -> bool:
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return error_code(exc) in TRANSIENT_CODES or int(status) >= 500
-    return isinstance(exc, BotoCoreError)
+    # Connection resets and timeouts are worth retrying; parameter errors are bugs.
+    return isinstance(exc, (BotoConnectionError, HTTPClientError))
 
 
 @contextmanager

@@ -1,0 +1,202 @@
+"""The image-copy steps: plan, copy one blob, put the manifest (one Lambda each).
+
+The state machine runs ``plan_image`` once per container, ``copy_blob`` in a Map over the
+plan's ``blobs_to_copy`` (in parallel), then ``put_manifest``. Each step is idempotent and
+re-derives what it needs from the pinned source digest, so the state carries only digests.
+Registries are passed in (``EcrRegistry`` in AWS, fakes in tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from mlpublish.errors import BlobDigestMismatch, ImageCopyFailed, InvalidRelease, SourceChanged
+from mlpublish.images.manifests import (
+    ConvertedManifest,
+    blobs_of,
+    parse_manifest,
+    select_platform,
+    sha256_digest,
+    to_docker_v2,
+)
+from mlpublish.images.registry import FetchedManifest, ImageRegistry
+from mlpublish.release import ImageRef
+from mlpublish.state import DOCKER_V2_MANIFEST, BlobCopied, BlobRef, CopyTarget, ImagePlan, PublishedImage
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """The source as published: top-level media type, platform manifest, Docker v2 result."""
+
+    source_media_type: str
+    selected_digest: str
+    published: ConvertedManifest
+
+
+def plan_image(target: CopyTarget, source: ImageRegistry, destination: ImageRegistry) -> ImagePlan:
+    """Decide what to publish and which blobs the destination lacks.
+
+    Every check (digests, platform, convertibility) runs before the first write, which is
+    creating the destination repository.
+    """
+    resolved = _resolve(target, source)
+    blobs = _published_blobs(resolved)
+    destination.ensure_repository(target.destination_repository)
+    missing = destination.missing_blobs(target.destination_repository, [blob.digest for blob in blobs])
+    return ImagePlan(
+        target=target,
+        source_media_type=resolved.source_media_type,
+        selected_digest=resolved.selected_digest,
+        published_digest=resolved.published.digest,
+        conversion=resolved.published.conversion,
+        blobs_to_copy=[blob for blob in blobs if blob.digest in missing],
+        blobs_present=[blob for blob in blobs if blob.digest not in missing],
+    )
+
+
+def copy_blob(target: CopyTarget, blob: BlobRef, source: ImageRegistry, destination: ImageRegistry) -> BlobCopied:
+    """Stream one blob from the source to the destination, verifying it before completing.
+
+    Memory stays bounded by one upload part (nothing is buffered whole, nothing goes to
+    /tmp). The sha256 and size are checked as the last bytes arrive; a mismatch raises
+    BlobDigestMismatch before CompleteLayerUpload, so a corrupt blob is never published.
+    """
+    repository = target.destination_repository
+    if not destination.missing_blobs(repository, [blob.digest]):
+        return BlobCopied(digest=blob.digest, bytes_copied=0, skipped=True)
+    where = _image_name(target.source)
+    with source.open_blob(target.source.repository, blob.digest, target.source.registry_id) as chunks:
+        uploaded = destination.upload_blob(repository, blob.digest, blob.size, _verified(chunks, blob, where))
+    return BlobCopied(digest=blob.digest, bytes_copied=blob.size if uploaded else 0, skipped=not uploaded)
+
+
+def put_manifest(
+    target: CopyTarget,
+    published_digest: str,
+    source: ImageRegistry,
+    destination: ImageRegistry,
+    copied: Iterable[BlobCopied] = (),
+) -> PublishedImage:
+    """Publish the planned manifest once all its blobs are in the destination.
+
+    The manifest is derived again from the source (the same deterministic path as the plan)
+    and must hash to ``published_digest``. ``copied`` are the Map's BlobCopied results; the
+    counts cover the manifest's blobs: copied = uploaded by this release, skipped = the rest
+    (already present at plan time, or uploaded by a concurrent copy).
+    """
+    resolved = _resolve(target, source)
+    if resolved.published.digest != published_digest:
+        raise SourceChanged(
+            f"the manifest derived from {_source_name(target)} is now {resolved.published.digest}, "
+            f"but {published_digest} was planned; the source image or the pipeline changed during "
+            "the release. Start the release again."
+        )
+    blobs = _published_blobs(resolved)
+    repository = target.destination_repository
+    missing = destination.missing_blobs(repository, [blob.digest for blob in blobs])
+    if missing:
+        raise ImageCopyFailed(
+            f"{len(missing)} blob(s) of {published_digest} are missing from {repository} in "
+            f"{target.destination_region}; re-run the release to copy them:",
+            reasons=[f"{blob.digest} ({blob.size} bytes)" for blob in blobs if blob.digest in missing],
+        )
+    destination.put_manifest(repository, resolved.published.raw, DOCKER_V2_MANIFEST, tag=target.source.tag)
+    uploaded = {item.digest: item for item in copied if not item.skipped}
+    ours = [blob for blob in blobs if blob.digest in uploaded]
+    return PublishedImage(
+        container=target.container,
+        repository=repository,
+        image_uri=f"{destination.repository_uri(repository)}@{published_digest}",
+        digest=published_digest,
+        media_type=DOCKER_V2_MANIFEST,
+        source_digest=_pinned_digest(target),
+        selected_digest=resolved.selected_digest,
+        conversion=resolved.published.conversion,
+        blobs_copied=len(ours),
+        blobs_skipped=len(blobs) - len(ours),
+        bytes_copied=sum(uploaded[blob.digest].bytes_copied for blob in ours),
+    )
+
+
+def _resolve(target: CopyTarget, source: ImageRegistry) -> _Resolved:
+    """Pinned digest -> (index ->) single-platform manifest -> Docker v2 bytes, all verified."""
+    digest = _pinned_digest(target)
+    where = _source_name(target)
+    top = _fetch_verified(source, target.source, digest, where)
+    manifest = parse_manifest(top.raw, top.media_type, where=where)
+    single = manifest
+    if manifest.kind == "index":
+        entry = select_platform(top.raw, target.platform, media_type_hint=manifest.media_type, where=where)
+        where = f"{where} ({entry.platform} image {entry.digest})"
+        child = _fetch_verified(source, target.source, entry.digest, where, size=entry.size)
+        single = parse_manifest(child.raw, child.media_type or entry.media_type, where=where)
+    return _Resolved(
+        source_media_type=manifest.media_type,
+        selected_digest=sha256_digest(single.raw),
+        published=to_docker_v2(single.raw, single.media_type, where=where),
+    )
+
+
+def _fetch_verified(
+    source: ImageRegistry, image: ImageRef, digest: str, where: str, size: int | None = None
+) -> FetchedManifest:
+    fetched = source.get_manifest(image.repository, digest, image.registry_id)
+    actual = sha256_digest(fetched.raw)
+    if actual != digest or (size is not None and len(fetched.raw) != size):
+        raise BlobDigestMismatch(
+            f"ECR returned a manifest for {where} that hashes to {actual} ({len(fetched.raw)} bytes), "
+            f"not the {digest} asked for; nothing was written. Re-run the release; if it persists, "
+            "push the image again."
+        )
+    return fetched
+
+
+def _published_blobs(resolved: _Resolved) -> list[BlobRef]:
+    return blobs_of(parse_manifest(resolved.published.raw, DOCKER_V2_MANIFEST))
+
+
+def _verified(chunks: Iterable[bytes], blob: BlobRef, where: str) -> Iterator[bytes]:
+    """Pass chunks through while hashing; raise at the end (or on overflow) if they are wrong.
+
+    Raising from the iterator stops the upload before it is completed.
+    """
+    hasher = hashlib.sha256()
+    received = 0
+    for chunk in chunks:
+        received += len(chunk)
+        if received > blob.size:
+            raise _corrupt(where, blob, f"more than the {blob.size} bytes the manifest declares")
+        hasher.update(chunk)
+        yield chunk
+    computed = "sha256:" + hasher.hexdigest()
+    if received != blob.size:
+        raise _corrupt(where, blob, f"{received} bytes, not the {blob.size} the manifest declares")
+    if computed != blob.digest:
+        raise _corrupt(where, blob, f"bytes that hash to {computed}")
+
+
+def _corrupt(where: str, blob: BlobRef, what: str) -> BlobDigestMismatch:
+    return BlobDigestMismatch(
+        f"blob {blob.digest} of {where} is corrupt: the source served {what}. The upload was "
+        "abandoned and nothing was published. Re-run the release; if it persists, push the "
+        "source image again."
+    )
+
+
+def _pinned_digest(target: CopyTarget) -> str:
+    if not target.source.digest:
+        raise InvalidRelease(
+            f"container {target.container}: source image {_image_name(target.source)} is not pinned "
+            "to a digest; ResolveRelease must pin every image before copying"
+        )
+    return target.source.digest
+
+
+def _image_name(image: ImageRef) -> str:
+    return f"{image.host}/{image.repository}"
+
+
+def _source_name(target: CopyTarget) -> str:
+    return f"{_image_name(target.source)}@{_pinned_digest(target)}"

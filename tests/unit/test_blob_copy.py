@@ -1,0 +1,702 @@
+"""Copying an image between ECR registries: plan, stream blobs, put the manifest.
+
+The real ``EcrRegistry`` and copy steps run over an in-memory fake of the boto3 ECR client
+and of the HTTP pool that downloads blobs. The fake is as strict as ECR where it matters:
+parts must arrive contiguously, a completed upload must hash to its digest, and a manifest
+is refused when its digest is wrong or its blobs are missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from mlpublish.errors import (
+    BlobDigestMismatch,
+    ImageCopyFailed,
+    ReleaseNotFound,
+    SourceChanged,
+    TransientAwsError,
+    UnsupportedImage,
+)
+from mlpublish.images import manifests as m
+from mlpublish.images.copy import copy_blob, plan_image, put_manifest
+from mlpublish.images.registry import ACCEPTED_MEDIA_TYPES, EcrRegistry
+from mlpublish.release import ImageRef
+from mlpublish.state import BlobCopied, BlobRef, CopyTarget, ImagePlan
+
+pytestmark = pytest.mark.unit
+
+SOURCE_ACCOUNT = "111122223333"
+DESTINATION_ACCOUNT = "111122223333"
+SOURCE_REPOSITORY = "team/model"
+DESTINATION_REPOSITORY = "mlpublish/model"
+PART_SIZE = 1000
+SLICE = 256  # bytes the fake network hands over per read
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def client_error(code: str, operation: str, status: int = 400) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": f"{code} (fake)"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        operation,
+    )
+
+
+# --- fakes ----------------------------------------------------------------------------
+
+
+@dataclass
+class Part:
+    first: int
+    last: int
+    size: int
+    read_before: int  # bytes the download had delivered when this part was sent
+
+
+@dataclass
+class FakeRepository:
+    uri: str
+    tags: list[dict[str, str]]
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)  # digest -> manifest, type, tags
+
+
+class FakeEcr:
+    """The boto3 ECR client calls EcrRegistry makes, in memory."""
+
+    def __init__(self, account: str, region: str, part_size: int = PART_SIZE) -> None:
+        self.account, self.region, self.part_size = account, region, part_size
+        self.repositories: dict[str, FakeRepository] = {}
+        self.uploads: dict[str, bytearray] = {}
+        self.parts: list[Part] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.urls: dict[str, tuple[str, str]] = {}
+        self.failures: dict[str, ClientError] = {}  # operation -> error to raise once
+        self.read_counter: Callable[[], int] = lambda: 0
+
+    def _call(self, operation: str, kwargs: dict[str, Any]) -> None:
+        self.calls.append((operation, kwargs))
+        if operation in self.failures:
+            raise self.failures.pop(operation)
+
+    def called(self, operation: str) -> list[dict[str, Any]]:
+        return [kwargs for name, kwargs in self.calls if name == operation]
+
+    def repository(self, name: str, operation: str) -> FakeRepository:
+        if name not in self.repositories:
+            raise client_error("RepositoryNotFoundException", operation)
+        return self.repositories[name]
+
+    # Test set-up helpers.
+    def add_repository(self, name: str) -> FakeRepository:
+        uri = f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/{name}"
+        return self.repositories.setdefault(name, FakeRepository(uri=uri, tags=[]))
+
+    def push_blob(self, repository: str, data: bytes) -> BlobRef:
+        self.add_repository(repository).blobs[sha(data)] = data
+        return BlobRef(digest=sha(data), size=len(data), media_type="application/octet-stream")
+
+    def push_manifest(self, repository: str, raw: bytes, media_type: str | None, tag: str | None = None) -> str:
+        self.add_repository(repository).images[sha(raw)] = {
+            "manifest": raw.decode(),
+            "media_type": media_type,
+            "tags": [tag] if tag else [],
+        }
+        return sha(raw)
+
+    # The boto3 surface.
+    def create_repository(self, **kwargs: Any) -> dict[str, Any]:
+        self._call("CreateRepository", kwargs)
+        name = kwargs["repositoryName"]
+        if name in self.repositories:
+            raise client_error("RepositoryAlreadyExistsException", "CreateRepository")
+        repository = self.add_repository(name)
+        repository.tags = kwargs.get("tags", [])
+        return {"repository": {"repositoryName": name, "repositoryUri": repository.uri}}
+
+    def describe_repositories(self, **kwargs: Any) -> dict[str, Any]:
+        self._call("DescribeRepositories", kwargs)
+        name = kwargs["repositoryNames"][0]
+        return {"repositories": [{"repositoryUri": self.repository(name, "DescribeRepositories").uri}]}
+
+    def batch_get_image(self, **kwargs: Any) -> dict[str, Any]:
+        self._call("BatchGetImage", kwargs)
+        repository = self.repository(kwargs["repositoryName"], "BatchGetImage")
+        wanted = kwargs["imageIds"][0]
+        for digest, image in repository.images.items():
+            if wanted.get("imageDigest") == digest or wanted.get("imageTag") in image["tags"]:
+                found = {"imageId": {"imageDigest": digest}, "imageManifest": image["manifest"]}
+                if image["media_type"]:
+                    found["imageManifestMediaType"] = image["media_type"]
+                return {"images": [found], "failures": []}
+        return {
+            "images": [],
+            "failures": [{"imageId": wanted, "failureCode": "ImageNotFound", "failureReason": "not found"}],
+        }
+
+    def batch_check_layer_availability(self, **kwargs: Any) -> dict[str, Any]:
+        self._call("BatchCheckLayerAvailability", kwargs)
+        digests = kwargs["layerDigests"]
+        if len(digests) > 100:
+            raise client_error("InvalidParameterException", "BatchCheckLayerAvailability")
+        blobs = self.repository(kwargs["repositoryName"], "BatchCheckLayerAvailability").blobs
+        return {
+            "layers": [
+                {"layerDigest": d, "layerAvailability": "AVAILABLE", "layerSize": len(blobs[d])}
+                for d in digests
+                if d in blobs
+            ],
+            "failures": [
+                {"layerDigest": d, "failureCode": "MissingLayerDigest", "failureReason": "missing"}
+                for d in digests
+                if d not in blobs
+            ],
+        }
+
+    def get_download_url_for_layer(self, **kwargs: Any) -> dict[str, Any]:
+        self._call("GetDownloadUrlForLayer", kwargs)
+        repository, digest = kwargs["repositoryName"], kwargs["layerDigest"]
+        if digest not in self.repository(repository, "GetDownloadUrlForLayer").blobs:
+            raise client_error("LayersNotFoundException", "GetDownloadUrlForLayer")
+        url = f"https://layers.example/{len(self.urls)}"
+        self.urls[url] = (repository, digest)
+        return {"downloadUrl": url, "layerDigest": digest}
+
+    def initiate_layer_upload(self, **kwargs: Any) -> dict[str, Any]:
+        self._call("InitiateLayerUpload", kwargs)
+        self.repository(kwargs["repositoryName"], "InitiateLayerUpload")
+        upload_id = f"upload-{len(self.uploads)}"
+        self.uploads[upload_id] = bytearray()
+        return {"uploadId": upload_id, "partSize": self.part_size}
+
+    def upload_layer_part(self, **kwargs: Any) -> dict[str, Any]:
+        self._call("UploadLayerPart", {k: v for k, v in kwargs.items() if k != "layerPartBlob"})
+        received = self.uploads[kwargs["uploadId"]]
+        data = kwargs["layerPartBlob"]
+        first, last = kwargs["partFirstByte"], kwargs["partLastByte"]
+        if first != len(received) or last != first + len(data) - 1:
+            raise client_error("InvalidLayerPartException", "UploadLayerPart")
+        self.parts.append(Part(first=first, last=last, size=len(data), read_before=self.read_counter()))
+        received += data
+        return {"lastByteReceived": last}
+
+    def complete_layer_upload(self, **kwargs: Any) -> dict[str, Any]:
+        self._call("CompleteLayerUpload", kwargs)
+        data = bytes(self.uploads.pop(kwargs["uploadId"]))
+        digest = kwargs["layerDigests"][0]
+        if sha(data) != digest:
+            raise client_error("InvalidLayerException", "CompleteLayerUpload")
+        blobs = self.repository(kwargs["repositoryName"], "CompleteLayerUpload").blobs
+        if digest in blobs:
+            raise client_error("LayerAlreadyExistsException", "CompleteLayerUpload")
+        blobs[digest] = data
+        return {"layerDigest": digest}
+
+    def put_image(self, **kwargs: Any) -> dict[str, Any]:
+        self._call("PutImage", kwargs)
+        repository = self.repository(kwargs["repositoryName"], "PutImage")
+        raw = kwargs["imageManifest"].encode()
+        if sha(raw) != kwargs["imageDigest"]:
+            raise client_error("ImageDigestDoesNotMatchException", "PutImage")
+        parsed = m.parse_manifest(raw, kwargs["imageManifestMediaType"])
+        if any(blob.digest not in repository.blobs for blob in m.blobs_of(parsed)):
+            raise client_error("LayersNotFoundException", "PutImage")
+        tag = kwargs.get("imageTag")
+        existing = repository.images.get(sha(raw))
+        if existing and (tag is None or tag in existing["tags"]):
+            raise client_error("ImageAlreadyExistsException", "PutImage")
+        self.push_manifest(kwargs["repositoryName"], raw, kwargs["imageManifestMediaType"], tag)
+        return {"image": {"registryId": self.account, "imageId": {"imageDigest": sha(raw)}}}
+
+    def describe_images(self, **kwargs: Any) -> dict[str, Any]:
+        self._call("DescribeImages", kwargs)
+        repository = self.repository(kwargs["repositoryName"], "DescribeImages")
+        digest = kwargs["imageIds"][0]["imageDigest"]
+        if digest not in repository.images:
+            raise client_error("ImageNotFoundException", "DescribeImages")
+        return {"imageDetails": [{"imageDigest": digest, "imageTags": repository.images[digest]["tags"]}]}
+
+
+class FakeResponse:
+    def __init__(self, http: FakeHttp, data: bytes, status: int) -> None:
+        self.http, self.data, self.status = http, data, status
+        self.closed = False
+
+    def stream(self, amt: int, decode_content: bool = True) -> Iterator[bytes]:
+        assert decode_content is False, "blob bytes must reach the hash exactly as stored"
+        for start in range(0, len(self.data), min(amt, SLICE)):
+            piece = self.data[start : start + min(amt, SLICE)]
+            self.http.bytes_read += len(piece)
+            yield piece
+
+    def close(self) -> None:
+        self.closed = True
+
+    def release_conn(self) -> None:
+        pass
+
+
+class FakeHttp:
+    """Serves the download URLs a FakeEcr hands out (ECR's presigned S3 URLs)."""
+
+    def __init__(self, ecr: FakeEcr, status: int = 200) -> None:
+        self.ecr, self.status = ecr, status
+        self.bytes_read = 0
+        self.responses: list[FakeResponse] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> FakeResponse:
+        assert method == "GET"
+        assert kwargs.get("preload_content") is False, "a blob must be streamed, not loaded whole"
+        repository, digest = self.ecr.urls[url]
+        response = FakeResponse(self, self.ecr.repositories[repository].blobs[digest], self.status)
+        self.responses.append(response)
+        return response
+
+
+@dataclass
+class World:
+    source_ecr: FakeEcr
+    destination_ecr: FakeEcr
+    http: FakeHttp
+    source: EcrRegistry
+    destination: EcrRegistry
+
+
+@pytest.fixture
+def world() -> World:
+    source_ecr = FakeEcr(SOURCE_ACCOUNT, "eu-west-1")
+    destination_ecr = FakeEcr(DESTINATION_ACCOUNT, "us-east-1")
+    http = FakeHttp(source_ecr)
+    destination_ecr.read_counter = lambda: http.bytes_read
+    return World(
+        source_ecr=source_ecr,
+        destination_ecr=destination_ecr,
+        http=http,
+        source=EcrRegistry("eu-west-1", client=source_ecr, http=http),
+        destination=EcrRegistry("us-east-1", client=destination_ecr),
+    )
+
+
+# --- images in the fake source ----------------------------------------------------------
+
+
+def payload(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def push_image(
+    ecr: FakeEcr, layer_sizes: tuple[int, ...] = (5500, 300), oci: bool = True, layer_type: str | None = None
+) -> tuple[str, list[BlobRef]]:
+    """Push a config and layers plus a single-platform manifest; return its digest and blobs."""
+    config = ecr.push_blob(SOURCE_REPOSITORY, json.dumps({"architecture": "amd64", "os": "linux"}).encode())
+    layers = [ecr.push_blob(SOURCE_REPOSITORY, payload(size, seed)) for seed, size in enumerate(layer_sizes)]
+    config_type, default_layer_type, media_type = (
+        (m.OCI_CONFIG, m.OCI_LAYER_GZIP, m.OCI_MANIFEST)
+        if oci
+        else (m.DOCKER_CONFIG, m.DOCKER_LAYER_GZIP, m.DOCKER_V2_MANIFEST)
+    )
+    document = {
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": {"mediaType": config_type, "digest": config.digest, "size": config.size},
+        "layers": [
+            {"mediaType": layer_type or default_layer_type, "digest": blob.digest, "size": blob.size} for blob in layers
+        ],
+    }
+    raw = json.dumps(document, indent=2).encode()
+    return ecr.push_manifest(SOURCE_REPOSITORY, raw, media_type, tag="1.0"), [config, *layers]
+
+
+def push_index(ecr: FakeEcr, amd64_digest: str, amd64_size: int) -> str:
+    """An index as ``docker buildx build --push`` makes it: image plus provenance attestation."""
+    attestation = {
+        "mediaType": m.OCI_MANIFEST,
+        "digest": "sha256:" + "e" * 64,
+        "size": 840,
+        "platform": {"os": "unknown", "architecture": "unknown"},
+        "annotations": {
+            "vnd.docker.reference.type": "attestation-manifest",
+            "vnd.docker.reference.digest": amd64_digest,
+        },
+    }
+    image = {
+        "mediaType": m.OCI_MANIFEST,
+        "digest": amd64_digest,
+        "size": amd64_size,
+        "platform": {"os": "linux", "architecture": "amd64"},
+    }
+    raw = json.dumps({"schemaVersion": 2, "mediaType": m.OCI_INDEX, "manifests": [attestation, image]}).encode()
+    return ecr.push_manifest(SOURCE_REPOSITORY, raw, m.OCI_INDEX, tag="1.0")
+
+
+def target_for(digest: str, tag: str | None = "1.0") -> CopyTarget:
+    source = ImageRef(
+        registry_id=SOURCE_ACCOUNT, region="eu-west-1", repository=SOURCE_REPOSITORY, tag=tag, digest=digest
+    )
+    return CopyTarget(
+        container="model",
+        source=source,
+        platform="linux/amd64",
+        destination_region="us-east-1",
+        destination_repository=DESTINATION_REPOSITORY,
+    )
+
+
+def stored_size(ecr: FakeEcr, digest: str) -> int:
+    return len(ecr.repositories[SOURCE_REPOSITORY].images[digest]["manifest"].encode())
+
+
+# --- copy_blob ----------------------------------------------------------------------------
+
+
+def test_blob_is_uploaded_in_order_in_parts_no_larger_than_the_part_size(world: World) -> None:
+    world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
+    blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(5500, seed=1))
+
+    result = copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
+
+    parts = world.destination_ecr.parts
+    assert [(part.first, part.size) for part in parts] == [
+        (0, 1000),
+        (1000, 1000),
+        (2000, 1000),
+        (3000, 1000),
+        (4000, 1000),
+        (5000, 500),
+    ]
+    assert world.destination_ecr.repositories[DESTINATION_REPOSITORY].blobs[blob.digest] == payload(5500, seed=1)
+    assert result == BlobCopied(digest=blob.digest, bytes_copied=5500, skipped=False)
+
+
+def test_blob_is_streamed_holding_at_most_one_part_in_memory(world: World) -> None:
+    world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
+    blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(5500, seed=2))
+
+    copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
+
+    # When a part goes up, the download may be ahead of the upload by less than one part:
+    # the blob is never read whole before uploading.
+    read_ahead = [part.read_before - (part.last + 1) for part in world.destination_ecr.parts]
+    assert max(read_ahead) < PART_SIZE
+    assert world.http.responses[0].closed
+
+
+def test_part_size_follows_what_initiate_layer_upload_returns(world: World) -> None:
+    world.destination_ecr.part_size = 4096
+    world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
+    blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(9000, seed=3))
+
+    copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
+
+    assert [part.size for part in world.destination_ecr.parts] == [4096, 4096, 808]
+
+
+def test_corrupt_byte_raises_digest_mismatch_and_never_completes_the_upload(world: World) -> None:
+    world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
+    blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(5500, seed=4))
+    corrupt = bytearray(payload(5500, seed=4))
+    corrupt[4321] ^= 0x01
+    world.source_ecr.repositories[SOURCE_REPOSITORY].blobs[blob.digest] = bytes(corrupt)
+
+    with pytest.raises(BlobDigestMismatch) as caught:
+        copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
+
+    message = str(caught.value)
+    assert blob.digest in message
+    assert sha(bytes(corrupt)) in message
+    assert SOURCE_REPOSITORY in message
+    assert world.destination_ecr.called("CompleteLayerUpload") == []
+    assert blob.digest not in world.destination_ecr.repositories[DESTINATION_REPOSITORY].blobs
+
+
+@pytest.mark.parametrize("served_size", [4999, 6001])
+def test_blob_of_the_wrong_length_raises_digest_mismatch_before_completing(world: World, served_size: int) -> None:
+    world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
+    declared = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(5500, seed=5))
+    world.source_ecr.repositories[SOURCE_REPOSITORY].blobs[declared.digest] = payload(served_size, seed=5)
+
+    with pytest.raises(BlobDigestMismatch, match="5500"):
+        copy_blob(target_for("sha256:" + "0" * 64), declared, world.source, world.destination)
+
+    assert world.destination_ecr.called("CompleteLayerUpload") == []
+    assert sum(part.size for part in world.destination_ecr.parts) <= 5500
+
+
+def test_blob_already_in_the_destination_is_skipped_without_downloading(world: World) -> None:
+    blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(700, seed=6))
+    world.destination_ecr.push_blob(DESTINATION_REPOSITORY, payload(700, seed=6))
+
+    result = copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
+
+    assert result == BlobCopied(digest=blob.digest, bytes_copied=0, skipped=True)
+    assert world.source_ecr.called("GetDownloadUrlForLayer") == []
+    assert world.destination_ecr.called("InitiateLayerUpload") == []
+
+
+def test_blob_completed_by_a_concurrent_copy_is_reported_skipped(world: World) -> None:
+    world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
+    blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(700, seed=7))
+    world.destination_ecr.failures["CompleteLayerUpload"] = client_error(
+        "LayerAlreadyExistsException", "CompleteLayerUpload"
+    )
+
+    result = copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
+
+    assert result.skipped is True
+
+
+@pytest.mark.parametrize(("status", "error"), [(403, ImageCopyFailed), (503, TransientAwsError)])
+def test_refused_download_is_reported_and_nothing_is_uploaded(
+    world: World, status: int, error: type[Exception]
+) -> None:
+    world.http.status = status
+    world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
+    blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(700, seed=8))
+
+    with pytest.raises(error, match=f"HTTP {status}"):
+        copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
+
+    assert world.destination_ecr.called("InitiateLayerUpload") == []
+
+
+# --- plan_image ---------------------------------------------------------------------------
+
+
+def test_plan_of_a_buildx_index_selects_the_platform_and_converts_oci_to_docker(world: World) -> None:
+    child_digest, blobs = push_image(world.source_ecr)
+    index_digest = push_index(world.source_ecr, child_digest, stored_size(world.source_ecr, child_digest))
+    world.destination_ecr.push_blob(
+        DESTINATION_REPOSITORY, json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+    )
+
+    plan = plan_image(target_for(index_digest), world.source, world.destination)
+
+    assert plan.source_media_type == m.OCI_INDEX
+    assert plan.selected_digest == child_digest
+    assert plan.conversion == "oci-to-docker"
+    assert plan.published_digest not in (child_digest, index_digest)
+    assert [blob.digest for blob in plan.blobs_present] == [blobs[0].digest]
+    assert [(blob.digest, blob.size) for blob in plan.blobs_to_copy] == [(blob.digest, blob.size) for blob in blobs[1:]]
+
+
+def test_plan_of_a_docker_v2_image_publishes_its_own_digest(world: World) -> None:
+    digest, blobs = push_image(world.source_ecr, oci=False)
+
+    plan = plan_image(target_for(digest), world.source, world.destination)
+
+    assert (plan.source_media_type, plan.conversion) == (m.DOCKER_V2_MANIFEST, "none")
+    assert plan.selected_digest == plan.published_digest == digest
+    assert [blob.digest for blob in plan.blobs_to_copy] == [blob.digest for blob in blobs]
+
+
+def test_plan_creates_the_destination_repository_tagged_as_managed(world: World) -> None:
+    digest, _ = push_image(world.source_ecr)
+
+    plan_image(target_for(digest), world.source, world.destination)
+    plan_image(target_for(digest), world.source, world.destination)
+
+    repository = world.destination_ecr.repositories[DESTINATION_REPOSITORY]
+    assert {"Key": "managed-by", "Value": "mlpublish"} in repository.tags
+    assert world.destination_ecr.called("CreateRepository")[0]["imageScanningConfiguration"] == {"scanOnPush": False}
+
+
+def test_plan_fetches_manifests_accepting_every_manifest_type(world: World) -> None:
+    digest, _ = push_image(world.source_ecr)
+
+    plan_image(target_for(digest), world.source, world.destination)
+
+    request = world.source_ecr.called("BatchGetImage")[0]
+    assert set(request["acceptedMediaTypes"]) >= {
+        m.DOCKER_V2_MANIFEST,
+        m.DOCKER_MANIFEST_LIST,
+        m.OCI_MANIFEST,
+        m.OCI_INDEX,
+    }
+    assert request["imageIds"] == [{"imageDigest": digest}]
+    assert request["registryId"] == SOURCE_ACCOUNT
+    assert request["acceptedMediaTypes"] == ACCEPTED_MEDIA_TYPES
+
+
+def test_plan_rejects_a_manifest_that_does_not_hash_to_the_pinned_digest_before_writing(
+    world: World,
+) -> None:
+    digest, _ = push_image(world.source_ecr)
+    image = world.source_ecr.repositories[SOURCE_REPOSITORY].images[digest]
+    image["manifest"] = image["manifest"].replace('"size": 300', '"size": 301')
+
+    with pytest.raises(BlobDigestMismatch, match=digest):
+        plan_image(target_for(digest), world.source, world.destination)
+
+    assert world.destination_ecr.calls == []
+
+
+def test_plan_rejects_an_index_entry_whose_manifest_does_not_match_it(world: World) -> None:
+    child_digest, _ = push_image(world.source_ecr)
+    index_digest = push_index(world.source_ecr, child_digest, 12)
+
+    with pytest.raises(BlobDigestMismatch, match="12"):
+        plan_image(target_for(index_digest), world.source, world.destination)
+
+
+def test_plan_rejects_an_unsupported_image_before_creating_anything(world: World) -> None:
+    digest, _ = push_image(world.source_ecr, layer_type=m.OCI_LAYER_ZSTD)
+
+    with pytest.raises(UnsupportedImage, match="zstd"):
+        plan_image(target_for(digest), world.source, world.destination)
+
+    assert world.destination_ecr.calls == []
+
+
+def test_plan_of_an_image_that_is_gone_says_it_was_not_found(world: World) -> None:
+    world.source_ecr.add_repository(SOURCE_REPOSITORY)
+
+    with pytest.raises(ReleaseNotFound, match="ImageNotFound"):
+        plan_image(target_for("sha256:" + "9" * 64), world.source, world.destination)
+
+
+# --- put_manifest and the whole copy -----------------------------------------------------
+
+
+def copy_all(world: World, plan: ImagePlan) -> list[BlobCopied]:
+    return [copy_blob(plan.target, blob, world.source, world.destination) for blob in plan.blobs_to_copy]
+
+
+def test_oci_index_is_published_as_a_docker_v2_image_over_identical_blobs(world: World) -> None:
+    child_digest, blobs = push_image(world.source_ecr)
+    index_digest = push_index(world.source_ecr, child_digest, stored_size(world.source_ecr, child_digest))
+    world.destination_ecr.push_blob(
+        DESTINATION_REPOSITORY, world.source_ecr.repositories[SOURCE_REPOSITORY].blobs[blobs[0].digest]
+    )
+    plan = plan_image(target_for(index_digest), world.source, world.destination)
+    copied = copy_all(world, plan)
+
+    published = put_manifest(plan.target, plan.published_digest, world.source, world.destination, copied)
+
+    destination = world.destination_ecr.repositories[DESTINATION_REPOSITORY]
+    stored = destination.images[plan.published_digest]
+    assert stored["media_type"] == m.DOCKER_V2_MANIFEST
+    assert stored["tags"] == ["1.0"]
+    assert json.loads(stored["manifest"])["mediaType"] == m.DOCKER_V2_MANIFEST
+    for blob in blobs:
+        assert destination.blobs[blob.digest] == world.source_ecr.repositories[SOURCE_REPOSITORY].blobs[blob.digest]
+    assert published.image_uri == (
+        f"{DESTINATION_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{DESTINATION_REPOSITORY}@{plan.published_digest}"
+    )
+    assert (published.source_digest, published.selected_digest) == (index_digest, child_digest)
+    assert (published.blobs_copied, published.blobs_skipped) == (2, 1)
+    assert published.bytes_copied == blobs[1].size + blobs[2].size
+    assert published.conversion == "oci-to-docker"
+
+
+def test_docker_v2_image_is_published_byte_exact(world: World) -> None:
+    digest, _ = push_image(world.source_ecr, oci=False)
+    plan = plan_image(target_for(digest), world.source, world.destination)
+    copied = copy_all(world, plan)
+
+    published = put_manifest(plan.target, plan.published_digest, world.source, world.destination, copied)
+
+    source_manifest = world.source_ecr.repositories[SOURCE_REPOSITORY].images[digest]["manifest"]
+    destination_manifest = world.destination_ecr.repositories[DESTINATION_REPOSITORY].images[digest]["manifest"]
+    assert destination_manifest == source_manifest
+    assert published.digest == digest
+
+
+def test_put_manifest_again_is_harmless(world: World) -> None:
+    digest, _ = push_image(world.source_ecr)
+    plan = plan_image(target_for(digest), world.source, world.destination)
+    copied = copy_all(world, plan)
+    first = put_manifest(plan.target, plan.published_digest, world.source, world.destination, copied)
+
+    again = put_manifest(plan.target, plan.published_digest, world.source, world.destination, copied)
+
+    assert again == first
+
+
+def test_untagged_source_is_published_without_a_tag(world: World) -> None:
+    digest, _ = push_image(world.source_ecr)
+    target = target_for(digest, tag=None)
+    plan = plan_image(target, world.source, world.destination)
+    copy_all(world, plan)
+
+    put_manifest(target, plan.published_digest, world.source, world.destination)
+
+    assert "imageTag" not in world.destination_ecr.called("PutImage")[0]
+    assert world.destination_ecr.repositories[DESTINATION_REPOSITORY].images[plan.published_digest]["tags"] == []
+
+
+def test_put_manifest_refuses_while_a_blob_is_missing(world: World) -> None:
+    digest, blobs = push_image(world.source_ecr)
+    plan = plan_image(target_for(digest), world.source, world.destination)
+    copy_blob(plan.target, plan.blobs_to_copy[0], world.source, world.destination)
+
+    with pytest.raises(ImageCopyFailed) as caught:
+        put_manifest(plan.target, plan.published_digest, world.source, world.destination)
+
+    assert caught.value.reasons == [f"{blob.digest} ({blob.size} bytes)" for blob in blobs[1:]]
+    assert world.destination_ecr.called("PutImage") == []
+
+
+def test_put_manifest_refuses_when_the_derived_manifest_is_not_the_planned_one(world: World) -> None:
+    digest, _ = push_image(world.source_ecr)
+    plan = plan_image(target_for(digest), world.source, world.destination)
+    copy_all(world, plan)
+
+    with pytest.raises(SourceChanged, match=plan.published_digest):
+        put_manifest(plan.target, "sha256:" + "f" * 64, world.source, world.destination)
+
+    assert world.destination_ecr.called("PutImage") == []
+
+
+def test_put_manifest_reports_a_tag_held_by_another_image_in_an_immutable_repository(world: World) -> None:
+    digest, _ = push_image(world.source_ecr)
+    plan = plan_image(target_for(digest), world.source, world.destination)
+    copy_all(world, plan)
+    world.destination_ecr.failures["PutImage"] = client_error("ImageTagAlreadyExistsException", "PutImage")
+
+    with pytest.raises(ImageCopyFailed, match="immutable"):
+        put_manifest(plan.target, plan.published_digest, world.source, world.destination)
+
+
+# --- registry adapter ---------------------------------------------------------------------
+
+
+def test_missing_blobs_checks_at_most_100_digests_per_call(world: World) -> None:
+    present = world.destination_ecr.push_blob(DESTINATION_REPOSITORY, b"present")
+    digests = [sha(str(n).encode()) for n in range(249)] + [present.digest]
+
+    missing = world.destination.missing_blobs(DESTINATION_REPOSITORY, digests)
+
+    assert missing == set(digests) - {present.digest}
+    sizes = [len(call["layerDigests"]) for call in world.destination_ecr.called("BatchCheckLayerAvailability")]
+    assert sizes == [100, 100, 50]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        ("ThrottlingException", 400, TransientAwsError),
+        ("ServerException", 500, TransientAwsError),
+        ("AccessDeniedException", 400, ImageCopyFailed),
+    ],
+)
+def test_sdk_errors_become_retryable_or_named_failures(
+    world: World, code: str, status: int, error: type[Exception]
+) -> None:
+    world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
+    world.destination_ecr.failures["BatchCheckLayerAvailability"] = client_error(
+        code, "BatchCheckLayerAvailability", status
+    )
+
+    with pytest.raises(error, match=DESTINATION_REPOSITORY):
+        world.destination.missing_blobs(DESTINATION_REPOSITORY, [sha(b"x")])
