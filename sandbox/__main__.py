@@ -1,0 +1,7 @@
+"""The sandbox CLI: python -m sandbox run ..."""
+
+import sys
+
+from sandbox.cli import main
+
+sys.exit(main())

@@ -1,0 +1,150 @@
+"""``python -m sandbox run``: publish a release on the embedded local AWS.
+
+Exit codes: 0 the release is ready for listing, 1 the pipeline failed (and announced why),
+2 bad usage, an invalid release file or an unreadable image (nothing was run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, TextIO
+
+from mlpublish.errors import InvalidRelease
+from sandbox.ext_ecr import FAULT_CORRUPT_BLOB
+from sandbox.oci import LayoutError, open_layout
+from sandbox.report import delivery_report
+from sandbox.runner import RunOptions, Sandbox, load_release
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run one release end to end on the embedded local AWS")
+    run.add_argument("--release", type=Path, required=True, help="release file (YAML or JSON)")
+    run.add_argument(
+        "--image", type=Path, required=True, help="OCI image layout: a directory or a .tar (e.g. skopeo copy … oci:DIR)"
+    )
+    run.add_argument("--trigger", choices=["ecr-push", "s3-upload", "manual"], default="ecr-push")
+    run.add_argument("--validation", choices=["completed", "failed"], default="completed")
+    run.add_argument(
+        "--validation-minutes", type=float, default=45.0, help="virtual minutes SageMaker validation takes"
+    )
+    run.add_argument("--repeat", action="store_true", help="deliver the same trigger again after the release ends")
+    run.add_argument("--fault", choices=[FAULT_CORRUPT_BLOB], help="inject a fault into the source registry")
+    run.add_argument("--model-data", type=Path, help="model.tar.gz to upload (default: a tiny sample)")
+    run.add_argument("--validation-input", type=Path, help="validation input to upload (default: sample CSV)")
+    run.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = sys.stdout
+    try:
+        spec = load_release(args.release)
+        layout = open_layout(args.image)
+        layout.load(layout.select())  # structure and blob presence; digests are checked on push
+    except FileNotFoundError as exc:
+        return _usage_error(f"{exc.filename or exc}: no such file; check the path")
+    except (InvalidRelease, LayoutError) as exc:
+        return _usage_error(str(exc))
+    if args.validation_minutes < 0:
+        return _usage_error("--validation-minutes must be zero or more")
+    options = RunOptions(
+        release=args.release,
+        image=args.image,
+        trigger=args.trigger,
+        validation=args.validation,
+        validation_minutes=args.validation_minutes,
+        repeat=args.repeat,
+        fault=args.fault,
+        model_data=args.model_data,
+        validation_input=args.validation_input,
+    )
+    progress = _Progress(enabled=not args.json)
+    try:
+        with _quiet(json_mode=args.json):
+            report = run(spec, options, layout, progress)
+    except LayoutError as exc:
+        return _usage_error(f"{exc}; nothing was published")
+    if args.json:
+        json.dump(report, out, indent=2, default=str)
+        out.write("\n")
+    else:
+        progress.summary(report)
+    return EXIT_OK if report["status"] == "SUCCEEDED" else EXIT_FAILED
+
+
+def run(spec: Any, options: RunOptions, layout: Any, progress: _Progress) -> dict[str, Any]:
+    sandbox = Sandbox(spec, options)
+    with sandbox.running():
+        progress.say(
+            f"deployed template.yaml into the sandbox ({sandbox.source_region} -> {sandbox.publishing_region})"
+        )
+        progress.say(f"trigger: {options.trigger}")
+        digest, delivery = sandbox.seed_and_trigger(layout)
+        report = delivery_report(sandbox, delivery, source_digest=digest)
+        progress.delivery("release", report)
+        if options.repeat:
+            sandbox.ecr.clear_faults()
+            repeat = delivery_report(sandbox, sandbox.redeliver(layout), source_digest=digest)
+            progress.delivery("repeat", repeat)
+            report["repeat"] = repeat
+    return report
+
+
+class _Progress:
+    def __init__(self, *, enabled: bool, stream: TextIO | None = None) -> None:
+        self.enabled, self.stream = enabled, stream or sys.stdout
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            print(f"• {text}", file=self.stream, flush=True)
+
+    def delivery(self, label: str, report: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.say(
+            f"{label}: {report['status']} after {report['state_transitions']} state transitions, "
+            f"{report['virtual_seconds'] / 60:.1f} virtual minutes; blobs copied {report['blobs_copied']}, "
+            f"skipped {report['blobs_skipped']} ({report['bytes_copied']} bytes)"
+        )
+        for note in report["notifications"]:
+            print(f"\n  ── SNS: {note['subject']}", file=self.stream)
+            for line in str(note["message"]).splitlines():
+                print(f"  │ {line}", file=self.stream)
+        print(file=self.stream)
+
+    def summary(self, report: dict[str, Any]) -> None:
+        self.say(f"model packages in {report['publishing_region']}: {len(report['model_packages'])}")
+        if report["status"] == "SUCCEEDED":
+            self.say(f"ready for listing: {report['model_package_arn']}")
+        else:
+            self.say(f"failed: {json.dumps(report['failure'])}")
+
+
+@contextlib.contextmanager
+def _quiet(*, json_mode: bool) -> Any:
+    """Handler logs go to stderr (stdout carries only the report); moto's chatter is hidden."""
+    logging.getLogger().setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if json_mode:
+            with contextlib.redirect_stdout(sys.stderr):
+                yield
+        else:
+            yield
+
+
+def _usage_error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE

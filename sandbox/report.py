@@ -1,0 +1,103 @@
+"""Turn a finished delivery into the sandbox's JSON report (and a readable summary)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sandbox.runner import Delivery, Sandbox
+
+
+def _history(sandbox: Sandbox, execution_arn: str) -> list[dict[str, Any]]:
+    sfn = sandbox.aws("stepfunctions")
+    events: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events.extend(page["events"])
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def _outputs(events: list[dict[str, Any]], state_name: str) -> list[Any]:
+    """Outputs of every time the named state exited (Map iterations included)."""
+    found = []
+    for event in events:
+        details = event.get("stateExitedEventDetails")
+        if details and details.get("name") == state_name and details.get("output"):
+            found.append(json.loads(details["output"]))
+    return found
+
+
+def _sns_messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "subject": item.get("Subject"),
+            "message": item.get("Message"),
+            "outcome": item.get("MessageAttributes", {}).get("outcome", {}).get("Value"),
+        }
+        for item in raw
+    ]
+
+
+def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str) -> dict[str, Any]:
+    notifications = _sns_messages(sandbox.drain("notifications"))
+    events = sandbox.drain("events")
+    report: dict[str, Any] = {
+        "status": delivery.status,
+        "execution_arn": delivery.execution_arn,
+        "model_package_arn": None,
+        "publishing_region": sandbox.publishing_region,
+        "source_image_digest": source_digest,
+        "published_image_digest": None,
+        "published_media_type": None,
+        "published_manifest": None,
+        "notifications": notifications,
+        "events": events,
+        "state_transitions": 0,
+        "virtual_seconds": round(delivery.clock_after - delivery.clock_before, 3),
+        "failure": None,
+        "blobs_copied": 0,
+        "blobs_skipped": 0,
+        "bytes_copied": 0,
+        "model_packages": model_packages(sandbox),
+    }
+    if delivery.execution_arn is None:
+        return report
+    history = _history(sandbox, delivery.execution_arn)
+    report["state_transitions"] = sum(1 for event in history if event["type"].endswith("StateEntered"))
+    images = [image for outputs in _outputs(history, "PutManifest") for image in [outputs]]
+    for image in images:
+        report["blobs_copied"] += image["blobs_copied"]
+        report["blobs_skipped"] += image["blobs_skipped"]
+        report["bytes_copied"] += image["bytes_copied"]
+    if images:
+        first = images[0]
+        report["published_image_digest"] = first["digest"]
+        report["published_media_type"] = first["media_type"]
+        report["published_manifest"] = published_manifest(sandbox, first["repository"], first["digest"])
+    else:
+        # The copy failed before a manifest was published: count what the blob copies did.
+        for copied in _outputs(history, "CopyBlob"):
+            report["blobs_copied" if not copied["skipped"] else "blobs_skipped"] += 1
+            report["bytes_copied"] += copied["bytes_copied"]
+    created = _outputs(history, "CreateModelPackage")
+    if created:
+        report["model_package_arn"] = created[-1]["resource"]["arn"]
+    failures = [event["detail"] for event in events if event.get("detail-type") == "Release Failed"]
+    if failures:
+        detail = failures[-1]
+        report["failure"] = {key: detail.get(key) for key in ("stage", "error", "reason", "reasons")}
+    return report
+
+
+def model_packages(sandbox: Sandbox) -> list[str]:
+    sm = sandbox.aws("sagemaker", sandbox.publishing_region)
+    return sorted(item["ModelPackageArn"] for item in sm.list_model_packages()["ModelPackageSummaryList"])
+
+
+def published_manifest(sandbox: Sandbox, repository: str, digest: str) -> Any:
+    ecr = sandbox.aws("ecr", sandbox.publishing_region)
+    images = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageDigest": digest}])["images"]
+    return json.loads(images[0]["imageManifest"]) if images else None

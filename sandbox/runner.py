@@ -1,0 +1,307 @@
+"""Run a release end to end in the sandbox: deploy, seed, trigger, wait, report.
+
+The order of what a seller does decides which event starts the release; the runner plays
+the seller so that the chosen trigger is the one that fires:
+
+* ``ecr-push``:  artifacts and the release file are in S3 first (the trigger waits for the
+  image), then the image push starts the release.
+* ``s3-upload``: image, validation input and release file first (the trigger waits for the
+  model artifact), then the model artifact upload starts it.
+* ``manual``:    everything is in place (the release file outside the watched prefix), then
+  ``StartExecution`` is called the way ``aws stepfunctions start-execution`` would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import boto3
+
+from mlpublish.release import ReleaseSpec, parse_release, parse_s3_uri
+from sandbox.clock import VirtualClock
+from sandbox.ext_ecr import FAULT_CORRUPT_BLOB, EcrExtension, ScanOutcome
+from sandbox.ext_lambda import CodeRegistry, InProcessLambda
+from sandbox.ext_sagemaker import EVERY, SageMakerValidation, ValidationOutcome
+from sandbox.oci import OciLayout, push_layout
+from sandbox.stack import DeployedStack, deploy
+
+Trigger = Literal["ecr-push", "s3-upload", "manual"]
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PUBLISHING_REGION = "us-east-1"
+VALIDATION_FAILURE = (
+    "ClientError: Transform job validation failed: the container returned HTTP 500 for "
+    "POST /invocations on 3 of 3 records (see /aws/sagemaker/TransformJobs)"
+)
+IMAGE_SCAN_FAILURE = "Image scan found 1 HIGH vulnerability in the inference image"
+
+
+@dataclass
+class RunOptions:
+    release: Path
+    image: Path
+    trigger: Trigger = "ecr-push"
+    validation: Literal["completed", "failed"] = "completed"
+    validation_minutes: float = 45.0
+    repeat: bool = False
+    fault: str | None = None
+    model_data: Path | None = None
+    validation_input: Path | None = None
+    scan: ScanOutcome = field(default_factory=ScanOutcome)
+
+
+@dataclass
+class Delivery:
+    """What one trigger delivery led to."""
+
+    execution_arn: str | None
+    status: str
+    clock_before: float
+    clock_after: float
+
+
+def sample_model_data() -> bytes:
+    """A tiny model.tar.gz for releases run without --model-data."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        payload = json.dumps({"weights": [0.25, -0.5, 1.0], "bias": 0.1}).encode()
+        info = tarfile.TarInfo("model.json")
+        info.size, info.mtime = len(payload), 0
+        archive.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+SAMPLE_VALIDATION_INPUT = b"0.1,0.2,0.3\n0.4,0.5,0.6\n0.7,0.8,0.9\n"
+
+
+class Sandbox:
+    """The local AWS: moto plus the sandbox's extensions, with the stack deployed."""
+
+    def __init__(self, spec: ReleaseSpec, options: RunOptions) -> None:
+        self.spec, self.options = spec, options
+        first = spec.containers[0].image_ref
+        self.account_id = first.registry_id
+        self.source_region = first.region
+        self.publishing_region = spec.publishing_region or DEFAULT_PUBLISHING_REGION
+        self.clock = VirtualClock()
+        self.lambdas = InProcessLambda(CodeRegistry())
+        self.ecr = EcrExtension(self.clock, scan_outcome=options.scan, fault=options.fault)
+        failures = {EVERY: VALIDATION_FAILURE} if options.validation == "failed" else {}
+        scan_failures = {EVERY: IMAGE_SCAN_FAILURE} if options.validation == "failed" else {}
+        self.sagemaker = SageMakerValidation(
+            self.clock,
+            ValidationOutcome(
+                pending_seconds=60.0,
+                in_progress_seconds=max(options.validation_minutes * 60.0 - 60.0, 0.0),
+                validation_failures=failures,
+                image_scan_failures=scan_failures,
+            ),
+        )
+        self.stack: DeployedStack | None = None
+        self._capture: dict[str, str] = {}
+        self._seen_notifications: list[dict[str, Any]] = []
+        self._seen_events: list[dict[str, Any]] = []
+
+    # --------------------------------------------------------------- lifecycle
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Sandbox]:
+        from moto import mock_aws
+
+        env = {
+            "AWS_ACCESS_KEY_ID": "sandbox",
+            "AWS_SECRET_ACCESS_KEY": "sandbox",
+            "AWS_SESSION_TOKEN": "sandbox",
+            "AWS_DEFAULT_REGION": self.source_region,
+            "AWS_REGION": self.source_region,
+            "MOTO_ACCOUNT_ID": self.account_id,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "mlpublish",
+        }
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        from mlpublish.aws import client
+
+        client.cache_clear()  # clients bound to an earlier sandbox's credentials
+        try:
+            with (
+                mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
+                self.clock,
+                self.lambdas,
+                self.ecr,
+                self.sagemaker,
+            ):
+                self.stack = deploy(
+                    ROOT,
+                    region=self.source_region,
+                    parameters={"PublishingRegion": self.publishing_region},
+                )
+                for function_name, code_dir in self.stack.code_dirs.items():
+                    self.lambdas.registry.register(function_name, code_dir)
+                self._subscribe_capture()
+                yield self
+        finally:
+            client.cache_clear()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def aws(self, service: str, region: str | None = None) -> Any:
+        return boto3.client(service, region_name=region or self.source_region)
+
+    def _subscribe_capture(self) -> None:
+        """A subscriber queue on the topic and a rule copying the pipeline's events."""
+        assert self.stack is not None
+        sqs = self.aws("sqs")
+        notifications = sqs.create_queue(QueueName="sandbox-notifications")["QueueUrl"]
+        events_queue = sqs.create_queue(QueueName="sandbox-events")["QueueUrl"]
+        arn_of = lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[  # noqa: E731
+            "Attributes"
+        ]["QueueArn"]
+        self.aws("sns").subscribe(
+            TopicArn=self.stack.outputs["NotificationTopicArn"], Protocol="sqs", Endpoint=arn_of(notifications)
+        )
+        events = self.aws("events")
+        events.put_rule(Name="sandbox-capture", EventPattern=json.dumps({"source": ["mlpublish"]}))
+        events.put_targets(Rule="sandbox-capture", Targets=[{"Id": "capture", "Arn": arn_of(events_queue)}])
+        self._capture = {"notifications": notifications, "events": events_queue}
+
+    # ------------------------------------------------------------------ seeding
+    def _put(self, uri: str, body: bytes, *, eventbridge: bool = False) -> None:
+        bucket, key = parse_s3_uri(uri)
+        s3 = self.aws("s3")
+        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        if bucket not in existing:
+            create: dict[str, Any] = {"Bucket": bucket}
+            if self.source_region != "us-east-1":
+                create["CreateBucketConfiguration"] = {"LocationConstraint": self.source_region}
+            s3.create_bucket(**create)
+        if eventbridge:
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+    def _model_data(self) -> bytes:
+        path = self.options.model_data
+        return path.read_bytes() if path else sample_model_data()
+
+    def _validation_input(self) -> bytes:
+        path = self.options.validation_input
+        return path.read_bytes() if path else SAMPLE_VALIDATION_INPUT
+
+    def release_uri(self, prefix: str = "releases/") -> str:
+        assert self.stack is not None
+        return f"s3://{self.stack.outputs['PipelineBucketName']}/{prefix}{self.spec.product.name}.yaml"
+
+    def push_image(self, layout: OciLayout) -> str:
+        ref = self.spec.containers[0].image_ref
+        ecr = self.aws("ecr", ref.region)
+        with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+            ecr.create_repository(repositoryName=ref.repository)
+        return push_layout(layout, ecr, ref.repository, ref.tag or "latest").digest
+
+    def seed_and_trigger(self, layout: OciLayout) -> tuple[str, Delivery]:
+        """Put everything in place in the order that makes the chosen trigger fire."""
+        trigger, release_text = self.options.trigger, self.options.release.read_bytes()
+        model_uris = [c.model_data for c in self.spec.containers if c.model_data]
+        validation_uri = self.spec.validation.input
+        before = self.clock.virtual_seconds
+        known = self._executions()
+        if trigger == "ecr-push":
+            for uri in model_uris:
+                self._put(uri, self._model_data())
+            self._put(validation_uri, self._validation_input())
+            self._put(self.release_uri(), release_text)
+            digest = self.push_image(layout)
+        elif trigger == "s3-upload":
+            digest = self.push_image(layout)
+            self._put(validation_uri, self._validation_input())
+            self._put(self.release_uri(), release_text)
+            for uri in model_uris or [validation_uri]:
+                self._put(uri, self._model_data() if model_uris else self._validation_input(), eventbridge=True)
+        else:
+            digest = self.push_image(layout)
+            for uri in model_uris:
+                self._put(uri, self._model_data())
+            self._put(validation_uri, self._validation_input())
+            self._put(self.release_uri("manual/"), release_text)
+            self.start_manually()
+        return digest, self._await_new(known, before)
+
+    def redeliver(self, layout: OciLayout) -> Delivery:
+        """Deliver the same trigger once more (a duplicate event or a second start)."""
+        before, known = self.clock.virtual_seconds, self._executions()
+        if self.options.trigger == "ecr-push":
+            ref = self.spec.containers[0].image_ref
+            from sandbox.ext_ecr import emit_image_push_event
+
+            digest = self.aws("ecr", ref.region).describe_images(
+                repositoryName=ref.repository, imageIds=[{"imageTag": ref.tag or "latest"}]
+            )["imageDetails"][0]["imageDigest"]
+            emit_image_push_event(self.account_id, ref.region, ref.repository, digest, ref.tag)
+        elif self.options.trigger == "s3-upload":
+            model_uris = [c.model_data for c in self.spec.containers if c.model_data]
+            uri = model_uris[0] if model_uris else self.spec.validation.input
+            self._put(uri, self._model_data() if model_uris else self._validation_input(), eventbridge=True)
+        else:
+            self.start_manually()
+        return self._await_new(known, before, allow_none=True)
+
+    def start_manually(self) -> str:
+        assert self.stack is not None
+        body = json.dumps({"release_uri": self.release_uri("manual/"), "trigger": {"kind": "manual", "ref": "cli"}})
+        arn: str = self.aws("stepfunctions").start_execution(stateMachineArn=self.stack.state_machine_arn, input=body)[
+            "executionArn"
+        ]
+        return arn
+
+    # ------------------------------------------------------------------ waiting
+    def _executions(self) -> set[str]:
+        assert self.stack is not None
+        pages = self.aws("stepfunctions").list_executions(stateMachineArn=self.stack.state_machine_arn)
+        return {item["executionArn"] for item in pages["executions"]}
+
+    def _await_new(self, known: set[str], clock_before: float, *, allow_none: bool = False) -> Delivery:
+        new = sorted(self._executions() - known)
+        if not new:
+            if not allow_none:
+                raise RuntimeError("the trigger started no execution; see the trigger Lambda's log above")
+            return Delivery(None, "NOT_STARTED", clock_before, self.clock.virtual_seconds)
+        status = self.wait(new[-1])
+        return Delivery(new[-1], status, clock_before, self.clock.virtual_seconds)
+
+    def wait(self, execution_arn: str, timeout: float = 600.0) -> str:
+        sfn = self.aws("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = str(sfn.describe_execution(executionArn=execution_arn)["status"])
+            if status != "RUNNING":
+                return status
+            time.sleep(0.02)
+        raise TimeoutError(f"{execution_arn} still running after {timeout} s of real time")
+
+    # ------------------------------------------------------------------ reading
+    def drain(self, which: str) -> list[dict[str, Any]]:
+        sqs = self.aws("sqs")
+        messages: list[dict[str, Any]] = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=self._capture[which], MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return messages
+            for message in batch:
+                messages.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self._capture[which], ReceiptHandle=message["ReceiptHandle"])
+
+
+def load_release(path: Path) -> ReleaseSpec:
+    return parse_release(path.read_bytes(), source=str(path))
