@@ -27,6 +27,7 @@ from typing import Any, Literal
 import boto3
 
 from mlpublish.release import ReleaseSpec, parse_release, parse_s3_uri
+from sandbox import ext_events
 from sandbox.clock import VirtualClock
 from sandbox.ext_ecr import FAULT_CORRUPT_BLOB, EcrExtension, ScanOutcome
 from sandbox.ext_lambda import CodeRegistry, InProcessLambda
@@ -132,12 +133,15 @@ class Sandbox:
         client.cache_clear()  # clients bound to an earlier sandbox's credentials
         try:
             with (
+                contextlib.ExitStack() as stack,
                 mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
                 self.clock,
                 self.lambdas,
                 self.ecr,
                 self.sagemaker,
             ):
+                undo_events = ext_events.install()
+                stack.callback(undo_events)
                 self.stack = deploy(
                     ROOT,
                     region=self.source_region,

@@ -1,0 +1,26 @@
+"""EventBridge targets receive the whole event, as in AWS.
+
+moto 5.2.5 delivers events to targets through a default input template that leaves out
+the ``account`` field; real EventBridge delivers the event unchanged. The pipeline's
+trigger matches a pushed image to a release by account, region and repository, so the
+sandbox restores the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from unittest.mock import patch
+
+from moto.events.utils import EventTemplateParser
+
+FULL_EVENT_TEMPLATE = (
+    '{"id": "<id>", "time": <time>, "version": "0", "detail-type": "<detail-type>", "source": "<source>", '
+    '"account": "<account>", "region": "<region>", "resources": <resources>, "detail": <detail>}'
+)
+
+
+def install() -> Callable[[], None]:
+    """Patch the default target template; returns the function that undoes it."""
+    patcher = patch.object(EventTemplateParser, "DEFAULT_EVENT_INPUT_TEMPLATE", FULL_EVENT_TEMPLATE)
+    patcher.start()
+    return patcher.stop
