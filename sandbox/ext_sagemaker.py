@@ -1,0 +1,276 @@
+"""SageMaker model-package validation as the Marketplace pipeline experiences it.
+
+moto 5.2.5 says ``Completed`` for every model package, with a ValidationStatuses and an
+ImageScanStatuses item named after the package ARN; it has no DeleteModelPackage and
+creates a second unversioned package with an existing name by overwriting the first.
+Real SageMaker validates a certified package for minutes to hours (batch transform jobs
+plus image scans) and reports every FailureReason. This extension, on the virtual clock:
+
+* makes a package created with a ValidationSpecification (or CertifyForMarketplace)
+  ``Pending`` for ``pending_seconds``, ``InProgress`` for ``in_progress_seconds`` and
+  then ``Completed`` or ``Failed``: one ValidationStatuses item per validation profile
+  and one ImageScanStatuses item per container, each ``NotStarted`` -> ``InProgress`` ->
+  ``Completed``/``Failed`` with the configured ``FailureReason``, shaped as
+  DescribeModelPackage's ModelPackageStatusDetails; other packages are ``Completed``
+  with empty lists, as in the documented EventBridge sample;
+* rejects CreateModelPackage for an unversioned name that exists with
+  ``ValidationException`` "ModelPackage already exists" (the message the SageMaker
+  Python SDK matches to detect an existing package), unless the request repeats the
+  existing package's ``ClientToken``: then it returns the existing ARN, the usual AWS
+  idempotency contract (moto itself stores ClientToken and ignores it);
+* implements DeleteModelPackage.
+
+Item names (EntityName, ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``) of ImageScanStatuses are
+not documented; the sandbox uses the container's hostname, else its repository name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from unittest.mock import patch
+
+from moto.core.responses import ActionResult, EmptyResult
+from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.models import SageMakerModelBackend
+from moto.sagemaker.responses import SageMakerResponse
+
+from sandbox.clock import VirtualClock
+
+#: Key of a failure mapping that applies to every profile / container.
+EVERY = "*"
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """How validation of a certified model package unfolds, in virtual seconds.
+
+    ``validation_failures`` maps a validation profile name (or ``"*"``) and
+    ``image_scan_failures`` a scan item name, an image URI (or ``"*"``) to the
+    FailureReason reported for it; any failure makes the package ``Failed``.
+    """
+
+    pending_seconds: float = 60.0
+    in_progress_seconds: float = 3600.0
+    validation_failures: Mapping[str, str] = field(default_factory=dict)
+    image_scan_failures: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Item:
+    name: str
+    failure_reason: str | None
+
+
+@dataclass(frozen=True)
+class _Tracked:
+    created_at: dt.datetime
+    outcome: ValidationOutcome
+    validations: tuple[_Item, ...]
+    image_scans: tuple[_Item, ...]
+
+
+class SageMakerValidation:
+    """Virtual-time validation, name conflicts and deletion for moto's model packages.
+
+    Install with ``undo = ext.install()`` (or ``with ext:``); ``undo()`` restores moto.
+    """
+
+    def __init__(self, clock: VirtualClock, default_outcome: ValidationOutcome | None = None) -> None:
+        self.clock = clock
+        self.default_outcome = default_outcome or ValidationOutcome()
+        self._outcomes: dict[str, ValidationOutcome] = {}
+        self._tracked: dict[str, _Tracked] = {}
+        self._lock = threading.Lock()
+        self._undo: Callable[[], None] | None = None
+
+    def set_outcome(self, model_package_name: str, outcome: ValidationOutcome) -> None:
+        """The outcome for packages created later under this name (default: ``default_outcome``)."""
+        self._outcomes[model_package_name] = outcome
+
+    def install(self) -> Callable[[], None]:
+        """Patch moto's SageMaker backend and responses; returns the function that undoes it."""
+        if self._undo is not None:
+            raise RuntimeError("this SageMakerValidation is already installed")
+        stack = ExitStack()
+        for name, replacement in self._backend_patches().items():
+            stack.enter_context(patch.object(SageMakerModelBackend, name, replacement, create=True))
+        stack.enter_context(
+            patch.object(SageMakerResponse, "delete_model_package", _delete_model_package_response, create=True)
+        )
+
+        def undo() -> None:
+            stack.close()
+            self._undo = None
+
+        self._undo = undo
+        return undo
+
+    def __enter__(self) -> SageMakerValidation:
+        self.install()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._undo is not None:
+            self._undo()
+
+    def _backend_patches(self) -> dict[str, Callable[..., Any]]:
+        ext = self
+        original_create = SageMakerModelBackend.create_model_package
+        original_describe = SageMakerModelBackend.describe_model_package
+        original_list = SageMakerModelBackend.list_model_packages
+
+        def create_model_package(backend: SageMakerModelBackend, **kwargs: Any) -> str:
+            existing = ext._existing_unversioned(backend, kwargs.get("model_package_name"), kwargs)
+            if existing is not None:
+                return existing
+            arn: str = original_create(backend, **kwargs)
+            ext._track(backend.model_packages[arn])
+            return arn
+
+        def describe_model_package(backend: SageMakerModelBackend, model_package_name: str) -> Any:
+            package = original_describe(backend, model_package_name)
+            ext._refresh(package)
+            return package
+
+        def list_model_packages(backend: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
+            for package in list(backend.model_packages.values()):
+                ext._refresh(package)
+            return original_list(backend, *args, **kwargs)
+
+        def delete_model_package(backend: SageMakerModelBackend, model_package_name: str) -> None:
+            ext._delete(backend, model_package_name)
+
+        return {
+            "create_model_package": create_model_package,
+            "describe_model_package": describe_model_package,
+            "list_model_packages": list_model_packages,
+            "delete_model_package": delete_model_package,
+        }
+
+    def _existing_unversioned(
+        self, backend: SageMakerModelBackend, name: str | None, request: Mapping[str, Any]
+    ) -> str | None:
+        """The existing package's ARN for an idempotent retry; raises for a name conflict."""
+        if not name or request.get("model_package_group_name"):
+            return None
+        for package in backend.model_packages.values():
+            if package.model_package_version is None and package.model_package_name.lower() == name.lower():
+                token = request.get("client_token")
+                if token and token == package.client_token:
+                    return str(package.arn)
+                raise ValidationError(f"ModelPackage already exists: {package.arn}")
+        return None
+
+    def _track(self, package: Any) -> None:
+        """Start the virtual validation clock of a new package (creation time on the clock)."""
+        package.creation_time = self.clock.now()
+        profiles = (package.validation_specification or {}).get("ValidationProfiles") or []
+        if not profiles and not package.certify_for_marketplace:
+            package.model_package_status = "Completed"
+            package.model_package_status_details = {"ValidationStatuses": [], "ImageScanStatuses": []}
+            return
+        outcome = self._outcomes.get(package.model_package_name, self.default_outcome)
+        validations = tuple(
+            _Item(p["ProfileName"], _reason(outcome.validation_failures, p["ProfileName"])) for p in profiles
+        )
+        image_scans = tuple(
+            _Item(name, _reason(outcome.image_scan_failures, name, image))
+            for name, image in _scan_items(package.inference_specification)
+        )
+        with self._lock:
+            self._tracked[package.arn] = _Tracked(package.creation_time, outcome, validations, image_scans)
+        self._refresh(package)
+
+    def _refresh(self, package: Any) -> None:
+        """Set the package's status from the virtual time elapsed since its creation."""
+        with self._lock:
+            tracked = self._tracked.get(package.arn)
+        if tracked is None:
+            return
+        elapsed = self.clock.seconds_since(tracked.created_at)
+        outcome = tracked.outcome
+        if elapsed < outcome.pending_seconds:
+            status, details = "Pending", _details(tracked, "NotStarted")
+        elif elapsed < outcome.pending_seconds + outcome.in_progress_seconds:
+            status, details = "InProgress", _details(tracked, "InProgress")
+        else:
+            details = _details(tracked, None)
+            failed = any(item.get("Status") == "Failed" for items in details.values() for item in items)
+            status = "Failed" if failed else "Completed"
+        package.model_package_status = status
+        package.model_package_status_details = details
+
+    def _delete(self, backend: SageMakerModelBackend, name_or_arn: str) -> None:
+        arn = backend.model_package_name_mapping.get(name_or_arn, name_or_arn)
+        package = backend.model_packages.pop(arn, None)
+        if package is None:
+            raise ValidationError(f"ModelPackage {name_or_arn} does not exist.")
+        for key in [k for k, v in backend.model_package_name_mapping.items() if v == arn]:
+            del backend.model_package_name_mapping[key]
+        with self._lock:
+            self._tracked.pop(arn, None)
+
+
+# A plain function: moto dispatches only to functions defined on the response class.
+def _delete_model_package_response(response: SageMakerResponse) -> EmptyResult | ActionResult:
+    response.sagemaker_backend.delete_model_package(response._get_param("ModelPackageName"))
+    return EmptyResult()
+
+
+def _reason(failures: Mapping[str, str], *keys: str) -> str | None:
+    for key in (*keys, EVERY):
+        if key in failures:
+            return failures[key]
+    return None
+
+
+def _details(tracked: _Tracked, running_status: str | None) -> dict[str, list[dict[str, str]]]:
+    """ModelPackageStatusDetails with every item in ``running_status``, or final when None."""
+
+    def item(entry: _Item) -> dict[str, str]:
+        if running_status is not None:
+            return {"Name": entry.name, "Status": running_status}
+        if entry.failure_reason is None:
+            return {"Name": entry.name, "Status": "Completed"}
+        return {"Name": entry.name, "Status": "Failed", "FailureReason": entry.failure_reason}
+
+    return {
+        "ValidationStatuses": [item(e) for e in tracked.validations],
+        "ImageScanStatuses": [item(e) for e in tracked.image_scans],
+    }
+
+
+def _scan_items(inference_specification: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """(item name, image URI) per container; names are unique EntityNames."""
+    items: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for index, container in enumerate((inference_specification or {}).get("Containers") or [], start=1):
+        image = str(container.get("Image") or "")
+        base = _entity_name(container.get("ContainerHostname") or _repository_name(image)) or f"container-{index}"
+        name = base if base not in seen else _entity_name(f"{base}-{index}")
+        seen.add(name)
+        items.append((name, image))
+    return items
+
+
+def _repository_name(image: str) -> str:
+    """``123.dkr.ecr.r.amazonaws.com/team/model:tag@sha256:..`` -> ``model``."""
+    path = image.split("@", 1)[0].split("/", 1)[-1]
+    last = path.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def _entity_name(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-")[:63].rstrip("-")
