@@ -11,7 +11,9 @@ import contextlib
 import json
 import logging
 import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -42,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model-data", type=Path, help="model.tar.gz to upload (default: a tiny sample)")
     run.add_argument("--validation-input", type=Path, help="validation input to upload (default: sample CSV)")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
+    run.add_argument(
+        "--log-file",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "mlpublish-sandbox.log",
+        help="where the Lambdas' logs go (default: %(default)s)",
+    )
+    run.add_argument("--verbose", action="store_true", help="show the Lambdas' logs on stderr instead")
     return parser
 
 
@@ -72,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     progress = _Progress(enabled=not args.json)
     try:
-        with _quiet(json_mode=args.json):
+        progress.say(f"Lambda logs: {'stderr' if args.verbose else args.log_file}")
+        with _quiet(None if args.verbose else args.log_file):
             report = run(spec, options, layout, progress)
     except LayoutError as exc:
         return _usage_error(f"{exc}; nothing was published")
@@ -103,8 +113,9 @@ def run(spec: Any, options: RunOptions, layout: Any, progress: _Progress) -> dic
 
 
 class _Progress:
-    def __init__(self, *, enabled: bool, stream: TextIO | None = None) -> None:
-        self.enabled, self.stream = enabled, stream or sys.stdout
+    def __init__(self, *, enabled: bool) -> None:
+        # Bound now: while the run goes on, sys.stdout is redirected to the log.
+        self.enabled, self.stream = enabled, sys.stdout
 
     def say(self, text: str) -> None:
         if self.enabled:
@@ -133,16 +144,24 @@ class _Progress:
 
 
 @contextlib.contextmanager
-def _quiet(*, json_mode: bool) -> Any:
-    """Handler logs go to stderr (stdout carries only the report); moto's chatter is hidden."""
-    logging.getLogger().setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if json_mode:
-            with contextlib.redirect_stdout(sys.stderr):
-                yield
-        else:
+def _quiet(log_file: Path | None) -> Iterator[None]:
+    """The Lambdas' logs and moto's chatter go to a log file (or stderr with --verbose).
+
+    stdout carries only progress or the JSON report.
+    """
+    stream: TextIO = sys.stderr if log_file is None else log_file.open("w")
+    root = logging.getLogger()
+    handler = logging.StreamHandler(stream)
+    saved = root.handlers[:], root.level
+    root.handlers, root.level = [handler], logging.WARNING
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(stream):
+            warnings.simplefilter("ignore")
             yield
+    finally:
+        root.handlers, root.level = saved
+        if stream is not sys.stderr:
+            stream.close()
 
 
 def _usage_error(message: str) -> int:

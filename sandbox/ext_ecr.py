@@ -278,9 +278,7 @@ class EcrExtension:
         stack.callback(self._stop_server)
         for name, replacement in self._backend_patches().items():
             stack.enter_context(patch.object(ECRBackend, name, replacement))
-        stack.enter_context(
-            patch.object(ECRResponse, "get_download_url_for_layer", self._download_url_response())
-        )
+        stack.enter_context(patch.object(ECRResponse, "get_download_url_for_layer", self._download_url_response()))
 
         def undo() -> None:
             stack.close()
@@ -367,8 +365,13 @@ class EcrExtension:
             registry_id: str | None = None,
         ) -> dict[str, Any]:
             return ext._upload_layer_part(
-                backend, repository_name, upload_id, int(part_first_byte), int(part_last_byte),
-                layer_part_blob or b"", registry_id,
+                backend,
+                repository_name,
+                upload_id,
+                int(part_first_byte),
+                int(part_last_byte),
+                layer_part_blob or b"",
+                registry_id,
             )
 
         def complete_layer_upload(
@@ -571,8 +574,12 @@ class EcrExtension:
             return
         try:
             emit_image_push_event(
-                backend.account_id, backend.region_name, repository_name,
-                image.get_image_digest(), image_tag, self.clock.now(),
+                backend.account_id,
+                backend.region_name,
+                repository_name,
+                image.get_image_digest(),
+                image_tag,
+                self.clock.now(),
             )
         except Exception as exc:  # a push never fails because of its event
             LOG.warning("ECR push event not delivered: %s", exc)

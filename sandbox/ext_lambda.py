@@ -292,9 +292,7 @@ class InProcessLambda:
             spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[unique]
-            raise _HandlerError(
-                "Runtime.ImportModuleError", f"Unable to import module '{module_path}': {exc}"
-            ) from exc
+            raise _HandlerError("Runtime.ImportModuleError", f"Unable to import module '{module_path}': {exc}") from exc
         finally:
             sys.path.remove(str(code_dir))
         self._modules[key] = module
@@ -354,6 +352,4 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 
 def _error_payload(error_type: str, message: str, request_id: str, trace: list[str]) -> str:
     """The Python runtime's error document; Step Functions reads ``errorType`` as the error name."""
-    return json.dumps(
-        {"errorMessage": message, "errorType": error_type, "requestId": request_id, "stackTrace": trace}
-    )
+    return json.dumps({"errorMessage": message, "errorType": error_type, "requestId": request_id, "stackTrace": trace})

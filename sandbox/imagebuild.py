@@ -198,9 +198,7 @@ def _check_destination(dest: Path) -> None:
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise ImageBuildError(
-            f"{name} is not installed, so the sample image cannot be built; {_INSTALL_HINT}"
-        )
+        raise ImageBuildError(f"{name} is not installed, so the sample image cannot be built; {_INSTALL_HINT}")
     return path
 
 

@@ -62,8 +62,11 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "blobs_skipped": 0,
         "bytes_copied": 0,
         "model_packages": model_packages(sandbox),
+        "deduplicated": False,
     }
-    if delivery.execution_arn is None:
+    if delivery.deduplicated:
+        # No new execution: the trigger found this content already published or in flight.
+        report["deduplicated"] = True
         return report
     history = _history(sandbox, delivery.execution_arn)
     report["state_transitions"] = sum(1 for event in history if event["type"].endswith("StateEntered"))

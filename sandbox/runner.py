@@ -14,11 +14,13 @@ the seller so that the chosen trigger is the one that fires:
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import os
 import tarfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ import boto3
 from mlpublish.release import ReleaseSpec, parse_release, parse_s3_uri
 from sandbox import ext_events
 from sandbox.clock import VirtualClock
-from sandbox.ext_ecr import FAULT_CORRUPT_BLOB, EcrExtension, ScanOutcome
+from sandbox.ext_ecr import EcrExtension, ScanOutcome
 from sandbox.ext_lambda import CodeRegistry, InProcessLambda
 from sandbox.ext_sagemaker import EVERY, SageMakerValidation, ValidationOutcome
 from sandbox.oci import OciLayout, push_layout
@@ -63,21 +65,22 @@ class RunOptions:
 class Delivery:
     """What one trigger delivery led to."""
 
-    execution_arn: str | None
+    execution_arn: str
     status: str
     clock_before: float
     clock_after: float
+    deduplicated: bool = False
 
 
 def sample_model_data() -> bytes:
     """A tiny model.tar.gz for releases run without --model-data."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as archive:
         payload = json.dumps({"weights": [0.25, -0.5, 1.0], "bias": 0.1}).encode()
         info = tarfile.TarInfo("model.json")
         info.size, info.mtime = len(payload), 0
         archive.addfile(info, io.BytesIO(payload))
-    return buffer.getvalue()
+    return buffer.getvalue()  # byte-identical on every run, like a real artifact re-uploaded
 
 
 SAMPLE_VALIDATION_INPUT = b"0.1,0.2,0.3\n0.4,0.5,0.6\n0.7,0.8,0.9\n"
@@ -264,9 +267,10 @@ class Sandbox:
     def start_manually(self) -> str:
         assert self.stack is not None
         body = json.dumps({"release_uri": self.release_uri("manual/"), "trigger": {"kind": "manual", "ref": "cli"}})
-        arn: str = self.aws("stepfunctions").start_execution(stateMachineArn=self.stack.state_machine_arn, input=body)[
-            "executionArn"
-        ]
+        # AWS names an unnamed execution with a UUID; moto 5.2.5 names it "None", so name it here.
+        arn: str = self.aws("stepfunctions").start_execution(
+            stateMachineArn=self.stack.state_machine_arn, name=str(uuid.uuid4()), input=body
+        )["executionArn"]
         return arn
 
     # ------------------------------------------------------------------ waiting
@@ -278,11 +282,18 @@ class Sandbox:
     def _await_new(self, known: set[str], clock_before: float, *, allow_none: bool = False) -> Delivery:
         new = sorted(self._executions() - known)
         if not new:
-            if not allow_none:
-                raise RuntimeError("the trigger started no execution; see the trigger Lambda's log above")
-            return Delivery(None, "NOT_STARTED", clock_before, self.clock.virtual_seconds)
+            if not allow_none or not known:
+                raise RuntimeError("the trigger started no execution; see the trigger Lambda's log")
+            # The trigger recognised content it has published (or is publishing) already.
+            latest = self._latest_execution()
+            return Delivery(latest, self.wait(latest), clock_before, self.clock.virtual_seconds, deduplicated=True)
         status = self.wait(new[-1])
         return Delivery(new[-1], status, clock_before, self.clock.virtual_seconds)
+
+    def _latest_execution(self) -> str:
+        assert self.stack is not None
+        items = self.aws("stepfunctions").list_executions(stateMachineArn=self.stack.state_machine_arn)["executions"]
+        return str(max(items, key=lambda item: item["startDate"])["executionArn"])
 
     def wait(self, execution_arn: str, timeout: float = 600.0) -> str:
         sfn = self.aws("stepfunctions")

@@ -52,7 +52,7 @@ _CfnLoader.add_multi_constructor("!", _construct_tag)
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    document = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    document = yaml.load(path.read_text(), Loader=_CfnLoader)
     if not isinstance(document, dict):
         raise ValueError(f"{path} is not a CloudFormation template")
     return document

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -70,6 +71,16 @@ def lambda_handler(event, context):
 '''
 
 
+# One session for every test: moto resets boto3's default session per mock, and loading
+# service models again for each test's clients would dominate the run time.
+SESSION = boto3.session.Session(region_name=REGION)
+
+
+@functools.cache
+def client(service: str) -> Any:
+    return SESSION.client(service)  # type: ignore[call-overload]
+
+
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -104,7 +115,7 @@ def ecr_ext(clock: VirtualClock) -> Iterator[EcrExtension]:
 
 @pytest.fixture
 def role_arn(aws: None) -> str:
-    iam = boto3.client("iam")
+    iam = client("iam")
     return str(iam.create_role(RoleName="sandbox", AssumeRolePolicyDocument="{}")["Role"]["Arn"])
 
 
@@ -118,7 +129,7 @@ def function_arn(tmp_path: Path, lambdas: InProcessLambda, role_arn: str) -> str
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("app.py", "placeholder: the sandbox runs the registered directory")
-    response = boto3.client("lambda").create_function(
+    response = client("lambda").create_function(
         FunctionName="publisher",
         Runtime="python3.13",
         Role=role_arn,
@@ -136,11 +147,11 @@ def function_arn(tmp_path: Path, lambdas: InProcessLambda, role_arn: str) -> str
 
 
 def run_state_machine(definition: dict[str, Any], role_arn: str, payload: Any = None) -> dict[str, Any]:
-    sfn = boto3.client("stepfunctions")
+    sfn = client("stepfunctions")
     machine = sfn.create_state_machine(name="machine", definition=json.dumps(definition), roleArn=role_arn)
-    execution = sfn.start_execution(
-        stateMachineArn=machine["stateMachineArn"], input=json.dumps(payload or {})
-    )["executionArn"]
+    execution = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], input=json.dumps(payload or {}))[
+        "executionArn"
+    ]
     deadline = time.monotonic() + 5
     while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
         assert time.monotonic() < deadline, "execution did not finish within 5 real seconds"
@@ -184,7 +195,7 @@ def image_manifest(config: bytes, layers: list[bytes]) -> str:
 @pytest.fixture
 def pushed_image(ecr_ext: EcrExtension) -> dict[str, Any]:
     """A repository holding one image: a config blob and two layers, the second the larger."""
-    ecr = boto3.client("ecr")
+    ecr = client("ecr")
     ecr.create_repository(repositoryName="source")
     config, small, large = b'{"os": "linux"}', b"small layer" * 10, bytes(range(256)) * 400
     for blob in (config, small, large):
@@ -247,10 +258,10 @@ def test_given_clock_uninstalled_then_moto_waits_are_restored(aws: None) -> None
 def test_given_registered_code_when_invoked_then_real_handler_runs_in_process_with_its_environment(
     function_arn: str, lambdas: InProcessLambda, tmp_path: Path
 ) -> None:
-    client = boto3.client("lambda")
+    lambda_client = client("lambda")
 
-    first = client.invoke(FunctionName="publisher", Payload=json.dumps({"release": "r1"}))
-    client.invoke(FunctionName=function_arn, Payload=json.dumps({"release": "r2"}))
+    first = lambda_client.invoke(FunctionName="publisher", Payload=json.dumps({"release": "r1"}))
+    lambda_client.invoke(FunctionName=function_arn, Payload=json.dumps({"release": "r2"}))
 
     assert "FunctionError" not in first
     assert json.loads(first["Payload"].read()) == {
@@ -266,7 +277,7 @@ def test_given_registered_code_when_invoked_then_real_handler_runs_in_process_wi
 def test_given_handler_raises_when_invoked_then_error_is_reported_by_exception_class_name(
     function_arn: str, lambdas: InProcessLambda
 ) -> None:
-    response = boto3.client("lambda").invoke(FunctionName="publisher", Payload=json.dumps({"fail": True}))
+    response = client("lambda").invoke(FunctionName="publisher", Payload=json.dumps({"fail": True}))
 
     error = json.loads(response["Payload"].read())
     assert response["FunctionError"] == "Handled"
@@ -348,10 +359,10 @@ def test_given_map_over_items_when_executed_then_concurrent_invocations_all_run(
 def test_given_sqs_event_source_mapping_when_message_sent_then_handler_receives_records(
     function_arn: str, tmp_path: Path
 ) -> None:
-    sqs = boto3.client("sqs")
+    sqs = client("sqs")
     queue_url = sqs.create_queue(QueueName="triggers")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    boto3.client("lambda").create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=function_arn)
+    client("lambda").create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=function_arn)
 
     sqs.send_message(QueueUrl=queue_url, MessageBody='{"release": "r1"}')
 
@@ -363,8 +374,8 @@ def test_given_sqs_event_source_mapping_when_message_sent_then_handler_receives_
 def test_given_function_without_registered_code_when_invoked_then_error_names_the_sandbox_gap(
     lambdas: InProcessLambda, role_arn: str
 ) -> None:
-    client = boto3.client("lambda")
-    client.create_function(
+    lambda_client = client("lambda")
+    lambda_client.create_function(
         FunctionName="unknown",
         Runtime="python3.13",
         Role=role_arn,
@@ -372,7 +383,7 @@ def test_given_function_without_registered_code_when_invoked_then_error_names_th
         Code={"ZipFile": b"not used"},
     )
 
-    response = client.invoke(FunctionName="unknown", Payload=b"{}")
+    response = lambda_client.invoke(FunctionName="unknown", Payload=b"{}")
 
     assert json.loads(response["Payload"].read())["errorType"] == "Sandbox.NoLocalCode"
 
@@ -383,7 +394,7 @@ def test_given_function_without_registered_code_when_invoked_then_error_names_th
 def test_given_upload_with_wrong_digest_when_completed_then_rejected_and_right_digest_stored(
     ecr_ext: EcrExtension,
 ) -> None:
-    ecr = boto3.client("ecr")
+    ecr = client("ecr")
     ecr.create_repository(repositoryName="target")
     blob = b"layer bytes" * 100
 
@@ -402,7 +413,7 @@ def test_given_upload_with_wrong_digest_when_completed_then_rejected_and_right_d
 
 
 def test_given_parts_out_of_order_or_too_small_when_uploaded_then_rejected(ecr_ext: EcrExtension) -> None:
-    ecr = boto3.client("ecr")
+    ecr = client("ecr")
     ecr.create_repository(repositoryName="target")
     upload_id = ecr.initiate_layer_upload(repositoryName="target")["uploadId"]
     ecr.upload_layer_part(
@@ -424,7 +435,7 @@ def test_given_parts_out_of_order_or_too_small_when_uploaded_then_rejected(ecr_e
 
 
 def test_given_manifest_with_missing_blob_when_put_then_rejected(ecr_ext: EcrExtension) -> None:
-    ecr = boto3.client("ecr")
+    ecr = client("ecr")
     ecr.create_repository(repositoryName="target")
     config, layer = b"{}", b"layer"
     upload_blob(ecr, "target", layer, sha256(layer))
@@ -439,7 +450,7 @@ def test_given_manifest_with_missing_blob_when_put_then_rejected(ecr_ext: EcrExt
 def test_given_complete_image_when_put_then_digest_is_sha256_of_exact_manifest_bytes(
     pushed_image: dict[str, Any],
 ) -> None:
-    ecr = boto3.client("ecr")
+    ecr = client("ecr")
 
     described = ecr.describe_images(repositoryName="source")["imageDetails"][0]
     with pytest.raises(ClientError) as mismatch:
@@ -457,7 +468,7 @@ def test_given_complete_image_when_put_then_digest_is_sha256_of_exact_manifest_b
 def test_given_index_with_missing_child_when_put_then_rejected_until_child_exists(
     pushed_image: dict[str, Any],
 ) -> None:
-    ecr = boto3.client("ecr")
+    ecr = client("ecr")
     child = {"mediaType": DOCKER_V2, "size": 1, "digest": sha256(b"absent")}
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [child]}
 
@@ -476,7 +487,7 @@ def test_given_index_with_missing_child_when_put_then_rejected_until_child_exist
 def test_given_stored_layer_when_download_url_fetched_then_streams_exact_bytes(
     pushed_image: dict[str, Any],
 ) -> None:
-    ecr = boto3.client("ecr")
+    ecr = client("ecr")
     large = pushed_image["large"]
 
     answer = ecr.get_download_url_for_layer(repositoryName="source", layerDigest=sha256(large))
@@ -492,7 +503,7 @@ def test_given_stored_layer_when_download_url_fetched_then_streams_exact_bytes(
 def test_given_unknown_or_unreferenced_layer_when_download_url_requested_then_ecr_errors(
     pushed_image: dict[str, Any],
 ) -> None:
-    ecr = boto3.client("ecr")
+    ecr = client("ecr")
     orphan = b"uploaded but in no image"
     upload_blob(ecr, "source", orphan, sha256(orphan))
 
@@ -508,7 +519,7 @@ def test_given_unknown_or_unreferenced_layer_when_download_url_requested_then_ec
 def test_given_corrupt_blob_fault_when_largest_layer_downloaded_then_exactly_one_byte_differs(
     pushed_image: dict[str, Any], ecr_ext: EcrExtension
 ) -> None:
-    ecr = boto3.client("ecr")
+    ecr = client("ecr")
     large, small = pushed_image["large"], pushed_image["small"]
 
     target = ecr_ext.corrupt_blob()
@@ -529,7 +540,7 @@ def test_given_fault_option_when_first_download_then_largest_layer_of_that_repos
     clock: VirtualClock,
 ) -> None:
     with EcrExtension(clock, fault=FAULT_CORRUPT_BLOB) as ext:
-        ecr = boto3.client("ecr")
+        ecr = client("ecr")
         ecr.create_repository(repositoryName="source")
         config, layer = b"{}", b"x" * 1000
         for blob in (config, layer):
@@ -548,10 +559,12 @@ def test_given_fault_option_when_first_download_then_largest_layer_of_that_repos
 def test_given_push_when_image_put_then_ecr_image_action_event_reaches_eventbridge(
     pushed_image: dict[str, Any], ecr_ext: EcrExtension
 ) -> None:
-    sqs, events, ecr = boto3.client("sqs"), boto3.client("events"), boto3.client("ecr")
+    sqs, events, ecr = client("sqs"), client("events"), client("ecr")
     queue_url = sqs.create_queue(QueueName="pushes")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="ecr-push", EventPattern=json.dumps({"source": ["aws.ecr"], "detail-type": ["ECR Image Action"]}))
+    events.put_rule(
+        Name="ecr-push", EventPattern=json.dumps({"source": ["aws.ecr"], "detail-type": ["ECR Image Action"]})
+    )
     events.put_targets(Rule="ecr-push", Targets=[{"Id": "queue", "Arn": queue_arn}])
 
     ecr.put_image(repositoryName="source", imageManifest=pushed_image["manifest"], imageTag="v2")
@@ -572,7 +585,7 @@ def test_given_default_outcome_when_scanned_then_complete_without_findings_and_o
     pushed_image: dict[str, Any], clock: VirtualClock
 ) -> None:
     # botocore retries LimitExceededException as throttling: one attempt keeps the test fast.
-    ecr = boto3.client("ecr", config=Config(retries={"total_max_attempts": 1}))
+    ecr = SESSION.client("ecr", config=Config(retries={"total_max_attempts": 1}))
     image = {"imageTag": "v1"}
 
     started = ecr.start_image_scan(repositoryName="source", imageId=image)
@@ -592,7 +605,7 @@ def test_given_default_outcome_when_scanned_then_complete_without_findings_and_o
 def test_given_scan_outcome_with_findings_when_described_then_in_progress_until_virtual_time_passes(
     pushed_image: dict[str, Any], ecr_ext: EcrExtension, clock: VirtualClock
 ) -> None:
-    ecr = boto3.client("ecr")
+    ecr = client("ecr")
     ecr_ext.set_scan_outcome(ScanOutcome(severity_counts={"CRITICAL": 1, "HIGH": 2, "LOW": 0}, duration_seconds=90))
     ecr.start_image_scan(repositoryName="source", imageId={"imageTag": "v1"})
 
@@ -610,7 +623,7 @@ def test_given_scan_outcome_with_findings_when_described_then_in_progress_until_
 def test_given_unsupported_image_outcome_when_scanned_then_status_unsupported_image(
     pushed_image: dict[str, Any], ecr_ext: EcrExtension
 ) -> None:
-    ecr = boto3.client("ecr")
+    ecr = client("ecr")
     ecr_ext.set_scan_outcome(UNSUPPORTED_IMAGE, repository_name="source")
 
     ecr.start_image_scan(repositoryName="source", imageId={"imageTag": "v1"})
@@ -640,7 +653,9 @@ def model_package_request(name: str, **extra: Any) -> dict[str, Any]:
                 {
                     "ProfileName": "batch-profile",
                     "TransformJobDefinition": {
-                        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in"}}},
+                        "TransformInput": {
+                            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in"}}
+                        },
                         "TransformOutput": {"S3OutputPath": "s3://b/out"},
                         "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
                     },
@@ -662,7 +677,7 @@ def test_given_certified_package_when_described_then_in_progress_until_virtual_t
         image_scan_failures={"*": "Image has CRITICAL vulnerabilities"},
     )
     with SageMakerValidation(clock, outcome):
-        sagemaker = boto3.client("sagemaker")
+        sagemaker = client("sagemaker")
         arn = sagemaker.create_model_package(**model_package_request("my-model-1-0"))["ModelPackageArn"]
 
         pending = sagemaker.describe_model_package(ModelPackageName="my-model-1-0")
@@ -691,7 +706,7 @@ def test_given_certified_package_when_described_then_in_progress_until_virtual_t
 
 def test_given_default_outcome_when_validation_time_passed_then_completed(clock: VirtualClock) -> None:
     with SageMakerValidation(clock, ValidationOutcome(pending_seconds=0, in_progress_seconds=600)):
-        sagemaker = boto3.client("sagemaker")
+        sagemaker = client("sagemaker")
         sagemaker.create_model_package(**model_package_request("ok-model"))
         clock.advance(600)
 
@@ -703,8 +718,10 @@ def test_given_default_outcome_when_validation_time_passed_then_completed(clock:
 
 def test_given_existing_name_when_created_again_then_conflict_unless_same_client_token(clock: VirtualClock) -> None:
     with SageMakerValidation(clock):
-        sagemaker = boto3.client("sagemaker")
-        arn = sagemaker.create_model_package(**model_package_request("dup", ClientToken="release-r1"))["ModelPackageArn"]
+        sagemaker = client("sagemaker")
+        arn = sagemaker.create_model_package(**model_package_request("dup", ClientToken="release-r1"))[
+            "ModelPackageArn"
+        ]
 
         retried = sagemaker.create_model_package(**model_package_request("dup", ClientToken="release-r1"))
         with pytest.raises(ClientError) as conflict:
@@ -717,7 +734,7 @@ def test_given_existing_name_when_created_again_then_conflict_unless_same_client
 
 def test_given_package_when_deleted_then_gone_and_name_reusable(clock: VirtualClock) -> None:
     with SageMakerValidation(clock):
-        sagemaker = boto3.client("sagemaker")
+        sagemaker = client("sagemaker")
         sagemaker.create_model_package(**model_package_request("to-delete"))
 
         sagemaker.delete_model_package(ModelPackageName="to-delete")
@@ -735,7 +752,7 @@ def test_given_uncertified_package_without_validation_then_completed_with_empty_
     request = model_package_request("plain")
     del request["ValidationSpecification"], request["CertifyForMarketplace"]
     with SageMakerValidation(clock):
-        sagemaker = boto3.client("sagemaker")
+        sagemaker = client("sagemaker")
         sagemaker.create_model_package(**request)
 
         described = sagemaker.describe_model_package(ModelPackageName="plain")

@@ -124,7 +124,7 @@ def parse_error(error: dict[str, Any] | None, stage: str) -> Failure:
     except ValueError:
         pass
     reason, _, rest = message.partition("\n- ")
-    reasons = [line for line in ("- " + rest).split("\n- ") if line.strip("- ")] if rest else []
+    reasons = [line for line in rest.split("\n- ") if line.strip()] if rest else []
     return Failure(stage=stage, error=name, reason=reason.strip() or name, reasons=[r.strip() for r in reasons])
 
 
