@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from unittest.mock import patch
 
 from moto.core.exceptions import ServiceException
@@ -355,6 +355,7 @@ class EcrExtension:
         ext = self
         original_put_image = ECRBackend.put_image
 
+        # The replacements keep moto's signatures: moto calls them positionally.
         def upload_layer_part(
             backend: ECRBackend,
             repository_name: str,
@@ -364,14 +365,9 @@ class EcrExtension:
             layer_part_blob: bytes,
             registry_id: str | None = None,
         ) -> dict[str, Any]:
+            repository = backend._get_repository(repository_name, registry_id)
             return ext._upload_layer_part(
-                backend,
-                repository_name,
-                upload_id,
-                int(part_first_byte),
-                int(part_last_byte),
-                layer_part_blob or b"",
-                registry_id,
+                repository, upload_id, int(part_first_byte), int(part_last_byte), layer_part_blob or b""
             )
 
         def complete_layer_upload(
@@ -434,17 +430,9 @@ class EcrExtension:
 
     # ----------------------------------------------------------------- blobs
 
-    def _upload_layer_part(
-        self,
-        backend: ECRBackend,
-        repository_name: str,
-        upload_id: str,
-        first: int,
-        last: int,
-        blob: bytes,
-        registry_id: str | None,
-    ) -> dict[str, Any]:
-        repository = backend._get_repository(repository_name, registry_id)
+    def _upload_layer_part(self, repository: Any, upload_id: str, first: int, last: int, blob: bytes) -> dict[str, Any]:
+        """Append one part to the upload's spool file, in order, hashing as it goes."""
+        repository_name = repository.name
         if upload_id not in repository.uploads:
             raise UploadNotFoundException(upload_id, repository_name, repository.registry_id)
         spool = self._spool(upload_id)
@@ -505,7 +493,7 @@ class EcrExtension:
             raise LayerPartTooSmallException(
                 f"Layer parts must be at least {MIN_PART_SIZE} bytes in size (parts: {spool.part_sizes})"
             )
-        digest = "sha256:" + spool.hasher.hexdigest()
+        digest = "sha256:" + str(spool.hasher.hexdigest())
         mismatched = [d for d in declared if d != digest]
         if mismatched:
             raise InvalidLayerException(
@@ -568,18 +556,18 @@ class EcrExtension:
 
     def _after_push(self, backend: ECRBackend, repository_name: str, image: Any, image_tag: str | None) -> None:
         repository = backend._get_repository(repository_name)
-        if repository.image_scanning_configuration.get("scanOnPush") and _is_scannable(image):
+        if _scans_on_push(repository) and _is_scannable(image):
             self._record_scan(backend, repository_name, image.get_image_digest())
         if not self.emit_push_events:
             return
         try:
             emit_image_push_event(
-                backend.account_id,
-                backend.region_name,
-                repository_name,
-                image.get_image_digest(),
-                image_tag,
-                self.clock.now(),
+                account_id=backend.account_id,
+                region=backend.region_name,
+                repository_name=repository_name,
+                image_digest=image.get_image_digest(),
+                image_tag=image_tag,
+                when=self.clock.now(),
             )
         except Exception as exc:  # a push never fails because of its event
             LOG.warning("ECR push event not delivered: %s", exc)
@@ -621,7 +609,7 @@ class EcrExtension:
     @staticmethod
     def _all_repositories() -> Iterator[Any]:
         for _account, _region, backend in ecr_backends.iter_backends():
-            yield from backend.repositories.values()
+            yield from cast(ECRBackend, backend).repositories.values()
 
     def _serve(self, request: BaseHTTPRequestHandler, with_body: bool) -> None:
         """Answer one blob download like a pre-signed S3 GET (optionally one byte range)."""
@@ -756,6 +744,11 @@ def _manifest(image: Any) -> dict[str, Any]:
 def _is_scannable(image: Any) -> bool:
     media_type = image.image_manifest_media_type or _manifest(image).get("mediaType")
     return media_type not in INDEX_MANIFEST_TYPES and "manifests" not in _manifest(image)
+
+
+def _scans_on_push(repository: Any) -> bool:
+    config = repository.image_scanning_configuration
+    return isinstance(config, dict) and bool(config.get("scanOnPush"))
 
 
 def _tag_of(image: Any) -> dict[str, str]:

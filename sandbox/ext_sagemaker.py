@@ -18,7 +18,7 @@ plus image scans) and reports every FailureReason. This extension, on the virtua
   Python SDK matches to detect an existing package), unless the request repeats the
   existing package's ``ClientToken``: then it returns the existing ARN, the usual AWS
   idempotency contract (moto itself stores ClientToken and ignores it);
-* implements DeleteModelPackage.
+* implements DeleteModelPackage (moto raises NotImplementedError).
 
 Item names (EntityName, ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``) of ImageScanStatuses are
 not documented; the sandbox uses the container's hostname, else its repository name.
@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import Any
 from unittest.mock import patch
 
-from moto.core.responses import ActionResult, EmptyResult
+from moto.core.responses import EmptyResult
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
@@ -100,9 +100,9 @@ class SageMakerValidation:
             raise RuntimeError("this SageMakerValidation is already installed")
         stack = ExitStack()
         for name, replacement in self._backend_patches().items():
-            stack.enter_context(patch.object(SageMakerModelBackend, name, replacement, create=True))
+            stack.enter_context(patch.object(SageMakerModelBackend, name, replacement))
         stack.enter_context(
-            patch.object(SageMakerResponse, "delete_model_package", _delete_model_package_response, create=True)
+            patch.object(SageMakerResponse, "delete_model_package", self._delete_response(), create=True)
         )
 
         def undo() -> None:
@@ -149,15 +149,21 @@ class SageMakerValidation:
                 ext._refresh(package)
             return original_list(backend, *args, **kwargs)
 
-        def delete_model_package(backend: SageMakerModelBackend, model_package_name: str) -> None:
-            ext._delete(backend, model_package_name)
-
         return {
             "create_model_package": create_model_package,
             "describe_model_package": describe_model_package,
             "list_model_packages": list_model_packages,
-            "delete_model_package": delete_model_package,
         }
+
+    def _delete_response(self) -> Callable[[SageMakerResponse], EmptyResult]:
+        ext = self
+
+        # A plain function: moto dispatches only to functions defined on the response class.
+        def delete_model_package(response: SageMakerResponse) -> EmptyResult:
+            ext._delete(response.sagemaker_backend, response._get_param("ModelPackageName"))
+            return EmptyResult()
+
+        return delete_model_package
 
     def _existing_unversioned(
         self, backend: SageMakerModelBackend, name: str | None, request: Mapping[str, Any]
@@ -221,12 +227,6 @@ class SageMakerValidation:
             del backend.model_package_name_mapping[key]
         with self._lock:
             self._tracked.pop(arn, None)
-
-
-# A plain function: moto dispatches only to functions defined on the response class.
-def _delete_model_package_response(response: SageMakerResponse) -> EmptyResult | ActionResult:
-    response.sagemaker_backend.delete_model_package(response._get_param("ModelPackageName"))
-    return EmptyResult()
 
 
 def _reason(failures: Mapping[str, str], *keys: str) -> str | None:

@@ -132,8 +132,11 @@ class Sandbox:
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
         from mlpublish.aws import client
+        from mlpublish.settings import settings
 
-        client.cache_clear()  # clients bound to an earlier sandbox's credentials
+        # Clients bound to an earlier sandbox's credentials, settings naming its resources.
+        client.cache_clear()
+        settings.cache_clear()
         try:
             with (
                 contextlib.ExitStack() as stack,
@@ -156,6 +159,7 @@ class Sandbox:
                 yield self
         finally:
             client.cache_clear()
+            settings.cache_clear()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
@@ -171,9 +175,10 @@ class Sandbox:
         sqs = self.aws("sqs")
         notifications = sqs.create_queue(QueueName="sandbox-notifications")["QueueUrl"]
         events_queue = sqs.create_queue(QueueName="sandbox-events")["QueueUrl"]
-        arn_of = lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[  # noqa: E731
-            "Attributes"
-        ]["QueueArn"]
+
+        def arn_of(url: str) -> str:
+            return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+
         self.aws("sns").subscribe(
             TopicArn=self.stack.outputs["NotificationTopicArn"], Protocol="sqs", Endpoint=arn_of(notifications)
         )

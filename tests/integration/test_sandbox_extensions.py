@@ -78,7 +78,7 @@ SESSION = boto3.session.Session(region_name=REGION)
 
 @functools.cache
 def client(service: str) -> Any:
-    return SESSION.client(service)  # type: ignore[call-overload]
+    return SESSION.client(service)
 
 
 def sha256(data: bytes) -> str:

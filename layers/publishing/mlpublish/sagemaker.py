@@ -129,7 +129,8 @@ def create_model_package(sm: Any, release: Release, images: list[PublishedImage]
         with transient_errors(f"creating model package {name}"):
             arn = sm.create_model_package(**request)["ModelPackageArn"]
     except ClientError as exc:
-        if error_code(exc) == "ConflictException":
+        # SageMaker answers a taken name with ValidationException "... already exists".
+        if error_code(exc) == "ConflictException" or "already exists" in str(exc):
             existing = describe(sm, name)
             if existing is not None:
                 return _reuse(existing, request, name)

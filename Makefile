@@ -1,0 +1,81 @@
+# mlpublish: every command the README shows. Each target installs what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+# sam build needs the Lambda runtime's Python (3.13) on PATH; pyenv provides it here.
+SAM_BUILD_ENV := PYENV_VERSION=3.13.0:3.11.7
+DEMO_DIR := .demo
+ENV ?= default
+# Offline commands (validate, lint) still want a region and credentials to exist.
+OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
+
+.PHONY: help venv sam-venv deb lint test unit integration e2e demo build deploy bench clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements/dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements/dev.txt
+	# the domain layer and the repository root are importable, as Lambda and pytest see them
+	printf '%s\n%s\n' "$(CURDIR)/layers/publishing" "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/mlpublish-dev.pth
+	touch $@
+
+venv: $(VENV)/.installed ## create the pinned development virtualenv
+
+$(SAM_VENV)/.installed: requirements/sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet -r requirements/sam.txt
+	touch $@
+
+sam-venv: $(SAM_VENV)/.installed ## create the pinned SAM CLI virtualenv (its boto3 differs from moto's)
+
+deb: ## install the Debian tools that build and inspect real OCI images (umoci, skopeo)
+	@command -v umoci >/dev/null && command -v skopeo >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umoci skopeo >/dev/null; }
+
+lint: venv sam-venv ## ruff, mypy, statelint, cfn-lint, sam validate --lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/statelint --ignore=URI statemachine/publish.asl.json
+	$(VENV)/bin/cfn-lint template.yaml
+	$(OFFLINE_AWS) $(SAM) validate --lint
+
+unit: venv ## unit tests only (no network)
+	$(VENV)/bin/pytest -m unit -q
+
+integration: venv deb ## handlers and domain against moto
+	$(VENV)/bin/pytest -m integration -q
+
+e2e: venv deb ## the whole state machine in the sandbox
+	$(VENV)/bin/pytest -m e2e -q
+
+test: lint deb ## everything CI runs: lint, static checks, sam build, the whole pytest suite
+	$(MAKE) --no-print-directory build
+	$(VENV)/bin/pytest -q
+
+demo: venv deb ## publish a sample product end to end on the embedded local AWS
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	$(PY) -c 'from sandbox.imagebuild import build_sample_image; print("built", build_sample_image("$(DEMO_DIR)/image", tag="1.2.0"))'
+	$(PY) -m sandbox run --release events/release.example.yaml --image $(DEMO_DIR)/image --log-file $(DEMO_DIR)/lambda.log
+
+build: sam-venv ## sam build (python3.13, arm64) into .aws-sam/
+	$(SAM_BUILD_ENV) $(SAM) build
+
+deploy: build ## sam deploy with samconfig.toml (ENV=default|dev|prod); first time: make deploy GUIDED=1
+	$(SAM) deploy --config-env $(ENV) $(if $(GUIDED),--guided,)
+
+bench: venv ## benchmarks that print figures
+	$(PY) -m bench
+
+clean: ## remove build output and virtualenvs
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
