@@ -45,8 +45,14 @@ class SuccessState(BaseModel):
     validation: ValidationProgress
 
 
+# SNS takes subjects of printable ASCII shorter than 100 characters: a longer or non-ASCII
+# subject is refused or replaced, so it is cut with an ASCII "...".
+SUBJECT_MAX = 99
+
+
 def _subject(text: str) -> str:
-    return text if len(text) <= 100 else text[:99] + "…"
+    text = text.encode("ascii", "replace").decode("ascii")
+    return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 3] + "..."
 
 
 def ready(state: SuccessState) -> Announcement:

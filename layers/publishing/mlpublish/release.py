@@ -17,7 +17,7 @@ from functools import cache
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlpublish.errors import InvalidRelease
 
@@ -97,6 +97,13 @@ class Product(_Spec):
     version: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     kind: Literal["model_package", "algorithm"] = "model_package"
     description: str = Field(default="", max_length=1024)
+
+    @field_validator("kind")
+    @classmethod
+    def _published_kind(cls, value: str) -> str:
+        if value != "model_package":
+            raise ValueError(f"{value!r} products are not published yet; use 'model_package'")
+        return value
 
 
 class Container(_Spec):
@@ -200,21 +207,23 @@ class ReleaseSpec(_Spec):
     inference: Inference
     validation: Validation
 
-    @model_validator(mode="after")
-    def _consistent(self) -> ReleaseSpec:
-        if self.product.kind != "model_package":
-            raise ValueError(f"product.kind {self.product.kind!r} is not published yet; use 'model_package'")
-        names = [container.name for container in self.containers]
+    # Field validators (not a model validator) so that these problems carry the field path
+    # and are reported together with every other field's problems.
+    @field_validator("containers")
+    @classmethod
+    def _consistent_containers(cls, containers: list[Container]) -> list[Container]:
+        problems = []
+        names = [container.name for container in containers]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"container names must be unique; repeated: {', '.join(duplicates)}")
-        accounts = {container.image_ref.registry_id for container in self.containers}
+            problems.append(f"container names must be unique; repeated: {', '.join(duplicates)}")
+        accounts = {container.image_ref.registry_id for container in containers}
         if len(accounts) > 1:
-            raise ValueError(
-                "all images must come from one ECR registry (the seller's account); found "
-                + ", ".join(sorted(accounts))
-            )
-        return self
+            found = ", ".join(sorted(accounts))
+            problems.append(f"all images must come from one ECR registry (the seller's account); found {found}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return containers
 
     @property
     def source_account(self) -> str:
@@ -249,6 +258,11 @@ def parse_release(text: str | bytes, *, source: str = "release") -> ReleaseSpec:
         document: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InvalidRelease(f"{source} is not valid YAML or JSON: {exc}. Fix the syntax and upload it again.") from exc
+    return validate_release(document, source=source)
+
+
+def validate_release(document: Any, *, source: str = "release") -> ReleaseSpec:
+    """Validate an already-parsed document (e.g. an inline release), or raise InvalidRelease."""
     if not isinstance(document, dict):
         raise InvalidRelease(f"{source} must be a mapping with product, containers, inference and validation.")
     try:

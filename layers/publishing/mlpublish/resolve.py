@@ -9,7 +9,6 @@ model package, which makes a repeated trigger for the same content a no-op.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Any
 
@@ -19,7 +18,7 @@ from pydantic import ValidationError
 from mlpublish import preflight
 from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import InvalidRelease, ReleaseNotFound
-from mlpublish.release import ImageRef, ReleaseSpec, canonical_json, parse_release, parse_s3_uri
+from mlpublish.release import ImageRef, ReleaseSpec, canonical_json, parse_release, parse_s3_uri, validate_release
 from mlpublish.state import PinnedImage, PinnedObject, PinSet, Release, StartInput
 
 
@@ -44,7 +43,9 @@ def spec_of(start: StartInput, s3: Any) -> ReleaseSpec:
 
 
 def parse_release_document(document: dict[str, Any]) -> ReleaseSpec:
-    return parse_release(json.dumps(document), source="the inline release")
+    # Validated as it is: a round trip through json.dumps and YAML broke non-BMP characters
+    # (json escapes them as surrogate pairs, which PyYAML does not join).
+    return validate_release(document, source="the inline release")
 
 
 def release_objects(spec: ReleaseSpec) -> list[tuple[str, str | None, str]]:

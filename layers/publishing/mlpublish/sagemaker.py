@@ -17,8 +17,8 @@ from mlpublish.errors import ResourceConflict, ValidationFailed, ValidationTimed
 from mlpublish.state import PublishedImage, Release, ResourceResult, StatusItem, ValidationProgress
 
 # Polling backoff: validation takes tens of minutes to hours; after the first checks the
-# state machine looks every 15 minutes, a handful of state transitions per hour.
-VALIDATION_WAITS = (60, 120, 240, 480, 900)
+# state machine looks every 30 minutes: about two polls (six state transitions) per hour.
+VALIDATION_WAITS = (60, 120, 240, 480, 900, 1800)
 
 
 def model_package_request(release: Release, images: list[PublishedImage]) -> dict[str, Any]:

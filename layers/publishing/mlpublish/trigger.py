@@ -172,19 +172,34 @@ def start_release(
     for attempt in range(1, MAX_ATTEMPTS + 1):
         name = execution_name(spec, fp, attempt)
         arn = f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
-        try:
-            with transient_errors(f"starting execution {name}"):
-                response = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=payload)
-            return Started(release_uri, str(response["executionArn"]), name, "started")
-        except ClientError as exc:
-            if error_code(exc) != "ExecutionAlreadyExists":
-                raise
-        status = sfn.describe_execution(executionArn=arn)["status"]
+        # Look first: StartExecution with the name and input of a running execution succeeds
+        # (it is idempotent), which would count a duplicate delivery as a new start.
+        status = _execution_status(sfn, arn)
+        if status is None:
+            try:
+                with transient_errors(f"starting execution {name}"):
+                    response = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=payload)
+                return Started(release_uri, str(response["executionArn"]), name, "started")
+            except ClientError as exc:
+                if error_code(exc) != "ExecutionAlreadyExists":
+                    raise
+            status = _execution_status(sfn, arn)  # started meanwhile by another delivery
         if status in RUNNING_OR_DONE:
             return Started(release_uri, arn, name, "duplicate")
     raise PipelineError(
         f"release {release_uri} failed {MAX_ATTEMPTS} times with the same content; fix it before retrying"
     )
+
+
+def _execution_status(sfn: Any, arn: str) -> str | None:
+    """The execution's status, or None when no execution has that name."""
+    try:
+        with transient_errors(f"describing execution {arn}"):
+            return str(sfn.describe_execution(executionArn=arn)["status"])
+    except ClientError as exc:
+        if error_code(exc) == "ExecutionDoesNotExist":
+            return None
+        raise
 
 
 def _unresolvable_name(key: str, trigger: Trigger) -> str:

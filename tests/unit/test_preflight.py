@@ -1,0 +1,163 @@
+"""Marketplace rules checked before anything is copied: each broken rule is reported, all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.fixtures.releases import ACCOUNT, ARTIFACT_BUCKET, INPUT_KEY, PUBLISHING_REGION, release_document, release_spec
+
+from mlpublish.errors import PreflightFailed
+from mlpublish.preflight import MiB, PUBLISHING_REGIONS, check_release
+from mlpublish.release import ReleaseSpec
+
+pytestmark = pytest.mark.unit
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+INPUT_URI = f"s3://{ARTIFACT_BUCKET}/{INPUT_KEY}"
+OTHER_ACCOUNT = "111122223333"
+
+
+def check(
+    spec: ReleaseSpec,
+    *,
+    account_id: str = ACCOUNT,
+    publishing_region: str = PUBLISHING_REGION,
+    input_size: int | None = 1024,
+) -> None:
+    sizes = {} if input_size is None else {spec.validation.input: input_size}
+    check_release(spec, account_id=account_id, publishing_region=publishing_region, object_sizes=sizes)
+
+
+def problems(spec: ReleaseSpec, **kwargs: Any) -> list[str]:
+    with pytest.raises(PreflightFailed) as caught:
+        check(spec, **kwargs)
+    return caught.value.reasons
+
+
+def with_validation(**fields: Any) -> ReleaseSpec:
+    document = release_document()
+    document["validation"].update(fields)
+    return release_spec(document)
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """Reads template.yaml, keeping intrinsic functions (!Ref, !Sub, ...) as plain values."""
+
+
+_CloudFormationLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def test_given_the_example_release_in_the_sellers_account_then_every_rule_holds() -> None:
+    check(release_spec())
+
+
+def test_given_the_stacks_publishing_region_choices_then_preflight_accepts_exactly_those() -> None:
+    template = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+
+    assert set(template["Parameters"]["PublishingRegion"]["AllowedValues"]) == PUBLISHING_REGIONS
+
+
+@pytest.mark.parametrize("region", sorted(PUBLISHING_REGIONS))
+def test_given_a_default_enabled_sagemaker_region_then_it_is_a_publishing_region(region: str) -> None:
+    check(release_spec(), publishing_region=region)
+
+
+@pytest.mark.parametrize("region", ["ap-east-1", "me-south-1", "eu-south-1", "af-south-1", "us-gov-west-1", "mars-1"])
+def test_given_an_opt_in_or_unknown_region_then_publishing_there_is_refused_with_the_choices(region: str) -> None:
+    [reason] = problems(release_spec(), publishing_region=region)
+
+    assert reason.startswith(f"publishing_region: {region} is not a Marketplace publishing region; use one of ")
+    assert "us-east-1" in reason
+    assert "eu-west-1" in reason
+
+
+def test_given_an_image_in_another_account_then_marketplace_ownership_is_explained() -> None:
+    spec = release_spec(account=OTHER_ACCOUNT)
+
+    assert problems(spec) == [
+        f"containers.0.image: the image is in account {OTHER_ACCOUNT}, but Marketplace only accepts ECR "
+        f"repositories owned by the seller account {ACCOUNT}; push the image to your own ECR first"
+    ]
+
+
+@pytest.mark.parametrize("key", ["model.tgz", "model.tar", "model.zip", "model.tar.gz.bak"])
+def test_given_model_data_that_is_not_a_tar_gz_then_the_gzipped_tar_rule_is_reported(key: str) -> None:
+    document = release_document()
+    document["containers"][0]["model_data"] = f"s3://{ARTIFACT_BUCKET}/sentiment/{key}"
+
+    assert problems(release_spec(document)) == [
+        "containers.0.model_data: SageMaker extracts model data as a gzipped tar into /opt/ml/model; upload a .tar.gz"
+    ]
+
+
+def test_given_a_container_without_model_data_then_no_model_data_rule_applies() -> None:
+    document = release_document()
+    del document["containers"][0]["model_data"]
+
+    check(release_spec(document))
+
+
+def test_given_a_validation_instance_not_offered_for_batch_then_it_must_be_in_the_transform_list() -> None:
+    spec = with_validation(instance_type="ml.m5.xlarge")
+
+    assert problems(spec) == [
+        "validation.instance_type: ml.m5.xlarge is not in inference.transform_instance_types; "
+        "validation must run on a supported instance"
+    ]
+
+
+def test_given_unsplit_input_larger_than_the_payload_limit_then_splitting_or_raising_the_limit_is_advised() -> None:
+    spec = with_validation(split_type="None", max_payload_mb=6)
+
+    [reason] = problems(spec, input_size=7 * MiB)
+
+    assert reason == (
+        f"validation.input: {INPUT_URI} is 7.0 MiB, sent as one record but max_payload_mb is 6; "
+        "split the input (split_type: Line) or raise max_payload_mb (at most 100 for batch)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("split_type", "max_payload_mb", "size"),
+    [("None", 6, 6 * MiB), ("None", 8, 7 * MiB), ("Line", 6, 7 * MiB), ("Line", 1, 500 * MiB)],
+)
+def test_given_input_that_fits_one_request_or_is_split_then_the_payload_rule_holds(
+    split_type: str, max_payload_mb: int, size: int
+) -> None:
+    check(with_validation(split_type=split_type, max_payload_mb=max_payload_mb), input_size=size)
+
+
+@pytest.mark.parametrize("split_type", ["None", "Line"])
+def test_given_empty_validation_input_then_sample_data_is_asked_for(split_type: str) -> None:
+    spec = with_validation(split_type=split_type)
+
+    assert problems(spec, input_size=0) == [
+        f"validation.input: {INPUT_URI} is empty; upload sample input data",
+    ]
+
+
+def test_given_no_known_size_for_the_input_then_the_size_rules_are_left_to_later_steps() -> None:
+    check(with_validation(split_type="None"), input_size=None)
+
+
+def test_given_every_rule_broken_then_all_problems_are_reported_in_one_error() -> None:
+    document = release_document(account=OTHER_ACCOUNT)
+    document["containers"][0]["model_data"] = f"s3://{ARTIFACT_BUCKET}/model.zip"
+    document["validation"]["instance_type"] = "ml.m5.xlarge"
+    spec = release_spec(document)
+
+    with pytest.raises(PreflightFailed) as caught:
+        check(spec, publishing_region="ap-east-1", input_size=0)
+
+    error = caught.value
+    assert [reason.split(":", 1)[0] for reason in error.reasons] == [
+        "publishing_region",
+        "containers.0.image",
+        "containers.0.model_data",
+        "validation.instance_type",
+        "validation.input",
+    ]
+    assert error.message == "release acme-sentiment 1.2.0 breaks 5 Marketplace rule(s); fix the release file:"
