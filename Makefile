@@ -66,7 +66,7 @@ test: lint deb ## everything CI runs: lint, static checks, sam build, the whole 
 demo: venv deb ## publish a sample product end to end on the embedded local AWS
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	$(PY) -c 'from sandbox.imagebuild import build_sample_image; print("built", build_sample_image("$(DEMO_DIR)/image", tag="1.2.0"))'
-	$(PY) -m sandbox run --release events/release.example.yaml --image $(DEMO_DIR)/image --log-file $(DEMO_DIR)/lambda.log
+	$(PY) -m sandbox run --release events/release.example.yaml --image $(DEMO_DIR)/image --repeat --log-file $(DEMO_DIR)/lambda.log
 
 build: sam-venv ## sam build (python3.13, arm64) into .aws-sam/
 	$(SAM_BUILD_ENV) $(SAM) build

@@ -124,6 +124,12 @@ class _Progress:
     def delivery(self, label: str, report: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        if report.get("deduplicated"):
+            self.say(
+                f"{label}: no new execution: the trigger recognised content it has published already "
+                f"({report['execution_arn']}, {report['status']})"
+            )
+            return
         self.say(
             f"{label}: {report['status']} after {report['state_transitions']} state transitions, "
             f"{report['virtual_seconds'] / 60:.1f} virtual minutes; blobs copied {report['blobs_copied']}, "

@@ -1,0 +1,289 @@
+"""What a finished release tells people (SNS) and automation (EventBridge): ready, or failed and why."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from tests.fixtures.releases import published_images, release_spec, resolved_release
+
+from mlpublish.announce import FAILED, READY, Copied, SuccessState, failed, parse_error, ready
+from mlpublish.errors import PreflightFailed
+from mlpublish.release import Product
+from mlpublish.state import (
+    CopiedObject,
+    Failure,
+    ImageScanResult,
+    Release,
+    ResourceResult,
+    ScanProgress,
+    StatusItem,
+    Trigger,
+    ValidationProgress,
+)
+
+pytestmark = pytest.mark.unit
+
+EXECUTION = "arn:aws:states:us-west-2:123456789012:execution:mlpublish:acme-sentiment-1-2-0-0123456789ab"
+PACKAGE_ARN = "arn:aws:sagemaker:us-east-2:123456789012:model-package/acme-sentiment-1-2-0-01234567"
+
+
+def success_state(release: Release | None = None, *, converted: bool = False) -> SuccessState:
+    release = release or resolved_release(trigger=Trigger(kind="ecr-push", ref="acme/sentiment@sha256:5"))
+    images = published_images(release, converted=converted)
+    return SuccessState(
+        execution=EXECUTION,
+        release=release,
+        copied=Copied(
+            images=images,
+            artifacts=[
+                CopiedObject(
+                    role=item.role,
+                    container=item.container,
+                    uri=item.destination_uri,
+                    etag=item.etag,
+                    size=item.size,
+                    copied=True,
+                )
+                for item in release.objects
+            ],
+        ),
+        scan=ScanProgress(
+            complete=True,
+            attempt=2,
+            wait_seconds=0,
+            images=[
+                ImageScanResult(repository=image.repository, digest=image.digest, status="COMPLETE")
+                for image in images
+            ],
+        ),
+        resource=ResourceResult(arn=PACKAGE_ARN, name=release.resource_name, action="created"),
+        validation=ValidationProgress(
+            status="Completed",
+            attempt=4,
+            wait_seconds=0,
+            elapsed_seconds=420,
+            validation_statuses=[StatusItem(name=PACKAGE_ARN, status="Completed")],
+            image_scan_statuses=[StatusItem(name=PACKAGE_ARN, status="Completed")],
+        ),
+    )
+
+
+def lambda_error(error: Exception) -> dict[str, str]:
+    """A Catch block's error as Step Functions records a Lambda function's exception."""
+    cause = {
+        "errorMessage": str(error),
+        "errorType": type(error).__name__,
+        "requestId": "0d6f6e8c-0000-4000-8000-000000000000",
+        "stackTrace": ['  File "/var/task/app.py", line 1, in lambda_handler\n'],
+    }
+    return {"Error": type(error).__name__, "Cause": json.dumps(cause)}
+
+
+def long_release() -> Release:
+    spec = release_spec()
+    spec = spec.model_copy(update={"product": Product(name="a" * 40, version="v" * 32)})
+    return resolved_release(spec)
+
+
+# --- ready ----------------------------------------------------------------------------
+
+
+def test_given_a_validated_package_then_the_ready_detail_carries_what_a_listing_needs() -> None:
+    state = success_state()
+
+    announcement = ready(state)
+
+    release, image = state.release, state.copied.images[0]
+    assert (announcement.outcome, announcement.detail_type) == ("ready", READY)
+    detail = announcement.detail
+    assert {key: detail[key] for key in ("product", "version", "kind", "publishing_region")} == {
+        "product": "acme-sentiment",
+        "version": "1.2.0",
+        "kind": "model_package",
+        "publishing_region": "us-east-2",
+    }
+    assert (detail["model_package_arn"], detail["model_package_action"]) == (PACKAGE_ARN, "created")
+    assert detail["model_package_name"] == release.resource_name
+    assert detail["fingerprint"] == release.fingerprint
+    assert detail["images"] == [
+        {
+            "container": "inference",
+            "image_uri": image.image_uri,
+            "digest": image.digest,
+            "source_digest": image.source_digest,
+            "media_type": image.media_type,
+            "conversion": "none",
+        }
+    ]
+    assert [artifact["role"] for artifact in detail["artifacts"]] == ["model_data", "validation_input"]
+    assert detail["validation"]["status"] == "Completed"
+    assert detail["image_scans"][0]["status"] == "COMPLETE"
+    assert detail["trigger"] == {"kind": "ecr-push", "ref": "acme/sentiment@sha256:5"}
+    assert (detail["release_uri"], detail["execution"]) == (release.release_uri, EXECUTION)
+    json.dumps(detail)  # EventBridge takes it as JSON
+
+
+def test_given_a_validated_package_then_the_message_says_what_to_do_next_in_the_portal() -> None:
+    state = success_state()
+
+    message = ready(state).message
+
+    assert message.startswith("acme-sentiment 1.2.0 is ready to list on AWS Marketplace.")
+    assert f"Model package: {PACKAGE_ARN} (created)" in message
+    assert f"  inference: {state.copied.images[0].image_uri} (application/vnd.docker" in message
+    assert "converted from" not in message
+    assert "Validation: Completed; image scans: acme/sentiment COMPLETE" in message
+    assert "AWS Marketplace Management Portal" in message
+    assert message.endswith(f"Execution: {EXECUTION}")
+    assert ready(state).subject == "Ready for listing: acme-sentiment 1.2.0"
+
+
+def test_given_an_image_converted_to_docker_v2_then_the_message_names_the_source_digest() -> None:
+    state = success_state(converted=True)
+
+    message = ready(state).message
+
+    assert f"converted from {state.copied.images[0].source_digest}" in message
+
+
+# --- parse_error ----------------------------------------------------------------------
+
+
+def test_given_a_lambda_error_with_listed_reasons_then_each_reason_is_separated() -> None:
+    error = PreflightFailed(
+        "release acme-sentiment 1.2.0 breaks 2 Marketplace rule(s); fix the release file:",
+        reasons=["publishing_region: ap-east-1 is not a publishing region", "validation.input: x is empty"],
+    )
+
+    failure = parse_error(lambda_error(error), "ResolveRelease")
+
+    assert failure == Failure(
+        stage="ResolveRelease",
+        error="PreflightFailed",
+        reason="release acme-sentiment 1.2.0 breaks 2 Marketplace rule(s); fix the release file:",
+        reasons=["publishing_region: ap-east-1 is not a publishing region", "validation.input: x is empty"],
+    )
+
+
+def test_given_a_lambda_error_without_reasons_then_the_message_is_the_reason() -> None:
+    error = {"Error": "Lambda.Unknown", "Cause": json.dumps({"errorType": "SourceChanged", "errorMessage": "changed"})}
+
+    failure = parse_error(error, "CopyToPublishingRegion")
+
+    assert (failure.error, failure.reason, failure.reasons) == ("SourceChanged", "changed", [])
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ({"Error": "States.Timeout", "Cause": "Task timed out after 300.00 seconds"}, "Task timed out after 300.00 seconds"),
+        ({"Error": "States.Timeout", "Cause": ""}, "States.Timeout"),
+        ({"Error": "States.Timeout"}, "States.Timeout"),
+        ({"Error": "States.Runtime", "Cause": '"a JSON string"'}, '"a JSON string"'),
+        ({"Error": "States.Runtime", "Cause": "[1, 2]"}, "[1, 2]"),
+    ],
+)  # fmt: skip
+def test_given_a_states_error_with_a_plain_cause_then_the_cause_or_the_error_name_is_the_reason(
+    error: dict[str, Any], reason: str
+) -> None:
+    failure = parse_error(error, "AwaitValidation")
+
+    assert (failure.error, failure.reason, failure.reasons) == (error["Error"], reason, [])
+
+
+@pytest.mark.parametrize("error", [None, {}])
+def test_given_no_error_recorded_then_the_failure_is_a_runtime_error_at_the_stage(error: dict[str, Any] | None) -> None:
+    assert parse_error(error, "Announce") == Failure(stage="Announce", error="States.Runtime", reason="States.Runtime")
+
+
+# --- failed ---------------------------------------------------------------------------
+
+
+def test_given_a_failure_before_the_release_was_resolved_then_stage_and_reasons_are_announced() -> None:
+    error = PreflightFailed("release breaks 1 Marketplace rule(s); fix the release file:", reasons=["a: b"])
+    trigger = {"kind": "release-upload", "ref": "s3://mlpublish-pipeline/releases/acme.yaml#abc"}
+    state = {
+        "release_uri": "s3://mlpublish-pipeline/releases/acme.yaml",
+        "trigger": trigger,
+        "pins": {},
+        "error": lambda_error(error),
+        "failed_stage": "ResolveRelease",
+        "execution": EXECUTION,
+    }
+
+    announcement = failed(state)
+
+    assert (announcement.outcome, announcement.detail_type) == ("failed", FAILED)
+    assert "ResolveRelease" in announcement.subject
+    assert announcement.detail == {
+        "product": None,
+        "version": None,
+        "stage": "ResolveRelease",
+        "error": "PreflightFailed",
+        "reason": "release breaks 1 Marketplace rule(s); fix the release file:",
+        "reasons": ["a: b"],
+        "release_uri": "s3://mlpublish-pipeline/releases/acme.yaml",
+        "trigger": trigger,
+        "execution": EXECUTION,
+    }
+    message = announcement.message
+    assert "failed at stage ResolveRelease" in message
+    assert "PreflightFailed: release breaks 1 Marketplace rule(s); fix the release file:\n  - a: b" in message
+    assert message.endswith(f"Execution: {EXECUTION}")
+
+
+def test_given_an_inline_release_that_failed_to_resolve_then_the_announcement_still_builds() -> None:
+    state = {
+        "release": {"product": {"name": "Not A Slug"}},
+        "error": {"Error": "InvalidRelease", "Cause": "bad"},
+        "failed_stage": "ResolveRelease",
+    }
+
+    announcement = failed(state)
+
+    assert announcement.detail["product"] is None
+    assert announcement.detail["reason"] == "bad"
+    assert announcement.detail["execution"] == ""
+
+
+def test_given_a_failure_after_the_package_was_created_then_product_and_package_are_named() -> None:
+    release = resolved_release(trigger=Trigger(kind="manual", ref="console"))
+    state = {
+        "release": release.model_dump(mode="json"),
+        "resource": {"arn": PACKAGE_ARN, "name": release.resource_name, "action": "created"},
+        "error": {"Error": "ValidationTimedOut", "Cause": json.dumps({"errorMessage": "still InProgress"})},
+        "failed_stage": "AwaitValidation",
+        "execution": EXECUTION,
+    }
+
+    announcement = failed(state)
+
+    detail = announcement.detail
+    assert (detail["product"], detail["version"], detail["stage"]) == ("acme-sentiment", "1.2.0", "AwaitValidation")
+    assert detail["model_package_arn"] == PACKAGE_ARN
+    assert detail["trigger"] == {"kind": "manual", "ref": "console"}
+    assert detail["release_uri"] == release.release_uri
+    assert announcement.subject == "Release failed: acme-sentiment 1.2.0 at AwaitValidation"
+
+
+# --- subjects (SNS: printable ASCII, fewer than 100 characters) -----------------------
+
+
+def test_given_the_longest_product_name_and_version_then_every_subject_fits_sns() -> None:
+    release = long_release()
+    state = {
+        "release": release.model_dump(mode="json"),
+        "error": {"Error": "States.Timeout"},
+        "failed_stage": "CopyToPublishingRegion",
+    }
+
+    subjects = [ready(success_state(release)).subject, failed(state).subject]
+
+    for subject in subjects:
+        assert len(subject) < 100, subject
+        assert subject.isascii()
+        assert subject.isprintable()
+    assert subjects[1].startswith("Release failed: " + "a" * 40)
+    assert subjects[1].endswith("...")

@@ -1,0 +1,395 @@
+"""Resolving a release: the fingerprint, the names derived from it, pinned objects, the execution input."""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from tests.fixtures.releases import (
+    ACCOUNT,
+    ARTIFACT_BUCKET,
+    INPUT_KEY,
+    MODEL_KEY,
+    PUBLISHING_REGION,
+    SOURCE_REGION,
+    release_document,
+    release_spec,
+)
+
+from mlpublish.errors import InvalidRelease, PreflightFailed, ReleaseNotFound, TransientAwsError
+from mlpublish.release import Product, ReleaseSpec
+from mlpublish.resolve import (
+    execution_name,
+    fingerprint,
+    parse_release_document,
+    parse_start,
+    pin,
+    resolve,
+    resource_name,
+)
+from mlpublish.state import PinSet, StartInput, Trigger
+
+pytestmark = pytest.mark.unit
+
+ENTITY_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+EXECUTION_NAME = re.compile(r"^[0-9A-Za-z_-]{1,80}$")
+MODEL_URI = f"s3://{ARTIFACT_BUCKET}/{MODEL_KEY}"
+INPUT_URI = f"s3://{ARTIFACT_BUCKET}/{INPUT_KEY}"
+DIGEST = "sha256:" + "1" * 64
+MODEL_ETAG = "0f343b0931126a20f133d67c2b018a3b"
+INPUT_ETAG = "9e107d9d372bb6826bd81d3542a419d6"
+PUBLISHING_BUCKET = f"mlpublish-{ACCOUNT}-{PUBLISHING_REGION}"
+DEFAULT_ROLE = f"arn:aws:iam::{ACCOUNT}:role/mlpublish-validation"
+
+
+def pins(**changes: Any) -> PinSet:
+    values: dict[str, Any] = {
+        "images": {"inference": DIGEST},
+        "etags": {MODEL_URI: MODEL_ETAG, INPUT_URI: INPUT_ETAG},
+        "sizes": {MODEL_URI: 50_000, INPUT_URI: 1_000},
+    }
+    values.update(changes)
+    return PinSet(**values)
+
+
+def resolved(spec: ReleaseSpec | None = None, pinset: PinSet | None = None, **kwargs: Any):  # type: ignore[no-untyped-def]
+    arguments: dict[str, Any] = {
+        "account_id": ACCOUNT,
+        "source_region": SOURCE_REGION,
+        "default_publishing_region": "us-east-1",
+        "publishing_bucket": PUBLISHING_BUCKET,
+        "default_validation_role_arn": DEFAULT_ROLE,
+    }
+    arguments.update(kwargs)
+    start = StartInput(release_uri="s3://pipeline/releases/acme.yaml", trigger=Trigger(kind="manual"))
+    return resolve(start, spec=spec or release_spec(), pins=pinset or pins(), **arguments)
+
+
+def spec_for(name: str, version: str) -> ReleaseSpec:
+    spec = release_spec()
+    return spec.model_copy(update={"product": Product(name=name, version=version)})
+
+
+# --- fingerprint ----------------------------------------------------------------------
+
+
+def test_given_the_same_content_twice_then_the_fingerprint_is_the_same() -> None:
+    document = release_document()
+    reordered = {key: document[key] for key in reversed(list(document))}
+
+    first = fingerprint(release_spec(document), pins(), PUBLISHING_REGION)
+    second = fingerprint(release_spec(reordered), pins(), PUBLISHING_REGION)
+
+    assert first == second
+    assert re.fullmatch(r"[0-9a-f]{64}", first)
+
+
+def _description_changed() -> ReleaseSpec:
+    document = release_document()
+    document["product"]["description"] = "Another description"
+    return release_spec(document)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda: (release_spec(), pins(images={"inference": "sha256:" + "2" * 64}), PUBLISHING_REGION), id="image-digest"),
+        pytest.param(lambda: (release_spec(), pins(etags={MODEL_URI: "1" * 32, INPUT_URI: INPUT_ETAG}), PUBLISHING_REGION), id="model-etag"),
+        pytest.param(lambda: (release_spec(), pins(etags={MODEL_URI: MODEL_ETAG, INPUT_URI: "2" * 32}), PUBLISHING_REGION), id="input-etag"),
+        pytest.param(lambda: (_description_changed(), pins(), PUBLISHING_REGION), id="spec"),
+        pytest.param(lambda: (release_spec(), pins(), "eu-west-1"), id="publishing-region"),
+    ],
+)  # fmt: skip
+def test_given_one_pinned_value_changes_then_the_fingerprint_changes(change: Any) -> None:
+    base = fingerprint(release_spec(), pins(), PUBLISHING_REGION)
+
+    assert fingerprint(*change()) != base
+
+
+def test_given_only_a_size_differs_then_the_fingerprint_is_the_same_because_the_etag_names_the_content() -> None:
+    other_sizes = pins(sizes={MODEL_URI: 1, INPUT_URI: 2})
+
+    assert fingerprint(release_spec(), other_sizes, PUBLISHING_REGION) == fingerprint(
+        release_spec(), pins(), PUBLISHING_REGION
+    )
+
+
+# --- names ----------------------------------------------------------------------------
+
+EDGE_PRODUCTS = [
+    ("a", "1"),
+    ("0", "Z"),
+    ("acme-sentiment", "1.2.0"),
+    ("a" * 40, "v" * 32),
+    ("a-b-c-d-e-f-g-h-i-j-k-l-m-n-o-p-q-r-s-t", "1-2-3-4-5-6-7-8-9-10-11-12-13-1"),
+    ("x" * 39 + "9", "1..2__3--4"),
+    ("a" * 40, "123456789012.x"),  # the resource name's cut lands on a separator
+    ("a" * 40, "1" * 18 + ".x"),  # the execution name's cut lands on a separator
+    ("m" * 27, "V" + "." * 31),
+]
+
+
+def random_products(count: int, seed: int = 20240611) -> list[tuple[str, str]]:
+    """Product names and versions as the release spec allows them, many of them long or odd."""
+    rng = random.Random(seed)
+    slug = string.ascii_lowercase + string.digits
+    version_chars = string.ascii_letters + string.digits + "._-"
+    products = []
+    for _ in range(count):
+        length = rng.choice([1, 2, rng.randint(3, 40), 40])
+        middle = "".join(rng.choice(slug + "-" * 8) for _ in range(max(length - 2, 0)))
+        name = (rng.choice(slug) + middle + rng.choice(slug))[:length] if length > 1 else rng.choice(slug)
+        version_length = rng.choice([1, rng.randint(2, 32), 32])
+        version = rng.choice(string.ascii_letters + string.digits) + "".join(
+            rng.choice(version_chars) for _ in range(version_length - 1)
+        )
+        products.append((name, version))
+    return products
+
+
+@pytest.mark.parametrize(("name", "version"), EDGE_PRODUCTS + random_products(200))
+def test_given_any_valid_product_name_and_version_then_the_resource_name_is_a_sagemaker_entity_name(
+    name: str, version: str
+) -> None:
+    spec = spec_for(name, version)
+    fp = fingerprint(spec, pins(), PUBLISHING_REGION)
+
+    resource = resource_name(spec, fp)
+
+    assert len(resource) <= 63
+    assert ENTITY_NAME.match(resource), resource
+    assert resource.endswith("-" + fp[:8])
+
+
+@pytest.mark.parametrize(("name", "version"), EDGE_PRODUCTS + random_products(60, seed=7))
+@pytest.mark.parametrize("attempt", [1, 2, 50])
+def test_given_any_valid_product_then_the_execution_name_is_a_valid_step_functions_name(
+    name: str, version: str, attempt: int
+) -> None:
+    spec = spec_for(name, version)
+    fp = fingerprint(spec, pins(), PUBLISHING_REGION)
+
+    name_ = execution_name(spec, fp, attempt)
+
+    assert EXECUTION_NAME.match(name_), name_
+    assert (name_.endswith(f"-r{attempt}")) == (attempt > 1)
+
+
+def test_given_two_long_versions_sharing_a_prefix_then_their_names_still_differ() -> None:
+    first = spec_for("a" * 40, "1.0.0-" + "x" * 20 + "-alpha")
+    second = spec_for("a" * 40, "1.0.0-" + "x" * 20 + "-beta")
+    fp_first = fingerprint(first, pins(), PUBLISHING_REGION)
+    fp_second = fingerprint(second, pins(), PUBLISHING_REGION)
+
+    assert resource_name(first, fp_first) != resource_name(second, fp_second)
+    assert execution_name(first, fp_first) != execution_name(second, fp_second)
+
+
+def test_given_the_example_then_the_names_read_product_version_and_fingerprint() -> None:
+    spec = release_spec()
+    fp = "0123456789abcdef" * 4
+
+    assert resource_name(spec, fp) == "acme-sentiment-1-2-0-01234567"
+    assert execution_name(spec, fp) == "acme-sentiment-1-2-0-0123456789ab"
+    assert execution_name(spec, fp, 3) == "acme-sentiment-1-2-0-0123456789ab-r3"
+
+
+# --- resolve --------------------------------------------------------------------------
+
+
+def test_given_pinned_sources_then_destination_keys_are_addressed_by_the_source_etag() -> None:
+    release = resolved()
+
+    model = release.object_for("model_data", "inference")
+    validation_input = release.object_for("validation_input")
+    assert model is not None
+    assert validation_input is not None
+    assert model.destination_uri == (
+        f"s3://{PUBLISHING_BUCKET}/artifacts/acme-sentiment/1.2.0/inference/{MODEL_ETAG}/model.tar.gz"
+    )
+    assert validation_input.destination_uri == (
+        f"s3://{PUBLISHING_BUCKET}/artifacts/acme-sentiment/1.2.0/validation/{INPUT_ETAG}/input.csv"
+    )
+    assert (model.source_uri, model.etag, model.size) == (MODEL_URI, MODEL_ETAG, 50_000)
+
+
+def test_given_a_new_upload_of_the_same_file_then_it_gets_a_new_destination_key() -> None:
+    before = resolved().object_for("model_data", "inference")
+    after = resolved(pinset=pins(etags={MODEL_URI: "f" * 32, INPUT_URI: INPUT_ETAG})).object_for(
+        "model_data", "inference"
+    )
+
+    assert before is not None
+    assert after is not None
+    assert before.destination_key != after.destination_key
+    assert before.destination_key.endswith("/model.tar.gz")
+    assert after.destination_key.endswith("/model.tar.gz")
+
+
+def test_given_a_multipart_etag_then_the_destination_key_stays_a_plain_path_segment() -> None:
+    multipart = "d41d8cd98f00b204e9800998ecf8427e-12"
+
+    release = resolved(pinset=pins(etags={MODEL_URI: multipart, INPUT_URI: INPUT_ETAG}))
+
+    model = release.object_for("model_data", "inference")
+    assert model is not None
+    assert model.etag == multipart
+    assert "/d41d8cd98f00b204e9800998ecf8427e/" in model.destination_key
+
+
+def test_given_a_release_then_it_is_pinned_named_and_routed_to_the_publishing_region() -> None:
+    spec = release_spec()
+
+    release = resolved(spec)
+
+    fp = fingerprint(spec, pins(), PUBLISHING_REGION)
+    assert release.fingerprint == fp
+    assert release.resource_name == resource_name(spec, fp)
+    assert release.publishing_region == PUBLISHING_REGION  # the spec's, over the stack default
+    assert release.validation_role_arn == DEFAULT_ROLE
+    assert release.validation_output_uri == f"s3://{PUBLISHING_BUCKET}/validation-output/{release.resource_name}/"
+    [image] = release.images
+    assert image.source.digest == DIGEST
+    assert image.source.tag == "1.2.0"
+    assert image.destination_repository == "acme/sentiment"
+
+
+def test_given_no_publishing_region_or_role_in_the_spec_then_the_stack_defaults_apply() -> None:
+    release = resolved(release_spec(publishing_region=None), default_publishing_region="eu-west-1")
+
+    assert release.publishing_region == "eu-west-1"
+    assert release.fingerprint == fingerprint(release_spec(publishing_region=None), pins(), "eu-west-1")
+
+
+def test_given_a_role_in_the_spec_then_it_validates_instead_of_the_stack_role() -> None:
+    document = release_document()
+    document["validation"]["role_arn"] = f"arn:aws:iam::{ACCOUNT}:role/seller-validation"
+
+    assert resolved(release_spec(document)).validation_role_arn == f"arn:aws:iam::{ACCOUNT}:role/seller-validation"
+
+
+def test_given_a_broken_marketplace_rule_then_resolve_refuses_before_naming_anything() -> None:
+    with pytest.raises(PreflightFailed):
+        resolved(account_id="111122223333")
+
+
+# --- pin ------------------------------------------------------------------------------
+
+
+class FakeEcr:
+    def __init__(self, digest: str) -> None:
+        self.digest, self.calls = digest, []  # type: ignore[var-annotated]
+
+    def describe_images(self, **request: Any) -> dict[str, Any]:
+        self.calls.append(request)
+        return {"imageDetails": [{"imageDigest": self.digest}]}
+
+
+class FakeS3:
+    def __init__(self, objects: dict[tuple[str, str], tuple[str, int]], error: str = "404") -> None:
+        self.objects, self.error, self.calls = objects, error, []  # type: ignore[var-annotated]
+
+    def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        self.calls.append((Bucket, Key))
+        if (Bucket, Key) not in self.objects:
+            raise ClientError({"Error": {"Code": self.error, "Message": "x"}}, "HeadObject")
+        etag, size = self.objects[(Bucket, Key)]
+        return {"ETag": f'"{etag}"', "ContentLength": size}
+
+
+def test_given_nothing_pinned_then_every_image_and_object_is_looked_up() -> None:
+    ecr = FakeEcr(DIGEST)
+    s3 = FakeS3({(ARTIFACT_BUCKET, MODEL_KEY): (MODEL_ETAG, 10), (ARTIFACT_BUCKET, INPUT_KEY): (INPUT_ETAG, 20)})
+    regions: list[str] = []
+
+    pinned = pin(release_spec(), ecr_for=lambda region: regions.append(region) or ecr, s3=s3)
+
+    assert pinned == PinSet(
+        images={"inference": DIGEST},
+        etags={MODEL_URI: MODEL_ETAG, INPUT_URI: INPUT_ETAG},
+        sizes={MODEL_URI: 10, INPUT_URI: 20},
+    )
+    assert regions == [SOURCE_REGION]
+    assert ecr.calls == [
+        {"registryId": ACCOUNT, "repositoryName": "acme/sentiment", "imageIds": [{"imageTag": "1.2.0"}]}
+    ]
+
+
+def test_given_pins_from_the_trigger_then_they_are_kept_and_not_looked_up_again() -> None:
+    ecr = FakeEcr("sha256:" + "9" * 64)
+    s3 = FakeS3({(ARTIFACT_BUCKET, INPUT_KEY): (INPUT_ETAG, 20)})
+    known = PinSet(images={"inference": DIGEST}, etags={MODEL_URI: MODEL_ETAG}, sizes={MODEL_URI: 10})
+
+    pinned = pin(release_spec(), ecr_for=lambda region: ecr, s3=s3, known=known)
+
+    assert pinned.images == {"inference": DIGEST}
+    assert pinned.etags == {MODEL_URI: MODEL_ETAG, INPUT_URI: INPUT_ETAG}
+    assert ecr.calls == []
+    assert s3.calls == [(ARTIFACT_BUCKET, INPUT_KEY)]
+
+
+@pytest.mark.parametrize("code", ["404", "NoSuchBucket", "403"])
+def test_given_an_object_that_cannot_be_read_then_release_not_found_names_the_field(code: str) -> None:
+    s3 = FakeS3({(ARTIFACT_BUCKET, MODEL_KEY): (MODEL_ETAG, 10)}, error=code)
+
+    with pytest.raises(ReleaseNotFound) as caught:
+        pin(release_spec(), ecr_for=lambda region: FakeEcr(DIGEST), s3=s3)
+
+    assert caught.value.message == f"validation.input: {INPUT_URI} cannot be read ({code}); upload it or fix the URI"
+
+
+def test_given_s3_throttles_then_pinning_fails_as_transient_for_the_state_machine_to_retry() -> None:
+    s3 = FakeS3({}, error="SlowDown")
+
+    with pytest.raises(TransientAwsError):
+        pin(release_spec(), ecr_for=lambda region: FakeEcr(DIGEST), s3=s3)
+
+
+# --- the execution input --------------------------------------------------------------
+
+
+def test_given_a_manual_start_with_a_release_uri_then_it_is_a_manual_trigger_without_pins() -> None:
+    start = parse_start({"release_uri": "s3://pipeline/releases/acme.yaml"})
+
+    assert start.trigger == Trigger(kind="manual")
+    assert start.pins == PinSet()
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({}, "input: Value error, give exactly one of release_uri (s3://BUCKET/KEY) or release"),
+        (
+            {"release_uri": "s3://b/k.yaml", "release": {"product": {}}},
+            "input: Value error, give exactly one of release_uri (s3://BUCKET/KEY) or release",
+        ),
+        ({"release_url": "s3://b/k.yaml"}, "release_url: Extra inputs are not permitted"),
+        ({"release_uri": "s3://b/k.yaml", "trigger": {"kind": "cron"}}, "trigger.kind: Input should be "),
+    ],
+)
+def test_given_an_invalid_execution_input_then_invalid_release_shows_how_to_start(
+    event: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(InvalidRelease) as caught:
+        parse_start(event)
+
+    assert caught.value.message == (
+        'execution input is invalid; start with {"release_uri": "s3://BUCKET/releases/FILE.yaml"}'
+    )
+    assert any(found.startswith(reason) for found in caught.value.reasons), caught.value.reasons
+
+
+def test_given_an_inline_release_then_it_is_validated_like_a_file_and_named_inline() -> None:
+    document = release_document()
+    document["product"]["description"] = "Reviews 😀 in English"
+    assert parse_release_document(document).product.description == "Reviews 😀 in English"
+
+    document["product"]["name"] = "Not A Slug"
+    with pytest.raises(InvalidRelease) as caught:
+        parse_release_document(document)
+    assert caught.value.message.startswith("the inline release is not a valid release specification")
+    assert [reason.split(":")[0] for reason in caught.value.reasons] == ["product.name"]
