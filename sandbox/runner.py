@@ -132,12 +132,12 @@ class Sandbox:
         }
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
-        from mlpublish.aws import client
+        from mlpublish.aws import account_id, client
         from mlpublish.settings import settings
 
         # Clients bound to an earlier sandbox's credentials, settings naming its resources.
-        client.cache_clear()
-        settings.cache_clear()
+        for cached in (client, account_id, settings):
+            cached.cache_clear()
         try:
             with (
                 contextlib.ExitStack() as stack,
@@ -159,9 +159,9 @@ class Sandbox:
                 self._subscribe_capture()
                 yield self
         finally:
-            client.cache_clear()
+            for cached in (client, account_id, settings):
+                cached.cache_clear()
             _forget_lambda_loggers()
-            settings.cache_clear()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlpublish.aws import client, transient_errors
+from mlpublish.aws import account_id, client
 from mlpublish.resolve import parse_start, pin, resolve, spec_of
 from mlpublish.settings import settings
 
@@ -23,13 +23,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     s3 = client("s3", config.region)
     spec = spec_of(start, s3)
     pins = pin(spec, ecr_for=lambda region: client("ecr", region), s3=s3, known=start.pins)
-    with transient_errors("reading the caller identity"):
-        account_id = client("sts", config.region).get_caller_identity()["Account"]
     release = resolve(
         start,
         spec=spec,
         pins=pins,
-        account_id=account_id,
+        account_id=account_id(config.region),
         source_region=config.region,
         default_publishing_region=config.publishing_region,
         publishing_bucket=config.publishing_bucket,

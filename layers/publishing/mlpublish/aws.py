@@ -64,3 +64,10 @@ def transient_errors(action: str) -> Iterator[None]:
         if is_transient(exc):
             raise TransientAwsError(f"{action}: AWS is throttling or unavailable ({exc}); retrying") from exc
         raise
+
+
+@cache
+def account_id(region: str | None = None) -> str:
+    """The account the functions run in: the seller account that must own every image."""
+    with transient_errors("reading the caller identity"):
+        return str(client("sts", region).get_caller_identity()["Account"])

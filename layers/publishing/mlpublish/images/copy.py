@@ -102,7 +102,7 @@ def put_manifest(
             f"{target.destination_region}; re-run the release to copy them:",
             reasons=[f"{blob.digest} ({blob.size} bytes)" for blob in blobs if blob.digest in missing],
         )
-    destination.put_manifest(repository, resolved.published.raw, DOCKER_V2_MANIFEST, tag=target.source.tag)
+    destination.put_manifest(repository, resolved.published.raw, DOCKER_V2_MANIFEST, tag=_published_tag(target))
     uploaded = {item.digest: item for item in copied if not item.skipped}
     ours = [blob for blob in blobs if blob.digest in uploaded]
     return PublishedImage(
@@ -192,6 +192,16 @@ def _pinned_digest(target: CopyTarget) -> str:
             "to a digest; ResolveRelease must pin every image before copying"
         )
     return target.source.digest
+
+
+def _published_tag(target: CopyTarget) -> str | None:
+    """The source tag, unless the destination is the source repository itself (publishing
+    from the source region): a converted manifest must not take the seller's tag over."""
+    same_repository = (target.source.region, target.source.repository) == (
+        target.destination_region,
+        target.destination_repository,
+    )
+    return None if same_repository else target.source.tag
 
 
 def _image_name(image: ImageRef) -> str:
