@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import botocore.loaders
 import pytest
 import yaml
 from moto import mock_aws
@@ -13,15 +14,46 @@ from tests.fixtures.releases import SOURCE_REGION, release_document
 
 from mlpublish import aws, settings
 
+CACHED = (settings.settings, aws.client, aws.account_id)
+
+
+class _SearchPaths(list[str]):
+    """boto3 appends its data path to the loader of every session it makes: keep one copy."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _parse_sdk_models_once() -> Iterator[None]:
+    """Share one botocore data loader between all sessions.
+
+    Under moto (and with the per-test client caches cleared) every client comes from a new
+    session, and every session parses the SDK's JSON models again: seconds per test run.
+    The loader only caches botocore's own data files, so no behaviour under test changes.
+    """
+    create_loader = botocore.loaders.create_loader
+    loader = create_loader()
+    loader._search_paths = _SearchPaths(loader.search_paths)
+
+    def shared_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        # A test that sets AWS_DATA_PATH gets a loader of its own.
+        return loader if search_path_string is None else create_loader(search_path_string)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("botocore.session.create_loader", shared_loader)
+        yield
+
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
-    """Settings and clients are cached per container; a test is a new container."""
-    settings.settings.cache_clear()
-    aws.client.cache_clear()
+    """Settings, clients and the account are cached per container; a test is a new container."""
+    for cached in CACHED:
+        cached.cache_clear()
     yield
-    settings.settings.cache_clear()
-    aws.client.cache_clear()
+    for cached in CACHED:
+        cached.cache_clear()
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from mlpublish.state import (
 pytestmark = pytest.mark.unit
 
 EXECUTION = "arn:aws:states:us-west-2:123456789012:execution:mlpublish:acme-sentiment-1-2-0-0123456789ab"
+TIMED_OUT = "Task timed out after 300.00 seconds"
 PACKAGE_ARN = "arn:aws:sagemaker:us-east-2:123456789012:model-package/acme-sentiment-1-2-0-01234567"
 
 
@@ -54,8 +55,7 @@ def success_state(release: Release | None = None, *, converted: bool = False) ->
             attempt=2,
             wait_seconds=0,
             images=[
-                ImageScanResult(repository=image.repository, digest=image.digest, status="COMPLETE")
-                for image in images
+                ImageScanResult(repository=image.repository, digest=image.digest, status="COMPLETE") for image in images
             ],
         ),
         resource=ResourceResult(arn=PACKAGE_ARN, name=release.resource_name, action="created"),
@@ -178,13 +178,13 @@ def test_given_a_lambda_error_without_reasons_then_the_message_is_the_reason() -
 @pytest.mark.parametrize(
     ("error", "reason"),
     [
-        ({"Error": "States.Timeout", "Cause": "Task timed out after 300.00 seconds"}, "Task timed out after 300.00 seconds"),
+        ({"Error": "States.Timeout", "Cause": TIMED_OUT}, TIMED_OUT),
         ({"Error": "States.Timeout", "Cause": ""}, "States.Timeout"),
         ({"Error": "States.Timeout"}, "States.Timeout"),
         ({"Error": "States.Runtime", "Cause": '"a JSON string"'}, '"a JSON string"'),
         ({"Error": "States.Runtime", "Cause": "[1, 2]"}, "[1, 2]"),
     ],
-)  # fmt: skip
+)
 def test_given_a_states_error_with_a_plain_cause_then_the_cause_or_the_error_name_is_the_reason(
     error: dict[str, Any], reason: str
 ) -> None:

@@ -7,10 +7,17 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.fixtures.releases import ACCOUNT, ARTIFACT_BUCKET, INPUT_KEY, PUBLISHING_REGION, release_document, release_spec
+from tests.fixtures.releases import (
+    ACCOUNT,
+    ARTIFACT_BUCKET,
+    INPUT_KEY,
+    PUBLISHING_REGION,
+    release_document,
+    release_spec,
+)
 
 from mlpublish.errors import PreflightFailed
-from mlpublish.preflight import MiB, PUBLISHING_REGIONS, check_release
+from mlpublish.preflight import PUBLISHING_REGIONS, MiB, check_release
 from mlpublish.release import ReleaseSpec
 
 pytestmark = pytest.mark.unit
@@ -55,7 +62,7 @@ def test_given_the_example_release_in_the_sellers_account_then_every_rule_holds(
 
 
 def test_given_the_stacks_publishing_region_choices_then_preflight_accepts_exactly_those() -> None:
-    template = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+    template = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)
 
     assert set(template["Parameters"]["PublishingRegion"]["AllowedValues"]) == PUBLISHING_REGIONS
 

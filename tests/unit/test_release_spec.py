@@ -269,7 +269,9 @@ def test_given_an_endpoint_only_instance_type_when_used_for_batch_then_it_is_rej
 
     [reason] = problems(document)
 
-    assert reason.startswith(f"validation.instance_type: unknown instance type(s) {endpoint_only} for TransformInstanceType")
+    assert reason.startswith(
+        f"validation.instance_type: unknown instance type(s) {endpoint_only} for TransformInstanceType"
+    )
 
 
 @pytest.mark.parametrize(

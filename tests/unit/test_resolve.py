@@ -94,16 +94,26 @@ def _description_changed() -> ReleaseSpec:
     return release_spec(document)
 
 
+OTHER_DIGEST = "sha256:" + "2" * 64
+OTHER_ETAG = "2" * 32
+
+
 @pytest.mark.parametrize(
     "change",
     [
-        pytest.param(lambda: (release_spec(), pins(images={"inference": "sha256:" + "2" * 64}), PUBLISHING_REGION), id="image-digest"),
-        pytest.param(lambda: (release_spec(), pins(etags={MODEL_URI: "1" * 32, INPUT_URI: INPUT_ETAG}), PUBLISHING_REGION), id="model-etag"),
-        pytest.param(lambda: (release_spec(), pins(etags={MODEL_URI: MODEL_ETAG, INPUT_URI: "2" * 32}), PUBLISHING_REGION), id="input-etag"),
+        pytest.param(lambda: (release_spec(), pins(images={"inference": OTHER_DIGEST}), PUBLISHING_REGION), id="image"),
+        pytest.param(
+            lambda: (release_spec(), pins(etags={MODEL_URI: OTHER_ETAG, INPUT_URI: INPUT_ETAG}), PUBLISHING_REGION),
+            id="model-etag",
+        ),
+        pytest.param(
+            lambda: (release_spec(), pins(etags={MODEL_URI: MODEL_ETAG, INPUT_URI: OTHER_ETAG}), PUBLISHING_REGION),
+            id="input-etag",
+        ),
         pytest.param(lambda: (_description_changed(), pins(), PUBLISHING_REGION), id="spec"),
         pytest.param(lambda: (release_spec(), pins(), "eu-west-1"), id="publishing-region"),
     ],
-)  # fmt: skip
+)
 def test_given_one_pinned_value_changes_then_the_fingerprint_changes(change: Any) -> None:
     base = fingerprint(release_spec(), pins(), PUBLISHING_REGION)
 
@@ -293,7 +303,7 @@ class FakeS3:
     def __init__(self, objects: dict[tuple[str, str], tuple[str, int]], error: str = "404") -> None:
         self.objects, self.error, self.calls = objects, error, []  # type: ignore[var-annotated]
 
-    def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+    def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
         self.calls.append((Bucket, Key))
         if (Bucket, Key) not in self.objects:
             raise ClientError({"Error": {"Code": self.error, "Message": "x"}}, "HeadObject")

@@ -265,6 +265,9 @@ def start_for_event(
 
 def _start_unresolvable(sfn: Any, state_machine_arn: str, key: str, uri: str, trigger: Trigger) -> Started:
     name = _unresolvable_name(key, trigger)
+    existing = f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+    if _execution_status(sfn, existing) is not None:  # the same upload, delivered again
+        return Started(uri, existing, name, "duplicate")
     payload = json.dumps(StartInput(release_uri=uri, trigger=trigger).model_dump(mode="json", exclude_none=True))
     try:
         with transient_errors(f"starting execution {name}"):
@@ -272,5 +275,5 @@ def _start_unresolvable(sfn: Any, state_machine_arn: str, key: str, uri: str, tr
     except ClientError as exc:
         if error_code(exc) != "ExecutionAlreadyExists":
             raise
-        return Started(uri, f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}", name, "duplicate")
+        return Started(uri, existing, name, "duplicate")
     return Started(uri, str(arn), name, "started")

@@ -1,0 +1,214 @@
+"""Releases that fail: each says where and why, and nothing broken reaches the publishing region.
+
+Input the CLI can reject by itself (an invalid release file, a corrupt image layout) exits 2
+without a report. Everything else is the pipeline's to find and announce (exit 1): a
+Marketplace rule broken before anything is copied, an image SageMaker cannot use, a corrupt
+blob served by the source registry, a failed validation.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.fixtures.cli_runs import CliRun, run_cli
+from tests.fixtures.images import WrittenLayout
+
+from mlpublish.errors import InvalidRelease
+from mlpublish.release import parse_release
+from sandbox import cli
+from sandbox.runner import IMAGE_SCAN_FAILURE, VALIDATION_FAILURE
+
+pytestmark = pytest.mark.e2e
+
+FAILED = "Release Failed"
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+MiB = 1024 * 1024
+BUILD_HINT = "docker buildx build --platform linux/amd64"
+
+
+def assert_nothing_published(run: CliRun) -> None:
+    assert run.reported["model_packages"] == []
+    assert run.reported["model_package_arn"] is None
+    assert run.reported["published_image_digest"] is None
+    assert run.published.images == ()
+
+
+def assert_announced(run: CliRun, stage: str, error: str) -> dict[str, Any]:
+    """The failure is in the report, in one Release Failed event and in one SNS notification."""
+    failure = run.reported["failure"]
+    [event] = run.events(FAILED)
+    [note] = run.reported["notifications"]
+
+    assert run.exit_code == 1, run.stderr
+    assert run.reported["status"] == "FAILED"
+    assert (failure["stage"], failure["error"]) == (stage, error)
+    assert (event["detail"]["stage"], event["detail"]["error"]) == (stage, error)
+    assert note["outcome"] == "failed"
+    assert stage in note["subject"]
+    assert failure["reason"] in note["message"]
+    return dict(failure)
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def failed_validation(publish_image: Callable[..., CliRun]) -> CliRun:
+    return publish_image("docker-v2", "--validation", "failed")
+
+
+def test_given_validation_that_fails_when_the_release_runs_then_it_fails_at_await_validation(
+    failed_validation: CliRun,
+) -> None:
+    assert_announced(failed_validation, "AwaitValidation", "ValidationFailed")
+    assert failed_validation.events("Release Ready For Listing") == []
+
+
+@pytest.mark.parametrize("failure_reason", [VALIDATION_FAILURE, IMAGE_SCAN_FAILURE], ids=["validation", "image-scan"])
+def test_given_validation_that_fails_when_announced_then_every_failure_reason_is_reported_and_notified(
+    failed_validation: CliRun, failure_reason: str
+) -> None:
+    [note] = failed_validation.reported["notifications"]
+
+    assert any(failure_reason in reason for reason in failed_validation.reported["failure"]["reasons"])
+    assert failure_reason in note["message"]
+
+
+def test_given_validation_longer_than_its_timeout_when_the_release_waits_then_it_fails_as_timed_out(
+    publish_image: Callable[..., CliRun],
+) -> None:
+    hours = 13  # release.example.yaml: validation.timeout_minutes is 720 (12 hours)
+
+    run = publish_image("docker-v2", "--validation-minutes", str(hours * 60))
+    failure = assert_announced(run, "AwaitValidation", "ValidationTimedOut")
+    [event] = run.events(FAILED)
+
+    assert "validation.timeout_minutes is 720" in failure["reason"]
+    assert 12 * 3600 <= run.reported["virtual_seconds"] < hours * 3600
+    assert run.reported["state_transitions"] < 10 * 12  # backoff: a poll or two per virtual hour
+    assert event["detail"]["model_package_arn"] in run.reported["model_packages"]
+
+
+# --- preflight -------------------------------------------------------------------------------
+
+
+def sent_as_one_record(document: dict[str, Any]) -> None:
+    document["validation"]["split_type"] = "None"
+    document["validation"]["max_payload_mb"] = 6
+
+
+def test_given_validation_input_larger_than_one_payload_when_the_release_runs_then_preflight_stops_it_first(
+    publish: Callable[..., CliRun],
+    release_file: Callable[..., Path],
+    image: Callable[[str], WrittenLayout],
+    e2e_dir: Path,
+) -> None:
+    big_input = e2e_dir / "input-7mib.csv"
+    big_input.write_bytes(b"0.1,0.2,0.3\n" * (7 * MiB // 12 + 1))
+
+    run = publish(
+        "--release",
+        release_file("one-record-input", sent_as_one_record),
+        "--image",
+        image("docker-v2").path,
+        "--validation-input",
+        big_input,
+    )
+    failure = assert_announced(run, "ResolveRelease", "PreflightFailed")
+
+    assert [reason.split(":", 1)[0] for reason in failure["reasons"]] == ["validation.input"]
+    assert "max_payload_mb is 6" in failure["reasons"][0]
+    assert run.reported["blobs_copied"] == run.reported["bytes_copied"] == 0
+    assert run.published.blobs == frozenset()
+    assert run.published.artifacts == ()
+    assert_nothing_published(run)
+
+
+# --- images SageMaker cannot use -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        ("zstd", "is zstd-compressed"),
+        ("arm64-only", "without a linux/amd64 image"),
+        ("schema1", "Docker schema 1 manifest"),
+    ],
+)
+def test_given_an_image_sagemaker_cannot_use_when_the_release_runs_then_it_fails_before_publishing_anything(
+    publish_image: Callable[..., CliRun], image: Callable[[str], WrittenLayout], kind: str, says: str
+) -> None:
+    run = publish_image(kind)
+    failure = assert_announced(run, "CopyToPublishingRegion", "UnsupportedImage")
+
+    assert image(kind).top_digest in failure["reason"]
+    assert says in failure["reason"]
+    assert BUILD_HINT in failure["reason"]
+    assert run.published.blobs == frozenset()
+    assert_nothing_published(run)
+
+
+# --- a corrupt blob --------------------------------------------------------------------------
+
+
+def test_given_a_source_registry_serving_a_corrupt_blob_when_copied_then_the_blob_is_never_published(
+    publish_image: Callable[..., CliRun], image: Callable[[str], WrittenLayout]
+) -> None:
+    corrupted = image("docker-v2").big_layer  # the fault flips a byte of the largest layer
+
+    run = publish_image("docker-v2", "--fault", "corrupt-blob")
+    failure = assert_announced(run, "CopyToPublishingRegion", "BlobDigestMismatch")
+
+    assert corrupted in failure["reason"]
+    assert "nothing was published" in failure["reason"]
+    assert corrupted not in run.published.blobs
+    assert_nothing_published(run)
+
+
+def test_given_a_layout_with_a_corrupt_blob_when_run_then_it_exits_2_naming_the_blob(
+    image: Callable[[str], WrittenLayout], release_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    layout = tmp_path / "corrupt"
+    shutil.copytree(image("docker-v2").path, layout)
+    digest = image("docker-v2").big_layer
+    blob = layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))
+
+    run = run_cli(["--release", str(release_file()), "--image", str(layout)], tmp_path / "lambda.log")
+
+    assert run.exit_code == 2
+    assert run.report is None
+    assert run.regions == ()
+    assert f"{blob}: content hashes to sha256:" in run.stderr
+    assert f"not {digest}" in run.stderr
+    assert "the blob is corrupt" in run.stderr
+    assert "nothing was published" in run.stderr
+
+
+# --- an invalid release file -----------------------------------------------------------------
+
+
+def test_given_an_invalid_release_file_when_run_then_it_exits_2_naming_every_field_and_deploys_nothing(
+    image: Callable[[str], WrittenLayout], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invalid = EVENTS / "release.invalid.yaml"
+    with pytest.raises(InvalidRelease) as raised:
+        parse_release(invalid.read_bytes())
+    fields = [reason.split(": ", 1)[0] for reason in raised.value.reasons]
+    deployed: list[object] = []
+    monkeypatch.setattr(cli, "Sandbox", lambda *args: deployed.append(args))
+
+    run = run_cli(["--release", str(invalid), "--image", str(image("docker-v2").path)], tmp_path / "lambda.log")
+
+    assert run.exit_code == 2
+    assert run.report is None
+    assert deployed == []
+    assert len(fields) >= 5
+    for field in fields:
+        assert f"- {field}: " in run.stderr

@@ -1,0 +1,391 @@
+"""Each Lambda handler, called as Lambda calls it, against moto with the environment the template sets."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.ecr.models import ecr_backends
+from tests.conftest import FakeLambdaContext
+from tests.fixtures.moto_world import (
+    EVENTS,
+    PIPELINE_BUCKET,
+    RELEASE_KEY,
+    create_state_machine,
+    push_image,
+    sample_event,
+    upload_artifacts,
+    upload_release,
+)
+from tests.fixtures.releases import (
+    ACCOUNT,
+    PUBLISHING_BUCKET,
+    PUBLISHING_REGION,
+    SOURCE_REGION,
+    VALIDATION_ROLE_ARN,
+    release_document,
+)
+
+from mlpublish.errors import InvalidRelease, PipelineError, PreflightFailed, ReleaseNotFound
+from mlpublish.state import Announcement, Release
+
+pytestmark = pytest.mark.integration
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+RELEASE_URI = f"s3://{PIPELINE_BUCKET}/{RELEASE_KEY}"
+EXECUTION = f"arn:aws:states:{SOURCE_REGION}:{ACCOUNT}:execution:mlpublish:acme-sentiment-1-2-0-0123456789ab"
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@pytest.fixture
+def stack_env(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> pytest.MonkeyPatch:
+    """The environment template.yaml gives every function (STATE_MACHINE_ARN: the trigger's)."""
+    environment = {
+        "AWS_REGION": SOURCE_REGION,
+        "PUBLISHING_REGION": PUBLISHING_REGION,
+        "PIPELINE_BUCKET": PIPELINE_BUCKET,
+        "PUBLISHING_BUCKET": PUBLISHING_BUCKET,
+        "VALIDATION_ROLE_ARN": VALIDATION_ROLE_ARN,
+        "RELEASE_PREFIX": "releases/",
+        "EVENT_SOURCE": "mlpublish",
+        "STATE_MACHINE_ARN": f"arn:aws:states:{SOURCE_REGION}:{ACCOUNT}:stateMachine:mlpublish",
+        "POWERTOOLS_SERVICE_NAME": "mlpublish",
+        "POWERTOOLS_METRICS_NAMESPACE": "mlpublish",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def load_handler(function: str) -> Handler:
+    """Import functions/<function>/app.py as a fresh module (a cold start) and return its handler."""
+    name = f"mlpublish_function_{function}"
+    spec = importlib.util.spec_from_file_location(name, FUNCTIONS / function / "app.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Registered like Lambda's own import, so that pydantic resolves the module's annotations.
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    handler: Handler = module.lambda_handler
+    return handler
+
+
+@pytest.fixture(autouse=True)
+def _forget_handlers() -> Iterator[None]:
+    yield
+    for name in [name for name in sys.modules if name.startswith("mlpublish_function_")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def seller(stack_env: pytest.MonkeyPatch, moto_aws: None, release_yaml: Callable[..., str]) -> dict[str, Any]:
+    """The example release uploaded where events/manual-start.json points, its sources in place."""
+    s3 = boto3.client("s3", region_name=SOURCE_REGION)
+    etags = upload_artifacts(s3)
+    upload_release(s3, release_yaml())
+    digest = push_image(boto3.client("ecr", region_name=SOURCE_REGION))
+    return {"s3": s3, "etags": etags, "digest": digest}
+
+
+def published_images(release: dict[str, Any]) -> list[dict[str, Any]]:
+    """What CopyImages returns: the images put into the publishing region's ECR (moto)."""
+    ecr = boto3.client("ecr", region_name=PUBLISHING_REGION)
+    images = []
+    for image in release["images"]:
+        digest = push_image(ecr, repository=image["destination_repository"], tag=None)
+        assert digest == image["source"]["digest"]  # the same manifest: no conversion needed
+        host = f"{ACCOUNT}.dkr.ecr.{PUBLISHING_REGION}.amazonaws.com"
+        images.append(
+            {
+                "container": image["container"],
+                "repository": image["destination_repository"],
+                "image_uri": f"{host}/{image['destination_repository']}@{digest}",
+                "digest": digest,
+                "media_type": "application/vnd.docker.distribution.manifest.v2+json",
+                "source_digest": digest,
+                "selected_digest": digest,
+                "conversion": "none",
+                "blobs_copied": 2,
+                "blobs_skipped": 0,
+                "bytes_copied": 300,
+            }
+        )
+    return images
+
+
+def clean_scan(image: dict[str, Any]) -> None:
+    ecr_backends[ACCOUNT][PUBLISHING_REGION].scan_finding_results.append(
+        {
+            "repositoryName": image["repository"],
+            "imageId": {"imageDigest": image["digest"]},
+            "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed successfully."},
+            "imageScanFindings": {"findingSeverityCounts": {}},
+        }
+    )
+
+
+# --- the happy path, handler by handler -------------------------------------------------
+
+
+def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_needs(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    release = load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+
+    assert Release.model_validate(release).release_uri == RELEASE_URI
+    assert release["account_id"] == ACCOUNT
+    assert release["publishing_region"] == PUBLISHING_REGION
+    assert release["images"][0]["source"]["digest"] == seller["digest"]
+    assert {item["source_bucket"] + "/" + item["source_key"]: item["etag"] for item in release["objects"]} == {
+        uri.removeprefix("s3://"): etag for uri, etag in seller["etags"].items()
+    }
+
+    artifacts = load_handler("copy_artifacts")(
+        {
+            "objects": release["objects"],
+            "source_region": release["source_region"],
+            "publishing_region": release["publishing_region"],
+        },
+        lambda_context,
+    )
+
+    assert [(item["role"], item["copied"]) for item in artifacts] == [("model_data", True), ("validation_input", True)]
+    publishing_s3 = boto3.client("s3", region_name=PUBLISHING_REGION)
+    for item in release["objects"]:
+        head = publishing_s3.head_object(Bucket=item["destination_bucket"], Key=item["destination_key"])
+        assert head["Metadata"]["mlpublish-source-etag"] == item["etag"]
+
+    images = published_images(release)
+    for image in images:
+        clean_scan(image)
+    scan = load_handler("scan_images")(
+        {"images": images, "attempt": 0, "publishing_region": PUBLISHING_REGION}, lambda_context
+    )
+
+    assert scan["complete"] is True
+
+    resource = load_handler("create_model_package")({"release": release, "images": images}, lambda_context)
+
+    assert (resource["name"], resource["action"]) == (release["resource_name"], "created")
+
+    validation = load_handler("check_validation")(
+        {
+            "arn": resource["arn"],
+            "attempt": 0,
+            "elapsed_seconds": 0,
+            "timeout_minutes": release["spec"]["validation"]["timeout_minutes"],
+            "publishing_region": PUBLISHING_REGION,
+        },
+        lambda_context,
+    )
+
+    assert (validation["status"], validation["wait_seconds"]) == ("Completed", 0)
+
+    state = {
+        **sample_event("manual-start.json"),
+        "release": release,
+        "copied": {"images": images, "artifacts": artifacts},
+        "scan": scan,
+        "resource": resource,
+        "validation": validation,
+    }
+    announcement = load_handler("build_announcement")(
+        {"outcome": "ready", "state": state, "execution": EXECUTION}, lambda_context
+    )
+
+    ready = Announcement.model_validate(announcement)
+    assert (ready.outcome, ready.detail_type) == ("ready", "Release Ready For Listing")
+    assert ready.detail["model_package_arn"] == resource["arn"]
+    assert ready.detail["execution"] == EXECUTION
+    json.dumps(announcement)
+
+
+def test_given_a_manual_start_with_pins_from_the_trigger_then_resolve_keeps_them(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    pinned = "sha256:" + "7" * 64
+    event = {"release_uri": RELEASE_URI, "pins": {"images": {"inference": pinned}}, "trigger": {"kind": "ecr-push"}}
+
+    release = load_handler("resolve_release")(event, lambda_context)
+
+    assert release["images"][0]["source"]["digest"] == pinned
+    assert release["trigger"] == {"kind": "ecr-push", "ref": ""}
+
+
+def test_given_an_inline_release_then_resolve_needs_no_release_file(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    release = load_handler("resolve_release")({"release": release_document()}, lambda_context)
+
+    assert release["release_uri"] is None
+    assert release["spec"]["product"]["name"] == "acme-sentiment"
+
+
+# --- resolve_release failures -----------------------------------------------------------
+
+
+def test_given_the_invalid_sample_release_then_resolve_fails_with_every_field_at_once(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    upload_release(seller["s3"], (EVENTS / "release.invalid.yaml").read_text())
+    handler = load_handler("resolve_release")
+
+    with pytest.raises(InvalidRelease) as caught:
+        handler(sample_event("manual-start.json"), lambda_context)
+
+    assert RELEASE_URI in caught.value.message
+    assert {reason.split(":", 1)[0] for reason in caught.value.reasons} == {
+        "product.name",
+        "containers.0.image",
+        "containers.0.platform",
+        "containers.0.model_data",
+        "inference.realtime_instance_types",
+        "validation.split_type",
+        "validation.max_payload_mb",
+        "validation.timeout_minute",
+    }
+
+
+def test_given_an_execution_input_without_a_release_then_resolve_says_how_to_start(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    with pytest.raises(InvalidRelease, match="execution input is invalid"):
+        load_handler("resolve_release")({"release_url": RELEASE_URI}, lambda_context)
+
+
+@pytest.mark.parametrize(
+    ("break_it", "expected"),
+    [
+        (lambda s3: s3.delete_object(Bucket=PIPELINE_BUCKET, Key=RELEASE_KEY), f"release file {RELEASE_URI} cannot"),
+        (
+            lambda s3: s3.delete_object(Bucket="acme-ml-artifacts", Key="sentiment/1.2.0/model.tar.gz"),
+            "containers[inference].model_data: s3://acme-ml-artifacts/sentiment/1.2.0/model.tar.gz cannot be read",
+        ),
+        (
+            lambda s3: boto3.client("ecr", region_name=SOURCE_REGION).batch_delete_image(
+                repositoryName="acme/sentiment", imageIds=[{"imageTag": "1.2.0"}]
+            ),
+            "containers.0.image: image acme/sentiment:1.2.0 is not in ECR us-west-2",
+        ),
+    ],
+    ids=["release-file", "model-data", "image"],
+)
+def test_given_a_missing_source_then_resolve_fails_with_release_not_found_naming_it(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext, break_it: Callable[[Any], Any], expected: str
+) -> None:
+    break_it(seller["s3"])
+    handler = load_handler("resolve_release")
+
+    with pytest.raises(ReleaseNotFound) as caught:
+        handler(sample_event("manual-start.json"), lambda_context)
+
+    assert caught.value.message.startswith(expected)
+
+
+def test_given_a_release_breaking_marketplace_rules_then_resolve_fails_with_preflight_failed(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext, release_yaml: Callable[..., str]
+) -> None:
+    upload_release(seller["s3"], release_yaml(publishing_region="ap-east-1"))
+
+    with pytest.raises(PreflightFailed) as caught:
+        load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+
+    [reason] = caught.value.reasons
+    assert reason.startswith("publishing_region: ap-east-1 is not a Marketplace publishing region")
+
+
+def test_given_an_incomplete_environment_then_the_cold_start_names_what_is_missing(
+    stack_env: pytest.MonkeyPatch,
+) -> None:
+    stack_env.delenv("PIPELINE_BUCKET")
+    stack_env.delenv("VALIDATION_ROLE_ARN")
+
+    with pytest.raises(PipelineError) as caught:
+        load_handler("resolve_release")
+
+    assert "PIPELINE_BUCKET" in caught.value.message
+    assert "VALIDATION_ROLE_ARN" in caught.value.message
+
+
+# --- build_announcement failed ----------------------------------------------------------
+
+
+def test_given_a_failed_resolve_then_the_failure_announcement_names_stage_and_reasons(
+    stack_env: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
+) -> None:
+    cause = {
+        "errorType": "InvalidRelease",
+        "errorMessage": f"{RELEASE_URI} is not a valid release specification (2 problem(s)); fix these fields:"
+        "\n- product.name: String should match pattern\n- containers.0.image: must be an ECR image URI",
+    }
+    state = {
+        **sample_event("manual-start.json"),
+        "error": {"Error": "InvalidRelease", "Cause": json.dumps(cause)},
+        "failed_stage": "ResolveRelease",
+    }
+
+    announcement = load_handler("build_announcement")(
+        {"outcome": "failed", "state": state, "execution": EXECUTION}, lambda_context
+    )
+
+    failed = Announcement.model_validate(announcement)
+    assert (failed.outcome, failed.detail_type) == ("failed", "Release Failed")
+    assert failed.detail["stage"] == "ResolveRelease"
+    assert failed.detail["reasons"] == [
+        "product.name: String should match pattern",
+        "containers.0.image: must be an ECR image URI",
+    ]
+    assert failed.detail["release_uri"] == RELEASE_URI
+    assert failed.detail["execution"] == EXECUTION
+    assert len(failed.subject) < 100
+
+
+# --- trigger ----------------------------------------------------------------------------
+
+
+def test_given_a_batch_with_a_malformed_record_then_only_that_record_is_reported_failed(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    sfn = boto3.client("stepfunctions", region_name=SOURCE_REGION)
+    arn = create_state_machine(sfn)
+    batch = sample_event("sqs-trigger-batch.json")
+    malformed = copy.deepcopy(batch["Records"][0])
+    malformed["messageId"] = "00000000-0000-4000-8000-00000000bad1"
+    malformed["body"] = '{"detail-type": "ECR Image Action", "detail": '
+    batch["Records"].insert(1, malformed)
+
+    response = load_handler("trigger")(batch, lambda_context)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": malformed["messageId"]}]}
+    executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+    assert len(executions) == 2  # the push (sample digest) and the upload (pushed digest) differ in content
+
+
+def test_given_the_same_batch_delivered_twice_then_no_release_starts_twice(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    sfn = boto3.client("stepfunctions", region_name=SOURCE_REGION)
+    arn = create_state_machine(sfn)
+    batch = sample_event("sqs-trigger-batch.json")
+    handler = load_handler("trigger")
+
+    first = handler(batch, lambda_context)
+    second = handler(batch, lambda_context)
+
+    assert first == second == {"batchItemFailures": []}
+    assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 2

@@ -1,0 +1,191 @@
+"""Server-side copies of model data and validation input into the publishing region (moto S3)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+import pytest
+from boto3.s3.transfer import TransferConfig
+from tests.fixtures.moto_world import create_bucket
+from tests.fixtures.releases import PUBLISHING_BUCKET, PUBLISHING_REGION, SOURCE_REGION
+
+from mlpublish import objects
+from mlpublish.errors import ArtifactCopyFailed, SourceChanged
+from mlpublish.objects import SOURCE_ETAG, SOURCE_URI, copy_objects
+from mlpublish.state import PinnedObject
+
+pytestmark = pytest.mark.integration
+
+SOURCE_BUCKET = "acme-ml-artifacts"
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def source_s3(moto_aws: None) -> Any:
+    s3 = boto3.client("s3", region_name=SOURCE_REGION)
+    create_bucket(s3, SOURCE_BUCKET, SOURCE_REGION)
+    return s3
+
+
+@pytest.fixture
+def destination_s3(moto_aws: None) -> Any:
+    return boto3.client("s3", region_name=PUBLISHING_REGION)
+
+
+def upload(s3: Any, key: str, body: bytes) -> PinnedObject:
+    """Upload a source object and pin it as ResolveRelease would."""
+    s3.put_object(Bucket=SOURCE_BUCKET, Key=key, Body=body)
+    head = s3.head_object(Bucket=SOURCE_BUCKET, Key=key)
+    etag = head["ETag"].strip('"')
+    return PinnedObject(
+        role="model_data",
+        container="inference",
+        source_bucket=SOURCE_BUCKET,
+        source_key=key,
+        etag=etag,
+        size=head["ContentLength"],
+        destination_bucket=PUBLISHING_BUCKET,
+        destination_key=f"artifacts/acme-sentiment/1.2.0/inference/{etag.replace('-', '_')}/{key.rsplit('/', 1)[-1]}",
+    )
+
+
+def copy(source_s3: Any, destination_s3: Any, *items: PinnedObject) -> list[Any]:
+    return copy_objects(source_s3, destination_s3, list(items), region=PUBLISHING_REGION)
+
+
+def test_given_no_publishing_bucket_when_copying_then_it_is_created_private_and_encrypted_in_that_region(
+    source_s3: Any, destination_s3: Any
+) -> None:
+    item = upload(source_s3, "sentiment/model.tar.gz", b"weights")
+
+    copy(source_s3, destination_s3, item)
+
+    location = destination_s3.get_bucket_location(Bucket=PUBLISHING_BUCKET)["LocationConstraint"]
+    assert location == PUBLISHING_REGION
+    block = destination_s3.get_public_access_block(Bucket=PUBLISHING_BUCKET)["PublicAccessBlockConfiguration"]
+    assert block == {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    [rule] = destination_s3.get_bucket_encryption(Bucket=PUBLISHING_BUCKET)["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert destination_s3.get_bucket_tagging(Bucket=PUBLISHING_BUCKET)["TagSet"] == [
+        {"Key": "managed-by", "Value": "mlpublish"}
+    ]
+
+
+def test_given_a_pinned_object_when_copied_then_the_bytes_are_identical_and_the_source_is_recorded(
+    source_s3: Any, destination_s3: Any
+) -> None:
+    body = os.urandom(256 * 1024)
+    item = upload(source_s3, "sentiment/1.2.0/model.tar.gz", body)
+
+    [result] = copy(source_s3, destination_s3, item)
+
+    assert (result.copied, result.uri, result.etag, result.size) == (True, item.destination_uri, item.etag, len(body))
+    copied = destination_s3.get_object(Bucket=item.destination_bucket, Key=item.destination_key)
+    assert copied["Body"].read() == body
+    assert copied["Metadata"] == {SOURCE_ETAG: item.etag, SOURCE_URI: item.source_uri}
+
+
+def test_given_an_object_already_copied_when_copied_again_then_it_is_skipped_without_reading_the_source(
+    source_s3: Any, destination_s3: Any
+) -> None:
+    item = upload(source_s3, "sentiment/model.tar.gz", b"weights")
+    copy(source_s3, destination_s3, item)
+    source_s3.delete_object(Bucket=SOURCE_BUCKET, Key=item.source_key)
+
+    [result] = copy(source_s3, destination_s3, item)
+
+    assert result.copied is False
+    assert result.uri == item.destination_uri
+
+
+def test_given_a_destination_from_another_source_when_copied_then_it_is_replaced_by_the_pinned_one(
+    source_s3: Any, destination_s3: Any
+) -> None:
+    item = upload(source_s3, "sentiment/model.tar.gz", b"the pinned bytes")
+    create_bucket(destination_s3, PUBLISHING_BUCKET, PUBLISHING_REGION)
+    destination_s3.put_object(Bucket=PUBLISHING_BUCKET, Key=item.destination_key, Body=b"left over")
+
+    [result] = copy(source_s3, destination_s3, item)
+
+    assert result.copied is True
+    body = destination_s3.get_object(Bucket=PUBLISHING_BUCKET, Key=item.destination_key)["Body"].read()
+    assert body == b"the pinned bytes"
+
+
+@pytest.mark.parametrize("threshold", [64 * MiB, 5 * MiB], ids=["single-copy", "multipart"])
+def test_given_the_source_changed_after_pinning_when_copied_then_source_changed_and_nothing_is_written(
+    source_s3: Any, destination_s3: Any, monkeypatch: pytest.MonkeyPatch, threshold: int
+) -> None:
+    monkeypatch.setattr(
+        objects, "_TRANSFER", TransferConfig(multipart_threshold=threshold, multipart_chunksize=threshold)
+    )
+    item = upload(source_s3, "sentiment/model.tar.gz", os.urandom(6 * MiB))
+    source_s3.put_object(Bucket=SOURCE_BUCKET, Key=item.source_key, Body=b"overwritten after the release resolved")
+
+    with pytest.raises(SourceChanged) as caught:
+        copy(source_s3, destination_s3, item)
+
+    assert item.etag in caught.value.message
+    assert "start the release again" in caught.value.message
+    listing = destination_s3.list_objects_v2(Bucket=PUBLISHING_BUCKET)
+    assert listing.get("KeyCount") == 0
+
+
+def test_given_an_object_above_the_multipart_threshold_when_copied_then_parts_are_copied_server_side(
+    source_s3: Any, destination_s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(objects, "_TRANSFER", TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
+    body = os.urandom(12 * MiB)
+    item = upload(source_s3, "sentiment/1.2.0/big-model.tar.gz", body)
+
+    [result] = copy(source_s3, destination_s3, item)
+
+    assert result.copied is True
+    copied = destination_s3.get_object(Bucket=item.destination_bucket, Key=item.destination_key)
+    assert copied["ETag"].strip('"').endswith("-3")  # three parts: 5 + 5 + 2 MiB
+    assert copied["Metadata"] == {SOURCE_ETAG: item.etag, SOURCE_URI: item.source_uri}
+    assert copied["Body"].read() == body
+
+    [again] = copy(source_s3, destination_s3, item)
+    assert again.copied is False
+
+
+def test_given_a_publishing_bucket_owned_by_someone_else_then_the_copy_fails_with_what_to_change(
+    source_s3: Any, destination_s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    item = upload(source_s3, "sentiment/model.tar.gz", b"weights")
+
+    def forbidden(**_: Any) -> None:
+        raise destination_s3.exceptions.ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadBucket")
+
+    monkeypatch.setattr(destination_s3, "head_bucket", forbidden)
+
+    with pytest.raises(ArtifactCopyFailed, match="set the PublishingBucketName parameter"):
+        copy(source_s3, destination_s3, item)
+
+
+def test_given_several_objects_for_one_bucket_when_copied_then_each_is_copied_once(
+    source_s3: Any, destination_s3: Any
+) -> None:
+    model = upload(source_s3, "sentiment/model.tar.gz", b"weights")
+    validation = upload(source_s3, "sentiment/validation/input.csv", b"text\nnice\n").model_copy(
+        update={"role": "validation_input", "container": None}
+    )
+
+    results = copy(source_s3, destination_s3, model, validation)
+
+    assert [(r.role, r.container, r.copied) for r in results] == [
+        ("model_data", "inference", True),
+        ("validation_input", None, True),
+    ]
+    keys = {item["Key"] for item in destination_s3.list_objects_v2(Bucket=PUBLISHING_BUCKET)["Contents"]}
+    assert keys == {model.destination_key, validation.destination_key}
