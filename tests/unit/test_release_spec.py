@@ -381,3 +381,11 @@ def test_given_a_release_document_with_characters_outside_the_bmp_when_validated
 
     assert spec.product.description == "Sentiment 😀 for reviews – ünïcode"
     assert isinstance(spec, ReleaseSpec)
+
+
+def test_given_a_version_yaml_reads_as_a_number_then_it_is_kept_as_the_text_written() -> None:
+    text = EXAMPLE.read_text().replace("version: 1.2.0", "version: 2.0")
+
+    spec = parse_release(text)
+
+    assert spec.product.version == "2.0"

@@ -23,7 +23,13 @@ from tests.fixtures.releases import (
     resolved_release,
 )
 
-from mlpublish.errors import ResourceConflict, TransientAwsError, ValidationFailed, ValidationTimedOut
+from mlpublish.errors import (
+    ResourceConflict,
+    ResourceRejected,
+    TransientAwsError,
+    ValidationFailed,
+    ValidationTimedOut,
+)
 from mlpublish.release import Product
 from mlpublish.sagemaker import VALIDATION_WAITS, check_validation, create_model_package, model_package_request
 from mlpublish.state import Release
@@ -376,12 +382,12 @@ def test_given_a_concurrent_create_of_the_same_content_then_the_package_is_reuse
     assert create_model_package(sm, release, images).action == "reused"
 
 
-def test_given_sagemaker_refuses_the_request_then_resource_conflict_says_what_to_check() -> None:
+def test_given_sagemaker_refuses_the_request_then_resource_rejected_says_what_to_check() -> None:
     sm = FakeSageMaker()
     sm.create_error = "ValidationException"
     release = resolved_release()
 
-    with pytest.raises(ResourceConflict, match="check the release's inference and validation settings"):
+    with pytest.raises(ResourceRejected, match="check the release's inference and validation settings"):
         create_model_package(sm, release, published_images(release))
 
 

@@ -64,6 +64,10 @@ class ResourceConflict(PipelineError):
     """A SageMaker resource with the release's name exists with other content."""
 
 
+class ResourceRejected(PipelineError):
+    """SageMaker refused to create the resource (invalid request, quota, permissions)."""
+
+
 class ValidationFailed(PipelineError):
     """SageMaker validation or image scanning of the model package failed."""
 

@@ -95,6 +95,13 @@ class Product(_Spec):
         description="Lower-case product slug; part of every resource name.",
     )
     version: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: object) -> object:
+        # YAML reads `version: 1.0` as a number; a seller means the text they wrote.
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
     kind: Literal["model_package", "algorithm"] = "model_package"
     description: str = Field(default="", max_length=1024)
 

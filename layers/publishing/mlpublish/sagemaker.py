@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlpublish.aws import error_code, transient_errors
-from mlpublish.errors import ResourceConflict, ValidationFailed, ValidationTimedOut
+from mlpublish.errors import ResourceConflict, ResourceRejected, ValidationFailed, ValidationTimedOut
 from mlpublish.state import PublishedImage, Release, ResourceResult, StatusItem, ValidationProgress
 
 # Polling backoff: validation takes tens of minutes to hours; after the first checks the
@@ -134,9 +134,9 @@ def create_model_package(sm: Any, release: Release, images: list[PublishedImage]
             existing = describe(sm, name)
             if existing is not None:
                 return _reuse(existing, request, name)
-        raise ResourceConflict(
+        raise ResourceRejected(
             f"SageMaker refused model package {name} ({error_code(exc)}): {exc}; check the release's "
-            "inference and validation settings"
+            "inference and validation settings (and the account's SageMaker quotas)"
         ) from exc
     return ResourceResult(arn=str(arn), name=name, action="created")
 

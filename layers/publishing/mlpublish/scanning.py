@@ -18,7 +18,9 @@ from mlpublish.state import ImageScanResult, PublishedImage, ScanProgress
 BLOCKING_SEVERITIES = ("CRITICAL", "HIGH")
 SCAN_WAITS = (15, 30, 60, 120, 300)
 SCAN_TIMEOUT_ATTEMPTS = 40
-PENDING_STATUSES = frozenset({"IN_PROGRESS", "PENDING", "ACTIVE"})
+PENDING_STATUSES = frozenset({"IN_PROGRESS", "PENDING"})
+# Basic scans end COMPLETE; with enhanced scanning (Amazon Inspector) a scanned image is ACTIVE.
+FINISHED_STATUSES = frozenset({"COMPLETE", "ACTIVE"})
 
 
 def _findings(ecr: Any, image: PublishedImage) -> dict[str, Any] | None:
@@ -105,7 +107,7 @@ def _problems(image: PublishedImage, result: ImageScanResult, found: dict[str, A
     description = found.get("imageScanStatus", {}).get("description", "")
     if result.status == "UNSUPPORTED_IMAGE":
         return [_unscannable(image, description or "UNSUPPORTED_IMAGE")]
-    if result.status != "COMPLETE":
+    if result.status not in FINISHED_STATUSES:
         return [f"scan of {image.image_uri} ended {result.status}: {description or 'no description'}"]
     blocking = {sev: result.severity_counts.get(sev, 0) for sev in BLOCKING_SEVERITIES}
     if not any(blocking.values()):

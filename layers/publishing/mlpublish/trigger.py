@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
@@ -145,9 +146,11 @@ def releases_for_upload(catalog: ReleaseCatalog, event: EventBridgeEvent) -> lis
     if catalog.is_release_key(bucket, key):
         return [(key, catalog.load(key), PinSet())]
     uri = f"s3://{bucket}/{key}"
+    # S3 URL-encodes keys in some notifications ("a b" -> "a+b"); accept either form.
+    candidates = {uri, f"s3://{bucket}/{unquote_plus(key)}"}
     matches = []
     for release_key, spec in catalog.all():
-        if any(object_uri == uri for _, _, object_uri in release_objects(spec)):
+        if any(object_uri in candidates for _, _, object_uri in release_objects(spec)):
             pins = PinSet()
             if upload.object.etag and upload.object.size is not None:
                 pins = PinSet(etags={uri: upload.object.etag}, sizes={uri: upload.object.size})
