@@ -158,32 +158,16 @@ def _quiet(log_file: Path | None) -> Iterator[None]:
     stream: TextIO = sys.stderr if log_file is None else log_file.open("w")
     root = logging.getLogger()
     handler = logging.StreamHandler(stream)
-    saved, outside = (root.handlers[:], root.level), sys.stdout
+    saved = root.handlers[:], root.level
     root.handlers, root.level = [handler], logging.WARNING
-    for lambda_handler in _powertools_handlers():
-        lambda_handler.setStream(stream)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(stream):
             warnings.simplefilter("ignore")
             yield
     finally:
         root.handlers, root.level = saved
-        for lambda_handler in _powertools_handlers():
-            if lambda_handler.stream is stream:
-                lambda_handler.setStream(outside)
         if stream is not sys.stderr:
             stream.close()
-
-
-def _powertools_handlers() -> list[logging.StreamHandler[Any]]:
-    """The handlers the Lambdas' Powertools loggers bound to ``sys.stdout`` at their first cold start.
-
-    Powertools configures a logger once per process and reuses its handler afterwards, so a
-    second run in the same process (tests) would write to the first run's closed log file.
-    """
-    loggers = [item for item in logging.Logger.manager.loggerDict.values() if isinstance(item, logging.Logger)]
-    handlers = [getattr(item, "powertools_handler", None) for item in loggers]
-    return [item for item in handlers if isinstance(item, logging.StreamHandler)]
 
 
 def _usage_error(message: str) -> int:

@@ -46,7 +46,7 @@ def assert_announced(run: CliRun, stage: str, error: str) -> dict[str, Any]:
     assert run.exit_code == 1, run.stderr
     assert run.reported["status"] == "FAILED"
     assert (failure["stage"], failure["error"]) == (stage, error)
-    assert (event["detail"]["stage"], event["detail"]["error"]) == (stage, error)
+    assert event["detail"]["execution"] == run.reported["execution_arn"]
     assert note["outcome"] == "failed"
     assert stage in note["subject"]
     assert failure["reason"] in note["message"]

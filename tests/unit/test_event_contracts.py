@@ -4,7 +4,7 @@ The samples are what a seller or operator copies (``aws stepfunctions start-exec
 --input file://events/manual-start.json``, ``sam local invoke -e events/...``), so each one
 must parse with the model the pipeline really uses, and all of them describe the same
 release as events/release.example.yaml. A new file in events/ needs an entry in
-``CONTRACTS`` (filename -> parser), or the last test fails.
+``CONTRACTS`` (filename -> parser), or the test that lists events/ fails.
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
-from aws_lambda_powertools.utilities.parser.models import SqsModel
+from aws_lambda_powertools.utilities.parser.models import (
+    EventBridgeModel,
+    S3EventNotificationEventBridgeModel,
+    SqsModel,
+)
 from tests.fixtures.releases import ACCOUNT, ARTIFACT_BUCKET, MODEL_KEY, REPOSITORY, SOURCE_REGION, TAG
 
 from mlpublish.errors import InvalidRelease
@@ -27,6 +31,7 @@ from mlpublish.state import PinSet, StartInput
 from mlpublish.trigger import (
     EcrPushDetail,
     EventBridgeEvent,
+    ReleaseCatalog,
     S3CreatedDetail,
     releases_for_push,
     releases_for_upload,
@@ -55,11 +60,13 @@ def _json(name: str) -> Any:
 
 
 def parse_ecr_push(path: Path) -> EcrPushDetail:
+    EventBridgeModel.model_validate_json(path.read_bytes())  # the envelope as AWS sends it
     event = EventBridgeEvent.model_validate_json(path.read_bytes())
     return EcrPushDetail.model_validate(event.detail)
 
 
 def parse_s3_upload(path: Path) -> S3CreatedDetail:
+    S3EventNotificationEventBridgeModel.model_validate_json(path.read_bytes())  # as S3 sends it
     event = EventBridgeEvent.model_validate_json(path.read_bytes())
     return S3CreatedDetail.model_validate(event.detail)
 
@@ -95,17 +102,15 @@ CONTRACTS: dict[str, Callable[[Path], Any]] = {
 }
 
 
-class _Catalog:
-    """The one piece of ReleaseCatalog the matching functions use: the releases in the bucket."""
+class _Catalog(ReleaseCatalog):
+    """The pipeline bucket's release files, given here instead of listed from S3."""
 
-    def __init__(self, bucket: str, releases: list[tuple[str, ReleaseSpec]]) -> None:
-        self.bucket, self.releases = bucket, releases
+    def __init__(self, releases: list[tuple[str, ReleaseSpec]]) -> None:
+        super().__init__(s3=None, bucket="pipeline", prefix="releases/")
+        self.releases = releases
 
     def all(self) -> list[tuple[str, ReleaseSpec]]:
         return self.releases
-
-    def is_release_key(self, bucket: str, key: str) -> bool:
-        return bucket == self.bucket and key.startswith("releases/")
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +147,7 @@ def test_given_the_ecr_push_sample_when_matched_with_the_example_release_then_it
 ) -> None:
     event = EventBridgeEvent.model_validate(_json("ecr-push.json"))
 
-    matches = releases_for_push(_Catalog("pipeline", [(RELEASE_KEY, example)]), event)
+    matches = releases_for_push(_Catalog([(RELEASE_KEY, example)]), event)
 
     assert [(key, pins.images) for key, _, pins in matches] == [
         (RELEASE_KEY, {"inference": event.detail["image-digest"]})
@@ -168,7 +173,7 @@ def test_given_the_s3_upload_sample_when_matched_with_the_example_release_then_i
     obj = event.detail["object"]
     uri = f"s3://{ARTIFACT_BUCKET}/{MODEL_KEY}"
 
-    matches = releases_for_upload(_Catalog("pipeline", [(RELEASE_KEY, example)]), event)
+    matches = releases_for_upload(_Catalog([(RELEASE_KEY, example)]), event)
 
     assert [(key, pins) for key, _, pins in matches] == [
         (RELEASE_KEY, PinSet(etags={uri: obj["etag"]}, sizes={uri: obj["size"]}))
