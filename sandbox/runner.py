@@ -133,10 +133,9 @@ class Sandbox:
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
         from mlpublish.aws import account_id, client
-        from mlpublish.settings import settings
 
-        # Clients bound to an earlier sandbox's credentials, settings naming its resources.
-        for cached in (client, account_id, settings):
+        # Clients bound to an earlier sandbox's credentials.
+        for cached in (client, account_id):
             cached.cache_clear()
         try:
             with (
@@ -159,7 +158,7 @@ class Sandbox:
                 self._subscribe_capture()
                 yield self
         finally:
-            for cached in (client, account_id, settings):
+            for cached in (client, account_id):
                 cached.cache_clear()
             _forget_lambda_loggers()
             for key, value in saved.items():

@@ -12,9 +12,9 @@ import yaml
 from moto import mock_aws
 from tests.fixtures.releases import SOURCE_REGION, release_document
 
-from mlpublish import aws, settings
+from mlpublish import aws
 
-CACHED = (settings.settings, aws.client, aws.account_id)
+CACHED = (aws.client, aws.account_id)
 
 
 class _SearchPaths(list[str]):

@@ -8,9 +8,9 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from mlpublish.images.copy import plan_image
+from mlpublish.images.copy import copy_target, plan_image
 from mlpublish.images.registry import EcrRegistry
-from mlpublish.state import CopyTarget, PinnedImage
+from mlpublish.state import PinnedImage
 
 logger = Logger()
 tracer = Tracer()
@@ -26,13 +26,7 @@ class PlanImageInput(BaseModel):
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = PlanImageInput.model_validate(event)
     image = request.image
-    target = CopyTarget(
-        container=image.container,
-        source=image.source,
-        platform=image.platform,
-        destination_region=request.publishing_region,
-        destination_repository=image.destination_repository,
-    )
+    target = copy_target(image, request.publishing_region)
     plan = plan_image(target, EcrRegistry(image.source.region), EcrRegistry(request.publishing_region))
     logger.info(
         "image planned",

@@ -8,6 +8,8 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.aws import account_id, client
+from mlpublish.images.copy import check_publishable
+from mlpublish.images.registry import EcrRegistry
 from mlpublish.resolve import parse_start, pin, resolve, spec_of
 from mlpublish.settings import settings
 
@@ -33,5 +35,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         publishing_bucket=config.publishing_bucket,
         default_validation_role_arn=config.validation_role_arn,
     )
+    check_publishable(release.images, release.publishing_region, EcrRegistry)
     logger.info("release resolved", extra={"resource_name": release.resource_name, "fingerprint": release.fingerprint})
     return release.model_dump(mode="json")

@@ -143,12 +143,13 @@ def test_given_an_image_sagemaker_cannot_use_when_the_release_runs_then_it_fails
     publish_image: Callable[..., CliRun], image: Callable[[str], WrittenLayout], kind: str, says: str
 ) -> None:
     run = publish_image(kind)
-    failure = assert_announced(run, "CopyToPublishingRegion", "UnsupportedImage")
+    failure = assert_announced(run, "ResolveRelease", "UnsupportedImage")
 
     assert image(kind).top_digest in failure["reason"]
     assert says in failure["reason"]
     assert BUILD_HINT in failure["reason"]
     assert run.published.blobs == frozenset()
+    assert run.published.artifacts == ()  # checked before the copies start, not beside them
     assert_nothing_published(run)
 
 

@@ -218,7 +218,9 @@ def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_nee
 def test_given_a_manual_start_with_pins_from_the_trigger_then_resolve_keeps_them(
     seller: dict[str, Any], lambda_context: FakeLambdaContext
 ) -> None:
-    pinned = "sha256:" + "7" * 64
+    # The digest the trigger saw pushed, which is not the one the release's tag names now.
+    pinned = push_image(boto3.client("ecr", region_name=SOURCE_REGION), seed="2", tag="1.2.0-rc1")
+    assert pinned != seller["digest"]
     event = {"release_uri": RELEASE_URI, "pins": {"images": {"inference": pinned}}, "trigger": {"kind": "ecr-push"}}
 
     release = load_handler("resolve_release")(event, lambda_context)

@@ -137,8 +137,10 @@ def parse_error(error: dict[str, Any] | None, stage: str) -> Failure:
 def failed(state: dict[str, Any]) -> Announcement:
     failure = parse_error(state.get("error"), str(state.get("failed_stage", "unknown")))
     release = _release_or_none(state.get("release"))
-    product = release.spec.product.name if release else "release"
     version = release.spec.product.version if release else ""
+    # Before ResolveRelease succeeds, the release file is all there is to name.
+    release_file = str(state.get("release_uri") or "inline release").rsplit("/", 1)[-1]
+    product = release.spec.product.name if release else release_file
     title = f"{product} {version}".strip()
     detail: dict[str, Any] = {
         "product": release.spec.product.name if release else None,

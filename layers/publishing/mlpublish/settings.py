@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,9 +22,9 @@ class Settings(BaseModel):
     event_source: str = Field(default="mlpublish", alias="EVENT_SOURCE")
 
 
-@cache
 def settings() -> Settings:
-    """Read the environment once per container; a misconfigured stack fails loudly here."""
+    """Read and validate the environment. Handlers call it once, at cold start, and keep the
+    result: a misconfigured stack fails loudly on the first invocation."""
     env = dict(os.environ)
     env.setdefault("AWS_REGION", env.get("AWS_DEFAULT_REGION", ""))
     try:

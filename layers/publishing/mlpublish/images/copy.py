@@ -9,7 +9,7 @@ Registries are passed in (``EcrRegistry`` in AWS, fakes in tests).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from mlpublish.errors import BlobDigestMismatch, ImageCopyFailed, InvalidRelease, SourceChanged
@@ -23,7 +23,17 @@ from mlpublish.images.manifests import (
 )
 from mlpublish.images.registry import FetchedManifest, ImageRegistry
 from mlpublish.release import ImageRef
-from mlpublish.state import DOCKER_V2_MANIFEST, BlobCopied, BlobRef, CopyTarget, ImagePlan, PublishedImage
+from mlpublish.state import (
+    DOCKER_V2_MANIFEST,
+    BlobCopied,
+    BlobRef,
+    CopyTarget,
+    ImagePlan,
+    PinnedImage,
+    PublishedImage,
+)
+
+RegistryFactory = Callable[[str], ImageRegistry]
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,27 @@ class _Resolved:
     source_media_type: str
     selected_digest: str
     published: ConvertedManifest
+
+
+def check_publishable(images: Iterable[PinnedImage], publishing_region: str, registry_for: RegistryFactory) -> None:
+    """Preflight for images: each pinned image yields a Docker v2 manifest for its platform.
+
+    Runs in ResolveRelease, before anything is copied, so an image that cannot be
+    published (zstd layers, schema 1, a missing platform, a corrupt manifest) stops the
+    release before artifacts or blobs reach the publishing region.
+    """
+    for image in images:
+        _resolve(copy_target(image, publishing_region), registry_for(image.source.region))
+
+
+def copy_target(image: PinnedImage, publishing_region: str) -> CopyTarget:
+    return CopyTarget(
+        container=image.container,
+        source=image.source,
+        platform=image.platform,
+        destination_region=publishing_region,
+        destination_repository=image.destination_repository,
+    )
 
 
 def plan_image(target: CopyTarget, source: ImageRegistry, destination: ImageRegistry) -> ImagePlan:
