@@ -5,6 +5,7 @@ the real stack deployed into moto's CloudFormation (stack.py) and reports what a
 saw (report.py). moto (pinned exactly) is extended only where it lacks what AWS does, each
 gap in its own module, installed explicitly and undone afterwards (never at import time):
 
+- extension.py      the install and undo every extension shares (``undo = ext.install()``, ``with ext:``)
 - clock.py          Wait states and Retry back-offs advance a virtual clock instead of sleeping
 - ext_lambda.py     Lambda functions run their real handler in-process (moto needs Docker)
 - ext_ecr.py        ECR stores and verifies blobs, serves GetDownloadUrlForLayer over

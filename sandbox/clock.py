@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 from unittest.mock import patch
 
@@ -34,6 +33,8 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp 
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
     WaitFunction,
 )
+
+from sandbox.extension import Extension
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class _RetrierTime:
         return getattr(time, name)
 
 
-class VirtualClock:
+class VirtualClock(Extension):
     """A thread-safe virtual clock that Step Functions Wait/Retry advance instead of sleeping.
 
     Install with ``undo = clock.install()`` (or ``with clock:``); ``undo()`` restores moto.
@@ -74,7 +75,6 @@ class VirtualClock:
         self._wait_state_seconds = 0.0
         self._retries = 0
         self._retry_seconds = 0.0
-        self._undo: Callable[[], None] | None = None
 
     @property
     def start(self) -> dt.datetime:
@@ -136,34 +136,11 @@ class VirtualClock:
                 retry_seconds=self._retry_seconds,
             )
 
-    def install(self) -> Callable[[], None]:
-        """Patch moto's Wait and Retry to use this clock; returns the function that undoes it."""
-        if self._undo is not None:
-            raise RuntimeError("this VirtualClock is already installed")
-        stack = ExitStack()
+    def _patch(self, stack: ExitStack) -> None:
+        """Patch moto's Wait and Retry to use this clock."""
         stack.enter_context(patch.object(WaitFunction, "_wait_interval", self._wait_interval_patch()))
         stack.enter_context(patch.object(Timestamp, "_get_wait_seconds", self._timestamp_patch()))
         stack.enter_context(patch.object(retrier_decl, "time", _RetrierTime(self)))
-
-        def undo() -> None:
-            stack.close()
-            self._undo = None
-
-        self._undo = undo
-        return undo
-
-    def __enter__(self) -> VirtualClock:
-        self.install()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._undo is not None:
-            self._undo()
 
     def _wait_interval_patch(self) -> Callable[[WaitFunction, Any, int], None]:
         clock = self

@@ -50,7 +50,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO, cast
 from unittest.mock import patch
 
@@ -67,22 +66,12 @@ from moto.ecr.models import ECRBackend, ecr_backends
 from moto.ecr.responses import ECRResponse
 from moto.events.models import events_backends
 
+from mlpublish.images.manifests import INDEX_TYPES, sha256_digest
 from sandbox.clock import VirtualClock
+from sandbox.extension import Extension
 
 LOG = logging.getLogger(__name__)
 
-IMAGE_MANIFEST_TYPES = frozenset(
-    {
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-    }
-)
-INDEX_MANIFEST_TYPES = frozenset(
-    {
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.index.v1+json",
-    }
-)
 #: ECR documents a 5 MiB minimum for every part but the last (LayerPartTooSmallException).
 MIN_PART_SIZE = 5 * 1024 * 1024
 #: StartImageScan: "A basic image scan can only be started once per 24 hours on an individual image".
@@ -91,41 +80,22 @@ FAULT_CORRUPT_BLOB = "corrupt-blob"
 _CHUNK = 1024 * 1024
 
 
-class InvalidLayerException(ServiceException):
-    code = "InvalidLayerException"
+def _ecr_error(code: str, **attributes: str) -> type[ServiceException]:
+    """An ECR error moto does not define: a ServiceException class named by its code."""
+    return type(code, (ServiceException,), {"__module__": __name__, "code": code, **attributes})
 
 
-class LayerAlreadyExistsException(ServiceException):
-    code = "LayerAlreadyExistsException"
-
-
-class EmptyUploadException(ServiceException):
-    code = "EmptyUploadException"
-
-
-class LayerPartTooSmallException(ServiceException):
-    code = "LayerPartTooSmallException"
-
-
-class LayersNotFoundException(ServiceException):
-    code = "LayersNotFoundException"
-
-
-class LayerInaccessibleException(ServiceException):
-    code = "LayerInaccessibleException"
-
-
-class ReferencedImagesNotFoundException(ServiceException):
-    code = "ReferencedImagesNotFoundException"
-
-
-class ImageDigestDoesNotMatchException(ServiceException):
-    code = "ImageDigestDoesNotMatchException"
-
-
-class UnsupportedImageTypeException(ServiceException):
-    code = "UnsupportedImageTypeException"
-    message = "The image is of a type that cannot be scanned."
+InvalidLayerException = _ecr_error("InvalidLayerException")
+LayerAlreadyExistsException = _ecr_error("LayerAlreadyExistsException")
+EmptyUploadException = _ecr_error("EmptyUploadException")
+LayerPartTooSmallException = _ecr_error("LayerPartTooSmallException")
+LayersNotFoundException = _ecr_error("LayersNotFoundException")
+LayerInaccessibleException = _ecr_error("LayerInaccessibleException")
+ReferencedImagesNotFoundException = _ecr_error("ReferencedImagesNotFoundException")
+ImageDigestDoesNotMatchException = _ecr_error("ImageDigestDoesNotMatchException")
+UnsupportedImageTypeException = _ecr_error(
+    "UnsupportedImageTypeException", message="The image is of a type that cannot be scanned."
+)
 
 
 @dataclass(frozen=True)
@@ -162,7 +132,7 @@ class _Spool:
 
 def manifest_digest(manifest: str) -> str:
     """ECR's image digest: sha256 of the exact manifest bytes."""
-    return "sha256:" + hashlib.sha256(manifest.encode("utf-8")).hexdigest()
+    return sha256_digest(manifest.encode("utf-8"))
 
 
 def emit_image_push_event(
@@ -223,7 +193,7 @@ class _BlobRequestHandler(BaseHTTPRequestHandler):
         LOG.debug("blob server: " + format, *args)
 
 
-class EcrExtension:
+class EcrExtension(Extension):
     """Real-ECR blob, manifest, download-URL, push-event and scan behaviour on moto.
 
     Install with ``undo = ext.install()`` (or ``with ext:``): starts the blob HTTP server
@@ -256,15 +226,11 @@ class EcrExtension:
         self._corrupt_digest: str | None = None
         self.event_errors: list[str] = []
         self._server: _BlobHTTPServer | None = None
-        self._undo: Callable[[], None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
-    def install(self) -> Callable[[], None]:
-        """Start the blob server and patch moto's ECR; returns the function that undoes it."""
-        if self._undo is not None:
-            raise RuntimeError("this EcrExtension is already installed")
-        stack = ExitStack()
+    def _patch(self, stack: ExitStack) -> None:
+        """Start the blob server and patch moto's ECR."""
         self._blob_dir = self._given_blob_dir or Path(tempfile.mkdtemp(prefix="sandbox-ecr-"))
         (self._blob_dir / "uploads").mkdir(parents=True, exist_ok=True)
         if self._given_blob_dir is None:
@@ -279,26 +245,6 @@ class EcrExtension:
         for name, replacement in self._backend_patches().items():
             stack.enter_context(patch.object(ECRBackend, name, replacement))
         stack.enter_context(patch.object(ECRResponse, "get_download_url_for_layer", self._download_url_response()))
-
-        def undo() -> None:
-            stack.close()
-            self._undo = None
-
-        self._undo = undo
-        return undo
-
-    def __enter__(self) -> EcrExtension:
-        self.install()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._undo is not None:
-            self._undo()
 
     @property
     def base_url(self) -> str:
@@ -743,7 +689,7 @@ def _manifest(image: Any) -> dict[str, Any]:
 
 def _is_scannable(image: Any) -> bool:
     media_type = image.image_manifest_media_type or _manifest(image).get("mediaType")
-    return media_type not in INDEX_MANIFEST_TYPES and "manifests" not in _manifest(image)
+    return media_type not in INDEX_TYPES and "manifests" not in _manifest(image)
 
 
 def _scans_on_push(repository: Any) -> bool:

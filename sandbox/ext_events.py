@@ -8,10 +8,12 @@ sandbox restores the field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from contextlib import ExitStack
 from unittest.mock import patch
 
 from moto.events.utils import EventTemplateParser
+
+from sandbox.extension import Extension
 
 FULL_EVENT_TEMPLATE = (
     '{"id": "<id>", "time": <time>, "version": "0", "detail-type": "<detail-type>", "source": "<source>", '
@@ -19,8 +21,12 @@ FULL_EVENT_TEMPLATE = (
 )
 
 
-def install() -> Callable[[], None]:
-    """Patch the default target template; returns the function that undoes it."""
-    patcher = patch.object(EventTemplateParser, "DEFAULT_EVENT_INPUT_TEMPLATE", FULL_EVENT_TEMPLATE)
-    patcher.start()
-    return patcher.stop
+class WholeEventTargets(Extension):
+    """Targets without an input template get the whole event (``account`` included).
+
+    Install with ``undo = ext.install()`` (or ``with ext:``); ``undo()`` restores moto.
+    """
+
+    def _patch(self, stack: ExitStack) -> None:
+        """Patch the default target template."""
+        stack.enter_context(patch.object(EventTemplateParser, "DEFAULT_EVENT_INPUT_TEMPLATE", FULL_EVENT_TEMPLATE))

@@ -42,11 +42,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 from unittest.mock import patch
 
 from moto.awslambda.models import LambdaFunction
+
+from sandbox.extension import Extension
 
 #: Set for every in-process invocation: X-Ray is not emulated.
 SANDBOX_RUNTIME_ENV: Mapping[str, str] = {"POWERTOOLS_TRACE_DISABLED": "true"}
@@ -146,7 +148,7 @@ class _HandlerError(Exception):
         self.error_type = error_type
 
 
-class InProcessLambda:
+class InProcessLambda(Extension):
     """Runs moto Lambda functions' handlers in this process.
 
     Install with ``undo = ext.install()`` (or ``with ext:``); ``undo()`` restores moto and
@@ -160,7 +162,6 @@ class InProcessLambda:
         self._modules: dict[tuple[str, str, str], ModuleType] = {}
         self._records: list[Invocation] = []
         self._records_lock = threading.Lock()
-        self._undo: Callable[[], None] | None = None
 
     @property
     def invocations(self) -> list[Invocation]:
@@ -181,33 +182,10 @@ class InProcessLambda:
             )
         return result
 
-    def install(self) -> Callable[[], None]:
-        """Replace ``LambdaFunction._invoke_lambda``; returns the function that undoes it."""
-        if self._undo is not None:
-            raise RuntimeError("this InProcessLambda is already installed")
-        stack = ExitStack()
+    def _patch(self, stack: ExitStack) -> None:
+        """Replace ``LambdaFunction._invoke_lambda``; undoing also forgets the handler modules."""
         stack.enter_context(patch.object(LambdaFunction, "_invoke_lambda", self._invoke_patch()))
         stack.callback(self._forget_modules)
-
-        def undo() -> None:
-            stack.close()
-            self._undo = None
-
-        self._undo = undo
-        return undo
-
-    def __enter__(self) -> InProcessLambda:
-        self.install()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._undo is not None:
-            self._undo()
 
     def invoke(self, function: LambdaFunction, event: Any) -> tuple[str, bool, str]:
         """Run ``function``'s handler on ``event``; moto's ``_invoke_lambda`` contract."""

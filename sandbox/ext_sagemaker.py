@@ -32,7 +32,6 @@ import threading
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from unittest.mock import patch
 
@@ -42,6 +41,7 @@ from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 
 from sandbox.clock import VirtualClock
+from sandbox.extension import Extension
 
 #: Key of a failure mapping that applies to every profile / container.
 EVERY = "*"
@@ -76,7 +76,7 @@ class _Tracked:
     image_scans: tuple[_Item, ...]
 
 
-class SageMakerValidation:
+class SageMakerValidation(Extension):
     """Virtual-time validation, name conflicts and deletion for moto's model packages.
 
     Install with ``undo = ext.install()`` (or ``with ext:``); ``undo()`` restores moto.
@@ -88,42 +88,18 @@ class SageMakerValidation:
         self._outcomes: dict[str, ValidationOutcome] = {}
         self._tracked: dict[str, _Tracked] = {}
         self._lock = threading.Lock()
-        self._undo: Callable[[], None] | None = None
 
     def set_outcome(self, model_package_name: str, outcome: ValidationOutcome) -> None:
         """The outcome for packages created later under this name (default: ``default_outcome``)."""
         self._outcomes[model_package_name] = outcome
 
-    def install(self) -> Callable[[], None]:
-        """Patch moto's SageMaker backend and responses; returns the function that undoes it."""
-        if self._undo is not None:
-            raise RuntimeError("this SageMakerValidation is already installed")
-        stack = ExitStack()
+    def _patch(self, stack: ExitStack) -> None:
+        """Patch moto's SageMaker backend and responses."""
         for name, replacement in self._backend_patches().items():
             stack.enter_context(patch.object(SageMakerModelBackend, name, replacement))
         stack.enter_context(
             patch.object(SageMakerResponse, "delete_model_package", self._delete_response(), create=True)
         )
-
-        def undo() -> None:
-            stack.close()
-            self._undo = None
-
-        self._undo = undo
-        return undo
-
-    def __enter__(self) -> SageMakerValidation:
-        self.install()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._undo is not None:
-            self._undo()
 
     def _backend_patches(self) -> dict[str, Callable[..., Any]]:
         ext = self

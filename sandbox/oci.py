@@ -32,22 +32,25 @@ from typing import IO, Any, Protocol
 
 from botocore.exceptions import ClientError
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
-DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+# Media types, the attestation annotation and digests are the domain's (mlpublish.images).
+from mlpublish.images.manifests import (
+    ATTESTATION_ANNOTATION,
+    ATTESTATION_KIND,
+    DOCKER_V1_MANIFEST,
+    IMAGE_MANIFEST_TYPES,
+    INDEX_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    SCHEMA1_TYPES,
+    sha256_digest,
+)
+from mlpublish.state import DOCKER_V2_MANIFEST
 
-INDEX_MEDIA_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
-IMAGE_MEDIA_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-SCHEMA1_MEDIA_TYPES = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
+DOCKER_MANIFEST = DOCKER_V2_MANIFEST  # the name callers of the sandbox know it by
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
-REFERENCE_TYPE = "vnd.docker.reference.type"
 REFERENCE_DIGEST = "vnd.docker.reference.digest"
-ATTESTATION = "attestation-manifest"
 
 # ECR takes at most 100 digests per BatchCheckLayerAvailability call.
 _CHECK_BATCH = 100
@@ -114,7 +117,7 @@ class Descriptor:
     @property
     def is_attestation(self) -> bool:
         """A buildx attestation manifest (SBOM/provenance), not a runnable image."""
-        return self.annotations.get(REFERENCE_TYPE) == ATTESTATION
+        return self.annotations.get(ATTESTATION_ANNOTATION) == ATTESTATION_KIND
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ class Manifest:
 
     @property
     def is_index(self) -> bool:
-        return self.media_type in INDEX_MEDIA_TYPES
+        return self.media_type in INDEX_TYPES
 
     def walk(self) -> Iterator[Manifest]:
         """Every manifest of the tree, children before their index (the push order)."""
@@ -165,10 +168,6 @@ def check_digest(digest: Any, where: str) -> str:
             "supported — re-export the image with sha256 digests"
         )
     return digest
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,7 +404,7 @@ class OciLayout:
 
     def platform_descriptor(self, descriptor: Descriptor, platform: str) -> Descriptor:
         """The child manifest of an index for ``platform`` (``os/arch[/variant]``)."""
-        if descriptor.media_type not in INDEX_MEDIA_TYPES:
+        if descriptor.media_type not in INDEX_TYPES:
             return descriptor
         body = _parse_json(self.read_blob(descriptor.digest), self.where(descriptor.digest))
         children = [
@@ -459,7 +458,7 @@ class OciLayout:
         where = self.where(descriptor.digest)
         body = _parse_json(raw, where)
         media_type = _media_type(descriptor, body, where)
-        if media_type in INDEX_MEDIA_TYPES:
+        if media_type in INDEX_TYPES:
             children = []
             for i, entry in enumerate(body.get("manifests") or []):
                 child = Descriptor.from_json(entry, f"{where} manifests[{i}]")
@@ -495,7 +494,7 @@ class OciLayout:
         return raw
 
     def _image_blobs(self, media_type: str, body: dict[str, Any], where: str) -> list[Descriptor]:
-        if media_type in SCHEMA1_MEDIA_TYPES:
+        if media_type in SCHEMA1_TYPES:
             return self._schema1_blobs(body, where)
         if "config" not in body:
             raise LayoutError(f"{where}: image manifest ({media_type}) has no config; {_REEXPORT_HINT}")
@@ -539,8 +538,8 @@ def _media_type(descriptor: Descriptor, body: dict[str, Any], where: str) -> str
             )
         return declared
     if body.get("schemaVersion") == 1:
-        return descriptor.media_type if descriptor.media_type in SCHEMA1_MEDIA_TYPES else DOCKER_SCHEMA1
-    known = INDEX_MEDIA_TYPES | IMAGE_MEDIA_TYPES | SCHEMA1_MEDIA_TYPES
+        return descriptor.media_type if descriptor.media_type in SCHEMA1_TYPES else DOCKER_V1_MANIFEST
+    known = INDEX_TYPES | IMAGE_MANIFEST_TYPES | SCHEMA1_TYPES
     if descriptor.media_type in known:
         return descriptor.media_type
     raise LayoutError(
@@ -692,7 +691,7 @@ def _open_skopeo_dir(path: Path, files: _Files) -> OciLayout:
     media_type = body.get("mediaType")
     if not isinstance(media_type, str) or not media_type:
         media_type = (
-            OCI_INDEX if "manifests" in body else DOCKER_SCHEMA1 if body.get("schemaVersion") == 1 else OCI_MANIFEST
+            OCI_INDEX if "manifests" in body else DOCKER_V1_MANIFEST if body.get("schemaVersion") == 1 else OCI_MANIFEST
         )
     digest = sha256_digest(raw)
     index = {"schemaVersion": 2, "manifests": [{"mediaType": media_type, "digest": digest, "size": len(raw)}]}

@@ -30,6 +30,19 @@ def _outputs(events: list[dict[str, Any]], state_name: str) -> list[Any]:
     return found
 
 
+def _largest_state(events: list[dict[str, Any]]) -> int:
+    """The largest state input or output, in bytes (Step Functions allows 256 KiB)."""
+    sizes = [
+        len(details[key].encode())
+        for event in events
+        for details in (event.get("stateEnteredEventDetails"), event.get("stateExitedEventDetails"))
+        if details
+        for key in ("input", "output")
+        if details.get(key)
+    ]
+    return max(sizes, default=0)
+
+
 def _sns_messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
@@ -63,6 +76,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "bytes_copied": 0,
         "model_packages": model_packages(sandbox),
         "deduplicated": False,
+        "max_state_bytes": 0,
     }
     if delivery.deduplicated:
         # No new execution: the trigger found this content already published or in flight.
@@ -70,6 +84,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         return report
     history = _history(sandbox, delivery.execution_arn)
     report["state_transitions"] = sum(1 for event in history if event["type"].endswith("StateEntered"))
+    report["max_state_bytes"] = _largest_state(history)
     images = [image for outputs in _outputs(history, "PutManifest") for image in [outputs]]
     for image in images:
         report["blobs_copied"] += image["blobs_copied"]

@@ -30,9 +30,9 @@ from typing import Any, Literal
 import boto3
 
 from mlpublish.release import ReleaseSpec, parse_release, parse_s3_uri
-from sandbox import ext_events
 from sandbox.clock import VirtualClock
 from sandbox.ext_ecr import EcrExtension, ScanOutcome
+from sandbox.ext_events import WholeEventTargets
 from sandbox.ext_lambda import CodeRegistry, InProcessLambda
 from sandbox.ext_sagemaker import EVERY, SageMakerValidation, ValidationOutcome
 from sandbox.oci import OciLayout, push_layout
@@ -110,6 +110,7 @@ class Sandbox:
                 image_scan_failures=scan_failures,
             ),
         )
+        self.events = WholeEventTargets()
         self.stack: DeployedStack | None = None
         self._capture: dict[str, str] = {}
         self._seen_notifications: list[dict[str, Any]] = []
@@ -139,15 +140,13 @@ class Sandbox:
             cached.cache_clear()
         try:
             with (
-                contextlib.ExitStack() as stack,
                 mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
                 self.clock,
                 self.lambdas,
                 self.ecr,
                 self.sagemaker,
+                self.events,
             ):
-                undo_events = ext_events.install()
-                stack.callback(undo_events)
                 self.stack = deploy(
                     ROOT,
                     region=self.source_region,

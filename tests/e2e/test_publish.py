@@ -93,6 +93,11 @@ def test_given_validation_that_takes_45_minutes_when_the_release_waits_then_it_u
     assert 0 < release.reported["state_transitions"] < 60
 
 
+def test_given_a_release_when_it_runs_then_every_state_payload_stays_small(release: CliRun) -> None:
+    # References only, never manifests or blobs: far below Step Functions' 256 KiB.
+    assert 0 < release.reported["max_state_bytes"] < 8 * 1024
+
+
 # --- what is published for each kind of image ----------------------------------------------
 
 
