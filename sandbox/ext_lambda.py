@@ -162,6 +162,19 @@ class InProcessLambda(Extension):
         self._modules: dict[tuple[str, str, str], ModuleType] = {}
         self._records: list[Invocation] = []
         self._records_lock = threading.Lock()
+        self._running: list[tuple[int, str]] = []  # (thread, function) of serialized invocations
+
+    def running_function(self) -> str | None:
+        """The function whose handler is running on this thread (or on the worker threads it
+        started, e.g. s3transfer's), for attributing AWS calls; None outside invocations.
+        Meaningful with ``serialize=True``, where one invocation runs at a time."""
+        if not self._running:
+            return None
+        thread, name = self._running[-1]
+        current = threading.current_thread()
+        if current.ident == thread or current.name.startswith("ThreadPoolExecutor"):
+            return name
+        return None
 
     @property
     def invocations(self) -> list[Invocation]:
@@ -220,8 +233,12 @@ class InProcessLambda(Extension):
         try:
             if self.serialize:
                 with self._lock, _environment(_runtime_env(function)):
-                    handler = self._handler(function)
-                    result = handler(event, LambdaContext(function, request_id))
+                    self._running.append((threading.get_ident(), function.function_name))
+                    try:
+                        handler = self._handler(function)
+                        result = handler(event, LambdaContext(function, request_id))
+                    finally:
+                        self._running.pop()
             else:
                 with self._lock, _environment(_runtime_env(function)):
                     handler = self._handler(function)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import boto3
 
 from mlpublish.release import ReleaseSpec, parse_release, parse_s3_uri
+from sandbox.audit import ApiAudit
 from sandbox.clock import VirtualClock
 from sandbox.ext_ecr import EcrExtension, ScanOutcome
 from sandbox.ext_events import WholeEventTargets
@@ -98,6 +99,7 @@ class Sandbox:
         self.publishing_region = spec.publishing_region or DEFAULT_PUBLISHING_REGION
         self.clock = VirtualClock()
         self.lambdas = InProcessLambda(CodeRegistry())
+        self.audit = ApiAudit(self.lambdas)
         self.ecr = EcrExtension(self.clock, scan_outcome=options.scan, fault=options.fault)
         failures = {EVERY: VALIDATION_FAILURE} if options.validation == "failed" else {}
         scan_failures = {EVERY: IMAGE_SCAN_FAILURE} if options.validation == "failed" else {}
@@ -143,6 +145,7 @@ class Sandbox:
                 mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
                 self.clock,
                 self.lambdas,
+                self.audit,
                 self.ecr,
                 self.sagemaker,
                 self.events,
@@ -150,7 +153,11 @@ class Sandbox:
                 self.stack = deploy(
                     ROOT,
                     region=self.source_region,
-                    parameters={"PublishingRegion": self.publishing_region},
+                    parameters={
+                        "PublishingRegion": self.publishing_region,
+                        # As a seller deploys it: uploads to the artifact buckets start releases.
+                        "WatchedBuckets": ",".join(self.artifact_buckets()),
+                    },
                 )
                 for function_name, code_dir in self.stack.code_dirs.items():
                     self.lambdas.registry.register(function_name, code_dir)
@@ -165,6 +172,10 @@ class Sandbox:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+    def artifact_buckets(self) -> list[str]:
+        uris = [c.model_data for c in self.spec.containers if c.model_data] + [self.spec.validation.input]
+        return sorted({parse_s3_uri(uri)[0] for uri in uris})
 
     def aws(self, service: str, region: str | None = None) -> Any:
         return boto3.client(service, region_name=region or self.source_region)

@@ -1,0 +1,95 @@
+"""Every AWS call a handler makes is allowed by the IAM policy template.yaml gives it.
+
+moto does not enforce IAM; without this check a missing permission would show only on AWS.
+The calls are recorded while releases run through every path (each trigger, a repeat, a
+validation failure); the policies come from the template translated as SAM does.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections import defaultdict
+from contextlib import redirect_stdout
+from unittest.mock import patch
+
+import pytest
+from tests.fixtures.images import write_layout
+
+from sandbox.oci import open_layout
+from sandbox.runner import ROOT, RunOptions, Sandbox, load_release
+from sandbox.stack import _prepare, load_template, translate
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLE = ROOT / "events" / "release.example.yaml"
+SCENARIOS = [
+    {"trigger": "ecr-push", "repeat": True},
+    {"trigger": "s3-upload", "repeat": True},
+    {"trigger": "manual", "repeat": True},
+    {"trigger": "ecr-push", "validation": "failed"},
+]
+
+
+def granted_actions() -> dict[str, list[str]]:
+    """Allowed actions per function logical id, from the translated template's roles."""
+    template, _ = _prepare(load_template(ROOT / "template.yaml"), ROOT)
+    with patch.dict(os.environ, {"AWS_DEFAULT_REGION": "us-west-2"}):  # samtranslator wants one
+        resources = translate(template, {})["Resources"]
+    granted: dict[str, list[str]] = {}
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        role = resources[resource["Properties"]["Role"]["Fn::GetAtt"][0]]
+        actions: list[str] = []
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                if statement.get("Effect") == "Allow":
+                    action = statement["Action"]
+                    actions.extend([action] if isinstance(action, str) else action)
+        granted[logical_id] = actions
+    return granted
+
+
+@pytest.fixture(scope="module")
+def calls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+    """IAM actions per function logical id, over every scenario."""
+    image = write_layout(tmp_path_factory.mktemp("image"), "oci").path
+    recorded: dict[str, set[str]] = defaultdict(set)
+    for scenario in SCENARIOS:
+        options = RunOptions(release=EXAMPLE, image=image, **scenario)  # type: ignore[arg-type]
+        sandbox = Sandbox(load_release(EXAMPLE), options)
+        log_file = tmp_path_factory.mktemp("logs") / "lambda.log"
+        with log_file.open("w") as log, redirect_stdout(log), sandbox.running():
+            layout = open_layout(image)
+            sandbox.seed_and_trigger(layout)
+            if options.repeat:
+                sandbox.redeliver(layout)
+            assert sandbox.stack is not None
+            logical = {physical: name for name, physical in sandbox.stack.resources.items()}
+        for function, actions in sandbox.audit.actions.items():
+            recorded[logical[function]].update(actions)
+    return recorded
+
+
+def test_given_every_release_path_when_handlers_call_aws_then_their_policies_allow_each_call(
+    calls: dict[str, set[str]],
+) -> None:
+    granted = granted_actions()
+    missing = {
+        function: sorted(
+            action
+            for action in actions
+            if not any(fnmatch.fnmatchcase(action, pattern) for pattern in granted[function])
+        )
+        for function, actions in calls.items()
+    }
+
+    assert {function: actions for function, actions in missing.items() if actions} == {}
+
+
+def test_given_every_release_path_then_each_step_function_was_exercised(calls: dict[str, set[str]]) -> None:
+    # Guards the check above: a function that made no call was not checked at all.
+    silent = {name for name in granted_actions() if name not in calls and name != "BuildAnnouncementFunction"}
+
+    assert silent == set()
