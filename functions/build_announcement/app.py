@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from mlpublish.announce import SuccessState, failed, ready
+from mlpublish.state import AnnouncementInput
 
 logger = Logger()
-
-
-class AnnouncementInput(BaseModel):
-    outcome: Literal["ready", "failed"]
-    state: dict[str, Any]
-    execution: str = ""
 
 
 @logger.inject_lambda_context

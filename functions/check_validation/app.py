@@ -6,21 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from mlpublish.aws import client
 from mlpublish.sagemaker import check_validation
+from mlpublish.state import CheckValidationInput
 
 logger = Logger()
 tracer = Tracer()
-
-
-class CheckValidationInput(BaseModel):
-    arn: str
-    attempt: int
-    elapsed_seconds: int
-    timeout_minutes: int
-    publishing_region: str
 
 
 @logger.inject_lambda_context

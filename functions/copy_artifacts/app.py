@@ -6,20 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from mlpublish.aws import client
 from mlpublish.objects import copy_objects
-from mlpublish.state import PinnedObject
+from mlpublish.state import CopyArtifactsInput
 
 logger = Logger()
 tracer = Tracer()
-
-
-class CopyArtifactsInput(BaseModel):
-    objects: list[PinnedObject]
-    source_region: str
-    publishing_region: str
 
 
 @logger.inject_lambda_context

@@ -6,19 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from mlpublish.aws import client
 from mlpublish.sagemaker import create_model_package
-from mlpublish.state import PublishedImage, Release
+from mlpublish.state import CreateModelPackageInput
 
 logger = Logger()
 tracer = Tracer()
-
-
-class CreateModelPackageInput(BaseModel):
-    release: Release
-    images: list[PublishedImage]
 
 
 @logger.inject_lambda_context

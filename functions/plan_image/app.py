@@ -6,19 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from mlpublish.images.copy import copy_target, plan_image
 from mlpublish.images.registry import EcrRegistry
-from mlpublish.state import PinnedImage
+from mlpublish.state import PlanImageInput
 
 logger = Logger()
 tracer = Tracer()
-
-
-class PlanImageInput(BaseModel):
-    image: PinnedImage
-    publishing_region: str
 
 
 @logger.inject_lambda_context

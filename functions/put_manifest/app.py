@@ -6,19 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from mlpublish.images.copy import put_manifest
 from mlpublish.images.registry import EcrRegistry
-from mlpublish.state import BlobCopied, ImagePlan
+from mlpublish.state import PutManifestInput
 
 logger = Logger()
 tracer = Tracer()
-
-
-class PutManifestInput(BaseModel):
-    plan: ImagePlan
-    blobs: list[BlobCopied]
 
 
 @logger.inject_lambda_context

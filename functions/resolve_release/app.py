@@ -8,9 +8,8 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.aws import account_id, client
-from mlpublish.images.copy import check_publishable
 from mlpublish.images.registry import EcrRegistry
-from mlpublish.resolve import parse_start, pin, resolve, spec_of
+from mlpublish.resolve import parse_start, resolve_release
 from mlpublish.settings import settings
 
 logger = Logger()
@@ -22,19 +21,16 @@ config = settings()
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     start = parse_start(event)
-    s3 = client("s3", config.region)
-    spec = spec_of(start, s3)
-    pins = pin(spec, ecr_for=lambda region: client("ecr", region), s3=s3, known=start.pins)
-    release = resolve(
+    release = resolve_release(
         start,
-        spec=spec,
-        pins=pins,
+        s3=client("s3", config.region),
+        ecr_for=lambda region: client("ecr", region),
+        registry_for=EcrRegistry,
         account_id=account_id(config.region),
         source_region=config.region,
         default_publishing_region=config.publishing_region,
         publishing_bucket=config.publishing_bucket,
         default_validation_role_arn=config.validation_role_arn,
     )
-    check_publishable(release.images, release.publishing_region, EcrRegistry)
     logger.info("release resolved", extra={"resource_name": release.resource_name, "fingerprint": release.fingerprint})
     return release.model_dump(mode="json")

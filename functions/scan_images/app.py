@@ -6,20 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 
 from mlpublish.aws import client
 from mlpublish.scanning import scan_images
-from mlpublish.state import PublishedImage
+from mlpublish.state import ScanImagesInput
 
 logger = Logger()
 tracer = Tracer()
-
-
-class ScanImagesInput(BaseModel):
-    images: list[PublishedImage]
-    attempt: int
-    publishing_region: str
 
 
 @logger.inject_lambda_context

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.aws import client
-from mlpublish.settings import settings
+from mlpublish.settings import trigger_settings
 from mlpublish.trigger import EventBridgeEvent, ReleaseCatalog, start_for_event
 
 METRIC_BY_OUTCOME = {"started": "ReleasesStarted", "duplicate": "DuplicateTriggers", "waiting": "ReleasesWaiting"}
@@ -26,7 +26,7 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
-config = settings()
+config = trigger_settings()
 catalog = ReleaseCatalog(client("s3", config.region), config.pipeline_bucket, config.release_prefix)
 
 

@@ -55,7 +55,6 @@ def stack_env(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> pytest.
         "PUBLISHING_BUCKET": PUBLISHING_BUCKET,
         "VALIDATION_ROLE_ARN": VALIDATION_ROLE_ARN,
         "RELEASE_PREFIX": "releases/",
-        "EVENT_SOURCE": "mlpublish",
         "STATE_MACHINE_ARN": f"arn:aws:states:{SOURCE_REGION}:{ACCOUNT}:stateMachine:mlpublish",
         "POWERTOOLS_SERVICE_NAME": "mlpublish",
         "POWERTOOLS_METRICS_NAMESPACE": "mlpublish",
@@ -322,6 +321,31 @@ def test_given_an_incomplete_environment_then_the_cold_start_names_what_is_missi
 
     assert "PIPELINE_BUCKET" in caught.value.message
     assert "VALIDATION_ROLE_ARN" in caught.value.message
+
+
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_given_no_state_machine_arn_then_the_trigger_cold_start_fails_naming_it(
+    stack_env: pytest.MonkeyPatch, moto_aws: None, value: str | None
+) -> None:
+    if value is None:
+        stack_env.delenv("STATE_MACHINE_ARN")
+    else:
+        stack_env.setenv("STATE_MACHINE_ARN", value)
+
+    with pytest.raises(PipelineError) as caught:
+        load_handler("trigger")
+
+    assert caught.value.message == (
+        "Lambda environment is incomplete (STATE_MACHINE_ARN); redeploy the stack with template.yaml"
+    )
+
+
+def test_given_no_state_machine_arn_then_functions_that_start_nothing_still_start(
+    stack_env: pytest.MonkeyPatch, moto_aws: None
+) -> None:
+    stack_env.delenv("STATE_MACHINE_ARN")
+
+    assert callable(load_handler("resolve_release"))
 
 
 # --- build_announcement failed ----------------------------------------------------------

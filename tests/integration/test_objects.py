@@ -55,7 +55,7 @@ def copy(source_s3: Any, destination_s3: Any, *items: PinnedObject) -> list[Any]
     return copy_objects(source_s3, destination_s3, list(items), region=PUBLISHING_REGION)
 
 
-def test_given_no_publishing_bucket_when_copying_then_it_is_created_private_and_encrypted_in_that_region(
+def test_given_no_publishing_bucket_when_copying_then_it_is_created_private_encrypted_and_self_cleaning(
     source_s3: Any, destination_s3: Any
 ) -> None:
     item = upload(source_s3, "sentiment/model.tar.gz", b"weights")
@@ -78,6 +78,10 @@ def test_given_no_publishing_bucket_when_copying_then_it_is_created_private_and_
     assert destination_s3.get_bucket_tagging(Bucket=PUBLISHING_BUCKET)["TagSet"] == [
         {"Key": "managed-by", "Value": "mlpublish"}
     ]
+    [lifecycle] = destination_s3.get_bucket_lifecycle_configuration(Bucket=PUBLISHING_BUCKET)["Rules"]
+    assert lifecycle["Status"] == "Enabled"
+    assert lifecycle["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert lifecycle["Filter"] == {"Prefix": ""}  # every key
 
 
 def test_given_a_pinned_object_when_copied_then_the_bytes_are_identical_and_the_source_is_recorded(
@@ -119,6 +123,25 @@ def test_given_a_destination_from_another_source_when_copied_then_it_is_replaced
     assert result.copied is True
     body = destination_s3.get_object(Bucket=PUBLISHING_BUCKET, Key=item.destination_key)["Body"].read()
     assert body == b"the pinned bytes"
+
+
+@pytest.mark.parametrize("threshold", [64 * MiB, 5 * MiB], ids=["single-copy", "multipart"])
+def test_given_a_tagged_source_when_copied_then_the_copy_carries_no_tags(
+    source_s3: Any, destination_s3: Any, monkeypatch: pytest.MonkeyPatch, threshold: int
+) -> None:
+    monkeypatch.setattr(
+        objects, "_TRANSFER", TransferConfig(multipart_threshold=threshold, multipart_chunksize=threshold)
+    )
+    item = upload(source_s3, "sentiment/model.tar.gz", os.urandom(6 * MiB))
+    source_s3.put_object_tagging(
+        Bucket=SOURCE_BUCKET, Key=item.source_key, Tagging={"TagSet": [{"Key": "team", "Value": "ml"}]}
+    )
+
+    [result] = copy(source_s3, destination_s3, item)
+
+    assert result.copied is True
+    tags = destination_s3.get_object_tagging(Bucket=item.destination_bucket, Key=item.destination_key)["TagSet"]
+    assert tags == []
 
 
 @pytest.mark.parametrize("threshold", [64 * MiB, 5 * MiB], ids=["single-copy", "multipart"])

@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto.ecr.models import ecr_backends
 from tests.fixtures.moto_world import DOCKER_MANIFEST, push_image
 from tests.fixtures.releases import ACCOUNT, PUBLISHING_REGION
@@ -69,6 +70,44 @@ def test_given_an_image_never_scanned_when_checked_then_a_scan_is_started(ecr: A
     # Basic scanning allows one scan per image per day: a second start is refused.
     with pytest.raises(ecr.exceptions.LimitExceededException):
         ecr.start_image_scan(repositoryName=image.repository, imageId={"imageDigest": image.digest})
+
+
+def limit_exceeded(**_: Any) -> None:
+    error = {"Error": {"Code": "LimitExceededException", "Message": "The scan quota per image has been exceeded."}}
+    raise ClientError(error, "StartImageScan")
+
+
+def test_given_no_scan_and_ecrs_scan_limit_reached_when_checked_then_the_release_stops_at_once(
+    ecr: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = published(ecr)
+    monkeypatch.setattr(ecr, "start_image_scan", limit_exceeded)
+
+    with pytest.raises(ImageScanBlocked) as caught:
+        scan_images(ecr, [image], attempt=0)
+
+    assert caught.value.message == (
+        "ECR's scan limit (one basic scan per image per 24 h, or the account's daily limit) was reached, "
+        f"and {image.image_uri} has no scan; start the release again later"
+    )
+
+
+def test_given_the_scan_limit_refuses_a_scan_started_meanwhile_when_checked_then_that_scan_is_used(
+    ecr: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = published(ecr)
+    start = ecr.start_image_scan
+
+    def started_by_scan_on_push(**request: Any) -> None:
+        start(**request)
+        limit_exceeded()
+
+    monkeypatch.setattr(ecr, "start_image_scan", started_by_scan_on_push)
+    queue_scan_result(image, "IN_PROGRESS")
+
+    progress = scan_images(ecr, [image], attempt=0)
+
+    assert (progress.complete, progress.images[0].status) == (False, "IN_PROGRESS")
 
 
 def test_given_a_high_finding_when_checked_then_the_release_is_blocked_naming_the_finding(ecr: Any) -> None:

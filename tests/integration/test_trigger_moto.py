@@ -199,6 +199,86 @@ def test_given_an_upload_no_release_names_then_nothing_matches(world: World, buc
     assert releases_for_upload(world.catalog, push(event)) == []
 
 
+# S3 URL-encodes keys in some notifications: "model v2.tar.gz" may arrive as "model+v2.tar.gz".
+ENCODED_FORMS = [
+    pytest.param("sentiment/1.2.0/model v2.tar.gz", "sentiment/1.2.0/model+v2.tar.gz", id="encoded"),
+    pytest.param("sentiment/1.2.0/model+v2.tar.gz", "sentiment/1.2.0/model+v2.tar.gz", id="as-stored"),
+]
+
+
+@pytest.mark.parametrize(("stored", "sent"), ENCODED_FORMS)
+def test_given_an_upload_whose_key_the_event_may_encode_then_the_pin_is_under_the_uri_the_release_names(
+    world: World, release_yaml: Callable[..., str], stored: str, sent: str
+) -> None:
+    document = release_document()
+    document["containers"][0]["model_data"] = f"s3://{ARTIFACT_BUCKET}/{stored}"
+    upload_release(world.s3, release_yaml(document))
+    etag = world.s3.put_object(Bucket=ARTIFACT_BUCKET, Key=stored, Body=b"weights")["ETag"].strip('"')
+    event = s3_upload_event(ARTIFACT_BUCKET, sent, etag=etag, size=7)
+
+    [(key, _, pins)] = releases_for_upload(world.catalog, push(event))
+    [started] = world.start_for(event)
+
+    named = f"s3://{ARTIFACT_BUCKET}/{stored}"
+    assert (key, pins) == (RELEASE_KEY, PinSet(etags={named: etag}, sizes={named: 7}))
+    payload = json.loads(world.sfn.describe_execution(executionArn=started.execution_arn)["input"])
+    assert payload["pins"]["etags"] == {named: etag, INPUT_URI: world.etags[INPUT_URI]}
+
+
+def test_given_a_release_naming_both_forms_of_an_uploaded_key_then_it_matches_without_guessing_a_pin(
+    world: World, release_yaml: Callable[..., str]
+) -> None:
+    document = release_document()
+    template = document["containers"][0]
+    document["containers"] = [
+        {**template, "name": "plain", "model_data": f"s3://{ARTIFACT_BUCKET}/m/model v2.tar.gz"},
+        {**template, "name": "plus", "model_data": f"s3://{ARTIFACT_BUCKET}/m/model+v2.tar.gz"},
+    ]
+    upload_release(world.s3, release_yaml(document))
+    event = s3_upload_event(ARTIFACT_BUCKET, "m/model+v2.tar.gz", etag="abc", size=7)
+
+    assert [(key, pins) for key, _, pins in releases_for_upload(world.catalog, push(event))] == [
+        (RELEASE_KEY, PinSet())
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stored", "sent"),
+    [
+        pytest.param("releases/acme sentiment.yaml", "releases/acme+sentiment.yaml", id="encoded"),
+        pytest.param("releases/acme+sentiment.yaml", "releases/acme+sentiment.yaml", id="as-stored"),
+    ],
+)
+def test_given_a_release_file_whose_key_the_event_may_encode_then_the_stored_file_is_loaded_and_started(
+    world: World, release_yaml: Callable[..., str], stored: str, sent: str
+) -> None:
+    world.s3.delete_object(Bucket=PIPELINE_BUCKET, Key=RELEASE_KEY)
+    etag = upload_release(world.s3, release_yaml(), key=stored)
+    event = s3_upload_event(PIPELINE_BUCKET, sent, etag=etag, size=100)
+
+    assert [(key, pins) for key, _, pins in releases_for_upload(world.catalog, push(event))] == [(stored, PinSet())]
+    [started] = world.start_for(event)
+
+    assert started.outcome == "started"
+    assert started.release_uri == f"s3://{PIPELINE_BUCKET}/{stored}"
+    payload = json.loads(world.sfn.describe_execution(executionArn=started.execution_arn)["input"])
+    assert payload["release_uri"] == f"s3://{PIPELINE_BUCKET}/{stored}"
+    assert payload["trigger"] == {"kind": "release-upload", "ref": f"s3://{PIPELINE_BUCKET}/{stored}#{etag}"}
+
+
+def test_given_an_invalid_release_file_under_an_encoded_key_then_the_execution_names_the_stored_file(
+    world: World,
+) -> None:
+    stored = "releases/broken release.yaml"
+    etag = upload_release(world.s3, (EVENTS / "release.invalid.yaml").read_text(), key=stored)
+    event = s3_upload_event(PIPELINE_BUCKET, "releases/broken+release.yaml", etag=etag, size=100)
+
+    [started] = world.start_for(event)
+
+    payload = json.loads(world.sfn.describe_execution(executionArn=started.execution_arn)["input"])
+    assert payload["release_uri"] == f"s3://{PIPELINE_BUCKET}/{stored}"
+
+
 # --- starting executions ----------------------------------------------------------------
 
 

@@ -5,6 +5,9 @@ The samples are what a seller or operator copies (``aws stepfunctions start-exec
 must parse with the model the pipeline really uses, and all of them describe the same
 release as events/release.example.yaml. A new file in events/ needs an entry in
 ``CONTRACTS`` (filename -> parser), or the test that lists events/ fails.
+
+The handlers' input models (in mlpublish.state) are held to the same contract: each parses
+what the steps before it return, after the trip through JSON that Step Functions makes.
 """
 
 from __future__ import annotations
@@ -22,12 +25,40 @@ from aws_lambda_powertools.utilities.parser.models import (
     S3EventNotificationEventBridgeModel,
     SqsModel,
 )
-from tests.fixtures.releases import ACCOUNT, ARTIFACT_BUCKET, MODEL_KEY, REPOSITORY, SOURCE_REGION, TAG
+from pydantic import BaseModel
+from tests.fixtures.releases import (
+    ACCOUNT,
+    ARTIFACT_BUCKET,
+    MODEL_KEY,
+    REPOSITORY,
+    SOURCE_REGION,
+    TAG,
+    published_images,
+    resolved_release,
+)
 
 from mlpublish.errors import InvalidRelease
+from mlpublish.images.copy import copy_target
 from mlpublish.release import ReleaseSpec, parse_release
 from mlpublish.resolve import parse_start
-from mlpublish.state import PinSet, StartInput
+from mlpublish.state import (
+    DOCKER_V2_MANIFEST,
+    AnnouncementInput,
+    BlobCopied,
+    BlobRef,
+    CheckValidationInput,
+    CopyArtifactsInput,
+    CreateModelPackageInput,
+    ImagePlan,
+    PinSet,
+    PlanImageInput,
+    PutManifestInput,
+    ResourceResult,
+    ScanImagesInput,
+    ScanProgress,
+    StartInput,
+    ValidationProgress,
+)
 from mlpublish.trigger import (
     EcrPushDetail,
     EventBridgeEvent,
@@ -221,3 +252,86 @@ def test_given_the_invalid_release_when_parsed_then_every_broken_field_path_is_r
     assert sorted(paths) == sorted(INVALID_FIELDS)
     assert "release.invalid.yaml" in error.message
     assert all(reason.split(": ", 1)[1].strip() for reason in error.reasons)
+
+
+# --- handler inputs: each parses, as JSON, what the steps before it return --------------
+
+
+def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
+    """Each handler's input as its task's Parameters build it from the earlier steps' outputs."""
+    release = resolved_release()
+    images = published_images(release)
+    layer = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    blob = BlobRef(digest="sha256:" + "b" * 64, size=300, media_type=layer)
+    plan = ImagePlan(
+        target=copy_target(release.images[0], release.publishing_region),
+        source_media_type=DOCKER_V2_MANIFEST,
+        selected_digest=images[0].selected_digest,
+        published_digest=images[0].digest,
+        conversion="none",
+        blobs_to_copy=[blob],
+        blobs_present=[],
+    )
+    copied = [BlobCopied(digest=blob.digest, bytes_copied=blob.size, skipped=False)]
+    scan = ScanProgress(complete=False, attempt=1, wait_seconds=15, images=[])
+    arn = f"arn:aws:sagemaker:us-east-2:{ACCOUNT}:model-package/acme-sentiment-1-2-0-01234567"
+    resource = ResourceResult(arn=arn, name=arn.rsplit("/", 1)[-1], action="created")
+    validation = ValidationProgress(status="InProgress", attempt=2, wait_seconds=60, elapsed_seconds=120)
+    state = json.loads(
+        json.dumps(
+            {
+                "release": release.model_dump(mode="json"),
+                "copied": {"images": [image.model_dump(mode="json") for image in images], "artifacts": []},
+                "scan": scan.model_dump(mode="json"),
+                "resource": resource.model_dump(mode="json"),
+                "validation": validation.model_dump(mode="json"),
+            }
+        )
+    )
+    region = state["release"]["publishing_region"]
+    return {
+        "PlanImage": (PlanImageInput, {"image": state["release"]["images"][0], "publishing_region": region}),
+        "PutManifest": (
+            PutManifestInput,
+            {"plan": plan.model_dump(mode="json"), "blobs": [item.model_dump(mode="json") for item in copied]},
+        ),
+        "CopyArtifacts": (
+            CopyArtifactsInput,
+            {
+                "objects": state["release"]["objects"],
+                "source_region": state["release"]["source_region"],
+                "publishing_region": region,
+            },
+        ),
+        "ScanImages": (
+            ScanImagesInput,
+            {"images": state["copied"]["images"], "attempt": state["scan"]["attempt"], "publishing_region": region},
+        ),
+        "CreateModelPackage": (
+            CreateModelPackageInput,
+            {"release": state["release"], "images": state["copied"]["images"]},
+        ),
+        "CheckValidation": (
+            CheckValidationInput,
+            {
+                "arn": state["resource"]["arn"],
+                "attempt": state["validation"]["attempt"],
+                "elapsed_seconds": state["validation"]["elapsed_seconds"],
+                "timeout_minutes": state["release"]["spec"]["validation"]["timeout_minutes"],
+                "publishing_region": region,
+            },
+        ),
+        "BuildAnnouncement": (
+            AnnouncementInput,
+            {"outcome": "ready", "state": state, "execution": "arn:aws:states:us-west-2:123456789012:execution:m:e"},
+        ),
+    }
+
+
+@pytest.mark.parametrize("task", sorted(_handler_inputs()))
+def test_given_earlier_steps_outputs_as_json_when_a_handler_input_parses_them_then_nothing_is_lost(task: str) -> None:
+    model, payload = _handler_inputs()[task]
+
+    parsed = model.model_validate(payload)
+
+    assert parsed.model_dump(mode="json") == payload

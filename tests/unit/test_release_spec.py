@@ -316,11 +316,6 @@ def test_given_an_s3_uri_with_a_nested_key_then_it_splits_into_bucket_and_key() 
             "containers.0.platform: must be OS/ARCH[/VARIANT], e.g. linux/amd64",
         ),
         (
-            ("validation", "role_arn"),
-            "arn:aws:iam::123456789012:user/alice",
-            "validation.role_arn: must be an IAM role ARN: arn:aws:iam::ACCOUNT:role/NAME",
-        ),
-        (
             ("validation", "max_payload_mb"),
             101,
             "validation.max_payload_mb: Input should be less than or equal to 100",
@@ -383,9 +378,78 @@ def test_given_a_release_document_with_characters_outside_the_bmp_when_validated
     assert isinstance(spec, ReleaseSpec)
 
 
-def test_given_a_version_yaml_reads_as_a_number_then_it_is_kept_as_the_text_written() -> None:
-    text = EXAMPLE.read_text().replace("version: 1.2.0", "version: 2.0")
+@pytest.mark.parametrize(("written", "version"), [("2", "2"), ("'1.10'", "1.10"), ('"2.0"', "2.0"), ("1.2.0", "1.2.0")])
+def test_given_a_version_that_yaml_keeps_exactly_then_it_is_the_text_written(written: str, version: str) -> None:
+    text = EXAMPLE.read_text().replace("version: 1.2.0", f"version: {written}")
 
-    spec = parse_release(text)
+    assert parse_release(text).product.version == version
 
-    assert spec.product.version == "2.0"
+
+@pytest.mark.parametrize(("written", "number"), [("1.10", "1.1"), ("2.0", "2.0"), ("10.50", "10.5")])
+def test_given_a_version_yaml_reads_as_a_decimal_number_then_quotes_are_asked_for(written: str, number: str) -> None:
+    text = EXAMPLE.read_text().replace("version: 1.2.0", f"version: {written}")
+
+    assert reasons_of(text) == [
+        'product.version: write the version in quotes (version: "1.10"): YAML reads 1.10 as the number 1.1, '
+        f"and read this one as the number {number}"
+    ]
+
+
+def test_given_a_validation_role_in_the_spec_when_parsed_then_the_stack_parameter_is_named_instead() -> None:
+    document = release_document()
+    document["validation"]["role_arn"] = "arn:aws:iam::123456789012:role/seller-validation"
+
+    assert problems(document) == [
+        "validation.role_arn: no longer a release field: SageMaker can only be passed the stack's validation "
+        "role; choose the role with the stack's ValidationRoleArn parameter"
+    ]
+
+
+def test_given_a_product_name_that_is_not_a_slug_when_parsed_then_the_rule_is_said_in_words() -> None:
+    document = release_document()
+    document["product"]["name"] = "Acme_Sentiment-"
+
+    assert problems(document) == [
+        "product.name: must be lower-case letters, digits and hyphens, starting and ending with a letter or "
+        "digit (e.g. acme-sentiment)"
+    ]
+
+
+def _with_description(block: str) -> str:
+    return EXAMPLE.read_text().replace(
+        "  description: Sentiment scores for English product reviews.\n", f"  description: {block}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        (">\n    Sentiment scores\n    for English reviews.\n", "Sentiment scores for English reviews."),
+        ('"  Sentiment scores for English reviews.  "', "Sentiment scores for English reviews."),
+        ("Scores 😀 – ünïcode, (p < 0.05) & 100%", "Scores 😀 – ünïcode, (p < 0.05) & 100%"),
+    ],
+    ids=["folded", "padded", "symbols"],
+)
+def test_given_a_one_line_description_when_parsed_then_it_is_kept_without_surrounding_whitespace(
+    block: str, expected: str
+) -> None:
+    assert parse_release(_with_description(block)).product.description == expected
+
+
+@pytest.mark.parametrize(
+    ("block", "character"),
+    [
+        ("|\n    Sentiment scores\n    for English reviews.\n", "a line break at character 17"),
+        ('"Sentiment\\tscores"', "a tab at character 10"),
+        ('"Sentiment\\u200dscores"', "the character U+200D (ZERO WIDTH JOINER) at character 10"),
+        ('"Sentiment\\x07scores"', "the character U+0007 at character 10"),
+    ],
+    ids=["literal-block", "tab", "format-character", "control-character"],
+)
+def test_given_a_description_sagemaker_would_refuse_when_parsed_then_a_single_line_is_asked_for(
+    block: str, character: str
+) -> None:
+    assert reasons_of(_with_description(block)) == [
+        f"product.description: contains {character}, which SageMaker does not accept in a description; "
+        "use a single line (YAML `>` folds lines into one)"
+    ]

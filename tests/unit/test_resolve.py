@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import string
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from tests.fixtures.moto_world import DOCKER_MANIFEST, manifest
 from tests.fixtures.releases import (
     ACCOUNT,
     ARTIFACT_BUCKET,
@@ -20,7 +22,9 @@ from tests.fixtures.releases import (
     release_spec,
 )
 
-from mlpublish.errors import InvalidRelease, PreflightFailed, ReleaseNotFound, TransientAwsError
+from mlpublish.errors import BlobDigestMismatch, InvalidRelease, PreflightFailed, ReleaseNotFound, TransientAwsError
+from mlpublish.images.registry import FetchedManifest
+from mlpublish.preflight import STATE_BUDGET
 from mlpublish.release import Product, ReleaseSpec
 from mlpublish.resolve import (
     execution_name,
@@ -29,6 +33,7 @@ from mlpublish.resolve import (
     parse_start,
     pin,
     resolve,
+    resolve_release,
     resource_name,
 )
 from mlpublish.state import PinSet, StartInput, Trigger
@@ -268,18 +273,46 @@ def test_given_a_release_then_it_is_pinned_named_and_routed_to_the_publishing_re
     assert image.destination_repository == "acme/sentiment"
 
 
-def test_given_no_publishing_region_or_role_in_the_spec_then_the_stack_defaults_apply() -> None:
+def test_given_no_publishing_region_in_the_spec_then_the_stacks_applies() -> None:
     release = resolved(release_spec(publishing_region=None), default_publishing_region="eu-west-1")
 
     assert release.publishing_region == "eu-west-1"
     assert release.fingerprint == fingerprint(release_spec(publishing_region=None), pins(), "eu-west-1")
 
 
-def test_given_a_role_in_the_spec_then_it_validates_instead_of_the_stack_role() -> None:
+def with_environment(containers: int, variables: int, length: int) -> ReleaseSpec:
+    """The example with ``containers`` containers, each with ``variables`` values of ``length`` characters."""
     document = release_document()
-    document["validation"]["role_arn"] = f"arn:aws:iam::{ACCOUNT}:role/seller-validation"
+    template = document["containers"][0]
+    environment = {f"SETTING_{index}": "x" * length for index in range(variables)}
+    document["containers"] = [
+        {**template, "name": f"step-{index}", "environment": environment} for index in range(containers)
+    ]
+    return release_spec(document)
 
-    assert resolved(release_spec(document)).validation_role_arn == f"arn:aws:iam::{ACCOUNT}:role/seller-validation"
+
+def test_given_a_release_too_large_for_the_execution_state_then_resolve_names_the_large_part() -> None:
+    spec = with_environment(containers=15, variables=16, length=1000)
+
+    with pytest.raises(PreflightFailed) as caught:
+        resolved(spec, pins(images={f"step-{index}": DIGEST for index in range(15)}))
+
+    assert re.match(
+        r"release acme-sentiment 1\.2\.0 takes \d+ KiB of pipeline state, more than its budget of 96 KiB ",
+        caught.value.message,
+    )
+    environment, containers = caught.value.reasons
+    assert environment.startswith("containers.*.environment: 240 variable(s) hold 237 KiB; keep long values")
+    assert "in a file inside model_data or the image" in environment
+    assert containers.startswith("containers: 15 container(s) take ")
+
+
+def test_given_a_large_release_within_the_state_budget_then_it_resolves() -> None:
+    spec = with_environment(containers=15, variables=4, length=1000)
+
+    release = resolved(spec, pins(images={f"step-{index}": DIGEST for index in range(15)}))
+
+    assert 60 * 1024 < len(release.model_dump_json()) <= STATE_BUDGET
 
 
 def test_given_a_broken_marketplace_rule_then_resolve_refuses_before_naming_anything() -> None:
@@ -357,6 +390,60 @@ def test_given_s3_throttles_then_pinning_fails_as_transient_for_the_state_machin
 
     with pytest.raises(TransientAwsError):
         pin(release_spec(), ecr_for=lambda region: FakeEcr(DIGEST), s3=s3)
+
+
+# --- resolve_release: what ResolveRelease does -------------------------------------------
+
+
+class FakeRegistry:
+    """Serves manifests by digest, as ECR's BatchGetImage does."""
+
+    def __init__(self, manifests: dict[str, bytes]) -> None:
+        self.manifests, self.calls = manifests, []  # type: ignore[var-annotated]
+
+    def get_manifest(self, repository: str, reference: str, registry_id: str | None = None) -> FetchedManifest:
+        self.calls.append((repository, reference, registry_id))
+        return FetchedManifest(self.manifests[reference], DOCKER_MANIFEST, reference)
+
+
+def resolve_inline(registry: FakeRegistry, digest: str) -> Any:
+    regions: list[str] = []
+    s3 = FakeS3({(ARTIFACT_BUCKET, MODEL_KEY): (MODEL_ETAG, 10), (ARTIFACT_BUCKET, INPUT_KEY): (INPUT_ETAG, 20)})
+    release = resolve_release(
+        StartInput(release=release_document()),
+        s3=s3,
+        ecr_for=lambda region: FakeEcr(digest),
+        registry_for=lambda region: regions.append(region) or registry,
+        account_id=ACCOUNT,
+        source_region=SOURCE_REGION,
+        default_publishing_region="us-east-1",
+        publishing_bucket=PUBLISHING_BUCKET,
+        default_validation_role_arn=DEFAULT_ROLE,
+    )
+    assert regions == [SOURCE_REGION]
+    return release
+
+
+def test_given_an_inline_release_then_resolve_release_pins_it_and_checks_its_image_in_the_source_registry() -> None:
+    raw = manifest("1").encode()
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    registry = FakeRegistry({digest: raw})
+
+    release = resolve_inline(registry, digest)
+
+    assert release.release_uri is None
+    assert release.images[0].source.digest == digest
+    assert {item.source_key: item.etag for item in release.objects} == {MODEL_KEY: MODEL_ETAG, INPUT_KEY: INPUT_ETAG}
+    assert release.validation_role_arn == DEFAULT_ROLE
+    assert registry.calls == [("acme/sentiment", digest, ACCOUNT)]
+
+
+def test_given_an_image_whose_manifest_does_not_match_its_digest_then_resolve_release_refuses_it() -> None:
+    digest = "sha256:" + "3" * 64
+    registry = FakeRegistry({digest: manifest("1").encode()})
+
+    with pytest.raises(BlobDigestMismatch, match=f"not the {digest} asked for"):
+        resolve_inline(registry, digest)
 
 
 # --- the execution input --------------------------------------------------------------

@@ -11,8 +11,6 @@ from __future__ import annotations
 class PipelineError(Exception):
     """Base class: a failure the pipeline announces with its stage and reason."""
 
-    retryable = False
-
     def __init__(self, message: str, *, reasons: list[str] | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -78,5 +76,3 @@ class ValidationTimedOut(PipelineError):
 
 class TransientAwsError(PipelineError):
     """Throttling or a 5xx from AWS after the SDK's own retries; the state machine retries."""
-
-    retryable = True

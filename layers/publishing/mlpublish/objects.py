@@ -26,7 +26,8 @@ _TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, multipart_chunk
 
 
 def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
-    """Create the publishing bucket if missing: private, encrypted, tagged."""
+    """Create the publishing bucket if missing: private, encrypted, tagged, cleaning up
+    incomplete multipart uploads."""
     try:
         with transient_errors(f"checking bucket {bucket}"):
             s3.head_bucket(Bucket=bucket)
@@ -62,6 +63,20 @@ def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
         },
     )
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "managed-by", "Value": "mlpublish"}]})
+    # A multipart copy cut short (Lambda timeout) leaves parts that are billed but never listed.
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "abort-incomplete-multipart-uploads",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                }
+            ]
+        },
+    )
 
 
 def already_copied(s3: Any, item: PinnedObject) -> bool:
@@ -89,6 +104,9 @@ def copy_object(source_s3: Any, destination_s3: Any, item: PinnedObject) -> Copi
                         "CopySourceIfMatch": f'"{item.etag}"',
                         "MetadataDirective": "REPLACE",
                         "Metadata": {SOURCE_ETAG: item.etag, SOURCE_URI: item.source_uri},
+                        # No tags: copying the source's would need s3:GetObjectTagging on every
+                        # seller bucket and s3:PutObjectTagging here, for tags nothing reads.
+                        "TaggingDirective": "REPLACE",
                     },
                     SourceClient=source_s3,
                     Config=_TRANSFER,

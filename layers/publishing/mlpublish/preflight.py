@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from mlpublish.errors import PreflightFailed
 from mlpublish.release import ReleaseSpec
+from mlpublish.state import Release
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
+
+# Step Functions caps an execution's state at 256 KiB. The state holds the resolved release
+# and, next to it, the copy results (a few hundred bytes per image and object) and the
+# model package's ARN; the release gets well under half of the cap.
+STATE_BUDGET = 96 * KiB
 
 # SageMaker regions that are enabled by default (no opt-in): the only ones Marketplace
 # publishes from (Seller Guide, "Supported AWS Regions for publishing").
@@ -90,3 +97,37 @@ def check_release(
             "rule(s); fix the release file:",
             reasons=problems,
         )
+
+
+def check_state_size(release: Release) -> None:
+    """Raise PreflightFailed when the release would crowd the execution's 256 KiB state.
+
+    Checked before anything is copied: hours later, a state over the cap fails the
+    execution (States.DataLimitExceeded) without saying which part of the release is large.
+    """
+    size = len(release.model_dump_json())
+    if size <= STATE_BUDGET:
+        return
+    spec = release.spec
+    variables = sum(len(container.environment) for container in spec.containers)
+    environment = sum(len(k) + len(v) for container in spec.containers for k, v in container.environment.items())
+    parts = [
+        (
+            environment,
+            f"containers.*.environment: {variables} variable(s) hold {environment / KiB:.0f} KiB; keep long "
+            "values (configuration, vocabularies, prompts) in a file inside model_data or the image and pass "
+            "only its path",
+        ),
+        (
+            size - environment,
+            f"containers: {len(spec.containers)} container(s) take {(size - environment) / KiB:.0f} KiB besides "
+            "their environment (names, image URIs, S3 keys, once in the spec and once pinned); use shorter "
+            "S3 keys or fewer containers",
+        ),
+    ]
+    raise PreflightFailed(
+        f"release {spec.product.name} {spec.product.version} takes {size / KiB:.0f} KiB of pipeline state, "
+        f"more than its budget of {STATE_BUDGET // KiB} KiB (Step Functions caps an execution's state at "
+        "256 KiB, and the state holds the release and the copy results); make it smaller, largest part first:",
+        reasons=[reason for _, reason in sorted(parts, key=lambda part: part[0], reverse=True)],
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,7 @@ ECR_IMAGE_RE = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 S3_URI_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
-ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$")
+PRODUCT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
 ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -88,22 +89,46 @@ S3Uri = Annotated[str, Field(min_length=6, max_length=1024)]
 
 
 class Product(_Spec):
-    name: str = Field(
-        min_length=1,
-        max_length=40,
-        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
-        description="Lower-case product slug; part of every resource name.",
-    )
+    name: str = Field(min_length=1, max_length=40, description="Lower-case product slug; part of every resource name.")
     version: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    kind: Literal["model_package", "algorithm"] = "model_package"
+    description: str = Field(default="", max_length=1024, description="SageMaker ModelPackageDescription")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str) -> str:
+        if not PRODUCT_NAME_RE.match(value):
+            raise ValueError(
+                "must be lower-case letters, digits and hyphens, starting and ending with a letter or digit "
+                "(e.g. acme-sentiment)"
+            )
+        return value
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_as_text(cls, value: object) -> object:
-        # YAML reads `version: 1.0` as a number; a seller means the text they wrote.
-        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        # YAML reads `version: 1.10` as the number 1.1: the text the seller wrote is lost, so
+        # a float is refused rather than guessed. An integer keeps its digits (2 -> "2").
+        if isinstance(value, float):
+            raise ValueError(
+                'write the version in quotes (version: "1.10"): YAML reads 1.10 as the number 1.1, '
+                f"and read this one as the number {value!r}"
+            )
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
-    kind: Literal["model_package", "algorithm"] = "model_package"
-    description: str = Field(default="", max_length=1024)
+    @field_validator("description")
+    @classmethod
+    def _description_is_one_line(cls, value: str) -> str:
+        # SageMaker's ModelPackageDescription pattern, [\p{L}\p{M}\p{Z}\p{S}\p{N}\p{P}]*, leaves
+        # out exactly the "other" categories (C*): line breaks, tabs and other control or
+        # format characters. Refused here, not hours later by CreateModelPackage.
+        for index, char in enumerate(value):
+            if unicodedata.category(char).startswith("C"):
+                raise ValueError(
+                    f"contains {_character_name(char)} at character {index + 1}, which SageMaker does not "
+                    "accept in a description; use a single line (YAML `>` folds lines into one)"
+                )
+        return value
 
     @field_validator("kind")
     @classmethod
@@ -111,6 +136,14 @@ class Product(_Spec):
         if value != "model_package":
             raise ValueError(f"{value!r} products are not published yet; use 'model_package'")
         return value
+
+
+def _character_name(char: str) -> str:
+    named = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab"}
+    if char in named:
+        return named[char]
+    unicode_name = unicodedata.name(char, "")
+    return f"the character U+{ord(char):04X}" + (f" ({unicode_name})" if unicode_name else "")
 
 
 class Container(_Spec):
@@ -184,7 +217,6 @@ class Validation(_Spec):
     max_payload_mb: int = Field(default=6, ge=1, le=100, description="Marketplace batch limit: 100 MB")
     accept: str | None = None
     timeout_minutes: int = Field(default=720, ge=10, le=7 * 24 * 60)
-    role_arn: str | None = Field(default=None, description="Defaults to the stack's validation role.")
 
     @field_validator("input")
     @classmethod
@@ -195,13 +227,6 @@ class Validation(_Spec):
     @classmethod
     def _instance_type(cls, value: str) -> str:
         return _known_instance_types([value], "TransformInstanceType")[0]
-
-    @field_validator("role_arn")
-    @classmethod
-    def _role(cls, value: str | None) -> str | None:
-        if value is not None and not ROLE_ARN_RE.match(value):
-            raise ValueError("must be an IAM role ARN: arn:aws:iam::ACCOUNT:role/NAME")
-        return value
 
 
 class ReleaseSpec(_Spec):
@@ -282,12 +307,23 @@ def validate_release(document: Any, *, source: str = "release") -> ReleaseSpec:
         ) from exc
 
 
+# Fields earlier versions of the spec had, and what replaces them.
+REMOVED_FIELDS = {
+    ("validation", "role_arn"): (
+        "no longer a release field: SageMaker can only be passed the stack's validation role; "
+        "choose the role with the stack's ValidationRoleArn parameter"
+    ),
+}
+
+
 def _reason(error: Any) -> str:
     message = str(error["msg"])
     if message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        message = "unknown field (check the spelling against events/release.example.yaml)"
+        message = REMOVED_FIELDS.get(
+            tuple(error["loc"]), "unknown field (check the spelling against events/release.example.yaml)"
+        )
     return message
 
 

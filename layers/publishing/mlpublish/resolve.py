@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from mlpublish import preflight
 from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import InvalidRelease, ReleaseNotFound
+from mlpublish.images.copy import RegistryFactory, check_publishable
 from mlpublish.release import ImageRef, ReleaseSpec, canonical_json, parse_release, parse_s3_uri, validate_release
 from mlpublish.state import PinnedImage, PinnedObject, PinSet, Release, StartInput
 
@@ -181,7 +183,7 @@ def resolve(
                 ),
             )
         )
-    return Release(
+    release = Release(
         spec=spec,
         release_uri=start.release_uri,
         trigger=start.trigger,
@@ -191,11 +193,45 @@ def resolve(
         source_region=source_region,
         publishing_region=publishing_region,
         publishing_bucket=publishing_bucket,
-        validation_role_arn=spec.validation.role_arn or default_validation_role_arn,
+        validation_role_arn=default_validation_role_arn,
         validation_output_uri=f"s3://{publishing_bucket}/validation-output/{name}/",
         images=images,
         objects=objects,
     )
+    preflight.check_state_size(release)
+    return release
+
+
+def resolve_release(
+    start: StartInput,
+    *,
+    s3: Any,
+    ecr_for: Callable[[str], Any],
+    registry_for: RegistryFactory,
+    account_id: str,
+    source_region: str,
+    default_publishing_region: str,
+    publishing_bucket: str,
+    default_validation_role_arn: str,
+) -> Release:
+    """ResolveRelease: load the spec, pin its sources, check every rule and every image.
+
+    ``ecr_for`` and ``registry_for`` give the ECR client and image registry of a region.
+    """
+    spec = spec_of(start, s3)
+    pins = pin(spec, ecr_for=ecr_for, s3=s3, known=start.pins)
+    release = resolve(
+        start,
+        spec=spec,
+        pins=pins,
+        account_id=account_id,
+        source_region=source_region,
+        default_publishing_region=default_publishing_region,
+        publishing_bucket=publishing_bucket,
+        default_validation_role_arn=default_validation_role_arn,
+    )
+    check_publishable(release.images, release.publishing_region, registry_for)
+    return release
 
 
 def parse_start(event: dict[str, Any]) -> StartInput:

@@ -37,17 +37,19 @@ def _findings(ecr: Any, image: PublishedImage) -> dict[str, Any] | None:
         raise
 
 
-def _start(ecr: Any, image: PublishedImage) -> None:
+def _start(ecr: Any, image: PublishedImage) -> bool:
+    """Start a scan; False when ECR's scan limit refuses it."""
     try:
         with transient_errors(f"starting a scan of {image.image_uri}"):
             ecr.start_image_scan(repositoryName=image.repository, imageId={"imageDigest": image.digest})
     except ClientError as exc:
         code = error_code(exc)
-        if code == "LimitExceededException":  # scanned in the last 24 h: its findings stand
-            return
+        if code == "LimitExceededException":
+            return False
         if code == "UnsupportedImageTypeException":
             raise ImageScanBlocked(_unscannable(image, str(exc))) from exc
         raise
+    return True
 
 
 def _unscannable(image: PublishedImage, detail: str) -> str:
@@ -62,8 +64,16 @@ def scan_image(ecr: Any, image: PublishedImage) -> tuple[ImageScanResult, dict[s
     """The scan result, starting the scan if the image has none yet, and the raw findings."""
     found = _findings(ecr, image)
     if found is None:
-        _start(ecr, image)
-        found = _findings(ecr, image) or {}
+        started = _start(ecr, image)
+        found = _findings(ecr, image)
+        if found is None and not started:
+            # Refused, and no scan started meanwhile (e.g. by scan on push): no scan will come,
+            # so waiting for one would only use up the checks.
+            raise ImageScanBlocked(
+                f"ECR's scan limit (one basic scan per image per 24 h, or the account's daily limit) was "
+                f"reached, and {image.image_uri} has no scan; start the release again later"
+            )
+        found = found or {}
     status = found.get("imageScanStatus", {}).get("status", "IN_PROGRESS")
     counts = found.get("imageScanFindings", {}).get("findingSeverityCounts", {}) or {}
     result = ImageScanResult(

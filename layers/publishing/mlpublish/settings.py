@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -10,6 +11,8 @@ from mlpublish.errors import PipelineError
 
 
 class Settings(BaseModel):
+    """What every function that reads the stack's configuration needs."""
+
     model_config = ConfigDict(frozen=True)
 
     region: str = Field(alias="AWS_REGION", description="The stack's (source) region")
@@ -18,17 +21,33 @@ class Settings(BaseModel):
     publishing_bucket: str = Field(alias="PUBLISHING_BUCKET", description="Bucket in the publishing region")
     validation_role_arn: str = Field(alias="VALIDATION_ROLE_ARN")
     release_prefix: str = Field(default="releases/", alias="RELEASE_PREFIX")
-    state_machine_arn: str = Field(default="", alias="STATE_MACHINE_ARN")
-    event_source: str = Field(default="mlpublish", alias="EVENT_SOURCE")
+
+
+class TriggerSettings(Settings):
+    """The trigger also starts executions, so it needs the state machine (set only on it)."""
+
+    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", pattern=r"^arn:aws[a-z-]*:states:")
+
+
+SettingsT = TypeVar("SettingsT", bound=Settings)
 
 
 def settings() -> Settings:
     """Read and validate the environment. Handlers call it once, at cold start, and keep the
     result: a misconfigured stack fails loudly on the first invocation."""
+    return _load(Settings)
+
+
+def trigger_settings() -> TriggerSettings:
+    """``settings()`` for the trigger, which fails at cold start without STATE_MACHINE_ARN."""
+    return _load(TriggerSettings)
+
+
+def _load(model: type[SettingsT]) -> SettingsT:
     env = dict(os.environ)
     env.setdefault("AWS_REGION", env.get("AWS_DEFAULT_REGION", ""))
     try:
-        return Settings.model_validate(env)
+        return model.model_validate(env)
     except ValidationError as exc:
         missing = ", ".join(str(error["loc"][0]) for error in exc.errors())
         raise PipelineError(

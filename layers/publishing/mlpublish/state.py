@@ -214,3 +214,47 @@ class Announcement(_State):
     message: str
     detail_type: str
     detail: dict[str, Any]
+
+
+# --- handler inputs: what the state machine passes each Lambda (its task Parameters) -------
+
+
+class PlanImageInput(_State):
+    image: PinnedImage
+    publishing_region: str
+
+
+class PutManifestInput(_State):
+    plan: ImagePlan
+    blobs: list[BlobCopied]
+
+
+class CopyArtifactsInput(_State):
+    objects: list[PinnedObject]
+    source_region: str
+    publishing_region: str
+
+
+class ScanImagesInput(_State):
+    images: list[PublishedImage]
+    attempt: int
+    publishing_region: str
+
+
+class CreateModelPackageInput(_State):
+    release: Release
+    images: list[PublishedImage]
+
+
+class CheckValidationInput(_State):
+    arn: str
+    attempt: int
+    elapsed_seconds: int
+    timeout_minutes: int
+    publishing_region: str
+
+
+class AnnouncementInput(_State):
+    outcome: Literal["ready", "failed"]
+    state: dict[str, Any] = Field(description="The execution's state when it ended")
+    execution: str = ""

@@ -22,7 +22,7 @@ from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import InvalidRelease, PipelineError, ReleaseNotFound
 from mlpublish.release import ReleaseSpec, parse_release
 from mlpublish.resolve import execution_name, fingerprint, pin, release_objects
-from mlpublish.state import PinSet, StartInput, Trigger
+from mlpublish.state import PinSet, StartInput, Trigger, TriggerKind
 
 RELEASE_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_ATTEMPTS = 50
@@ -90,6 +90,30 @@ class ReleaseCatalog:
     def is_release_key(self, bucket: str, key: str) -> bool:
         return bucket == self.bucket and key.startswith(self.prefix) and key.endswith(RELEASE_SUFFIXES)
 
+    def release_key(self, bucket: str, event_key: str) -> str | None:
+        """The release file an uploaded key names, as stored; None for any other object.
+
+        The key as sent is taken unless it does not exist and its URL-decoded form does
+        (see ``key_forms``); only then is S3 asked, so plain keys cost no request.
+        """
+        forms = key_forms(event_key)
+        if not any(self.is_release_key(bucket, key) for key in forms):
+            return None
+        stored = event_key
+        if len(forms) > 1 and not self._exists(event_key) and self._exists(forms[1]):
+            stored = forms[1]
+        return stored if self.is_release_key(bucket, stored) else None
+
+    def _exists(self, key: str) -> bool:
+        try:
+            with transient_errors(f"checking {self.uri(key)}"):
+                self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise
+        return True
+
     def load(self, key: str) -> ReleaseSpec:
         with transient_errors(f"reading {self.uri(key)}"):
             response = self.s3.get_object(Bucket=self.bucket, Key=key)
@@ -139,22 +163,66 @@ def releases_for_push(catalog: ReleaseCatalog, event: EventBridgeEvent) -> list[
     return matches
 
 
+def key_forms(event_key: str) -> tuple[str, ...]:
+    """The keys an S3 event's key may stand for: as sent, then URL-decoded if that differs.
+
+    S3 URL-encodes keys in some notifications ("a b" -> "a+b", "(" -> "%28") and not in
+    others, so the key as sent is either the stored key or its encoding.
+    """
+    decoded = unquote_plus(event_key)
+    return (event_key,) if decoded == event_key else (event_key, decoded)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An S3 upload with its key normalised once (see ``key_forms``).
+
+    ``key`` is the key as the event sent it; ``release_key`` is the release file's key as
+    stored when the upload is a release file, else None.
+    """
+
+    bucket: str
+    key: str
+    etag: str | None
+    size: int | None
+    release_key: str | None
+
+    @classmethod
+    def of(cls, catalog: ReleaseCatalog, event: EventBridgeEvent) -> Upload:
+        detail = S3CreatedDetail.model_validate(event.detail)
+        bucket, key = detail.bucket.name, detail.object.key
+        return cls(bucket, key, detail.object.etag, detail.object.size, catalog.release_key(bucket, key))
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.release_key or self.key}"
+
+    def named_by(self, spec: ReleaseSpec) -> list[str]:
+        """The URIs, one per form of the key, by which the release names this object."""
+        named = {uri for _, _, uri in release_objects(spec)}
+        return [uri for uri in (f"s3://{self.bucket}/{key}" for key in key_forms(self.key)) if uri in named]
+
+
 def releases_for_upload(catalog: ReleaseCatalog, event: EventBridgeEvent) -> list[tuple[str, ReleaseSpec, PinSet]]:
     """The uploaded release file itself, or releases that name the uploaded object."""
-    upload = S3CreatedDetail.model_validate(event.detail)
-    bucket, key = upload.bucket.name, upload.object.key
-    if catalog.is_release_key(bucket, key):
-        return [(key, catalog.load(key), PinSet())]
-    uri = f"s3://{bucket}/{key}"
-    # S3 URL-encodes keys in some notifications ("a b" -> "a+b"); accept either form.
-    candidates = {uri, f"s3://{bucket}/{unquote_plus(key)}"}
+    return _releases_for_upload(catalog, Upload.of(catalog, event))
+
+
+def _releases_for_upload(catalog: ReleaseCatalog, upload: Upload) -> list[tuple[str, ReleaseSpec, PinSet]]:
+    if upload.release_key is not None:
+        return [(upload.release_key, catalog.load(upload.release_key), PinSet())]
     matches = []
     for release_key, spec in catalog.all():
-        if any(object_uri in candidates for _, _, object_uri in release_objects(spec)):
-            pins = PinSet()
-            if upload.object.etag and upload.object.size is not None:
-                pins = PinSet(etags={uri: upload.object.etag}, sizes={uri: upload.object.size})
-            matches.append((release_key, spec, pins))
+        uris = upload.named_by(spec)
+        if not uris:
+            continue
+        pins = PinSet()
+        # Pinned under the URI the release names, so that ResolveRelease uses the pin and the
+        # fingerprint covers the release's own objects only. A release naming both forms
+        # names two objects and the event cannot say which was uploaded: pin neither.
+        if len(uris) == 1 and upload.etag and upload.size is not None:
+            pins = PinSet(etags={uris[0]: upload.etag}, sizes={uris[0]: upload.size})
+        matches.append((release_key, spec, pins))
     return matches
 
 
@@ -226,17 +294,15 @@ def start_for_event(
         trigger = Trigger(kind="ecr-push", ref=f"{push.repository_name}@{push.image_digest}")
         matches = releases_for_push(catalog, event)
     elif event.detail_type == "Object Created":
-        upload = S3CreatedDetail.model_validate(event.detail)
-        uri = f"s3://{upload.bucket.name}/{upload.object.key}"
-        is_release = catalog.is_release_key(upload.bucket.name, upload.object.key)
-        trigger = Trigger(kind="release-upload" if is_release else "s3-upload", ref=f"{uri}#{upload.object.etag}")
+        upload = Upload.of(catalog, event)
+        kind: TriggerKind = "s3-upload" if upload.release_key is None else "release-upload"
+        trigger = Trigger(kind=kind, ref=f"{upload.uri}#{upload.etag}")
         try:
-            matches = releases_for_upload(catalog, event)
+            matches = _releases_for_upload(catalog, upload)
         except InvalidRelease:
             # Start anyway: ResolveRelease fails with every field error and announces them.
-            return [
-                _start_unresolvable(sfn, state_machine_arn, upload.object.key, catalog.uri(upload.object.key), trigger)
-            ]
+            key = upload.release_key or upload.key
+            return [_start_unresolvable(sfn, state_machine_arn, key, catalog.uri(key), trigger)]
     else:
         raise PipelineError(
             f"unexpected event {event.source}/{event.detail_type}; the trigger queue only takes ECR pushes "

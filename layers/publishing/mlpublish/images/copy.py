@@ -34,6 +34,7 @@ from mlpublish.state import (
 )
 
 RegistryFactory = Callable[[str], ImageRegistry]
+PUBLISHED_TAG_PREFIX = "mlpublish-"
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,9 @@ def put_manifest(
             f"{target.destination_region}; re-run the release to copy them:",
             reasons=[f"{blob.digest} ({blob.size} bytes)" for blob in blobs if blob.digest in missing],
         )
-    destination.put_manifest(repository, resolved.published.raw, DOCKER_V2_MANIFEST, tag=_published_tag(target))
+    destination.put_manifest(
+        repository, resolved.published.raw, DOCKER_V2_MANIFEST, tag=_published_tag(target, published_digest)
+    )
     uploaded = {item.digest: item for item in copied if not item.skipped}
     ours = [blob for blob in blobs if blob.digest in uploaded]
     return PublishedImage(
@@ -225,14 +228,17 @@ def _pinned_digest(target: CopyTarget) -> str:
     return target.source.digest
 
 
-def _published_tag(target: CopyTarget) -> str | None:
-    """The source tag, unless the destination is the source repository itself (publishing
-    from the source region): a converted manifest must not take the seller's tag over."""
+def _published_tag(target: CopyTarget, published_digest: str) -> str | None:
+    """The source tag in another repository. Publishing from the source region writes into
+    the seller's own repository: there the published image gets its own deterministic tag,
+    so the seller's tag is never moved and rules expiring untagged images spare it."""
     same_repository = (target.source.region, target.source.repository) == (
         target.destination_region,
         target.destination_repository,
     )
-    return None if same_repository else target.source.tag
+    if not same_repository:
+        return target.source.tag
+    return f"{PUBLISHED_TAG_PREFIX}{published_digest.removeprefix('sha256:')[:12]}"
 
 
 def _image_name(image: ImageRef) -> str:
