@@ -46,6 +46,7 @@ lint: venv sam-venv ## ruff, mypy, statelint, cfn-lint, sam validate --lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy functions
 	$(VENV)/bin/statelint --ignore=URI statemachine/publish.asl.json
 	$(VENV)/bin/cfn-lint template.yaml
 	$(OFFLINE_AWS) $(SAM) validate --lint

@@ -107,6 +107,16 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
     if failures:
         detail = failures[-1]
         report["failure"] = {key: detail.get(key) for key in ("stage", "error", "reason", "reasons")}
+    elif delivery.status != "SUCCEEDED":
+        # Ended without its own announcement (on AWS the stack's execution-failure rules
+        # report it): show what Step Functions says.
+        described = sandbox.aws("stepfunctions").describe_execution(executionArn=delivery.execution_arn)
+        report["failure"] = {
+            "stage": None,
+            "error": described.get("error"),
+            "reason": described.get("cause"),
+            "reasons": [],
+        }
     return report
 
 
