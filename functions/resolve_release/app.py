@@ -30,7 +30,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         source_region=config.region,
         default_publishing_region=config.publishing_region,
         publishing_bucket=config.publishing_bucket,
-        default_validation_role_arn=config.validation_role_arn,
+        validation_role_arn=config.validation_role_arn,
     )
     logger.info("release resolved", extra={"resource_name": release.resource_name, "fingerprint": release.fingerprint})
     return release.model_dump(mode="json")

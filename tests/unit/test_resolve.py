@@ -67,7 +67,7 @@ def resolved(spec: ReleaseSpec | None = None, pinset: PinSet | None = None, **kw
         "source_region": SOURCE_REGION,
         "default_publishing_region": "us-east-1",
         "publishing_bucket": PUBLISHING_BUCKET,
-        "default_validation_role_arn": DEFAULT_ROLE,
+        "validation_role_arn": DEFAULT_ROLE,
     }
     arguments.update(kwargs)
     start = StartInput(release_uri="s3://pipeline/releases/acme.yaml", trigger=Trigger(kind="manual"))
@@ -418,7 +418,7 @@ def resolve_inline(registry: FakeRegistry, digest: str) -> Any:
         source_region=SOURCE_REGION,
         default_publishing_region="us-east-1",
         publishing_bucket=PUBLISHING_BUCKET,
-        default_validation_role_arn=DEFAULT_ROLE,
+        validation_role_arn=DEFAULT_ROLE,
     )
     assert regions == [SOURCE_REGION]
     return release

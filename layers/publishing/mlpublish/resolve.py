@@ -144,7 +144,7 @@ def resolve(
     source_region: str,
     default_publishing_region: str,
     publishing_bucket: str,
-    default_validation_role_arn: str,
+    validation_role_arn: str,
 ) -> Release:
     """Build the pinned Release after checking every Marketplace rule."""
     publishing_region = spec.publishing_region or default_publishing_region
@@ -193,7 +193,7 @@ def resolve(
         source_region=source_region,
         publishing_region=publishing_region,
         publishing_bucket=publishing_bucket,
-        validation_role_arn=default_validation_role_arn,
+        validation_role_arn=validation_role_arn,
         validation_output_uri=f"s3://{publishing_bucket}/validation-output/{name}/",
         images=images,
         objects=objects,
@@ -212,7 +212,7 @@ def resolve_release(
     source_region: str,
     default_publishing_region: str,
     publishing_bucket: str,
-    default_validation_role_arn: str,
+    validation_role_arn: str,
 ) -> Release:
     """ResolveRelease: load the spec, pin its sources, check every rule and every image.
 
@@ -228,7 +228,7 @@ def resolve_release(
         source_region=source_region,
         default_publishing_region=default_publishing_region,
         publishing_bucket=publishing_bucket,
-        default_validation_role_arn=default_validation_role_arn,
+        validation_role_arn=validation_role_arn,
     )
     check_publishable(release.images, release.publishing_region, registry_for)
     return release
