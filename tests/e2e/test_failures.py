@@ -2,7 +2,8 @@
 
 Input the CLI can reject by itself (an invalid release file, a corrupt image layout) exits 2
 without a report. Everything else is the pipeline's to find and announce (exit 1): a
-Marketplace rule broken before anything is copied, an image SageMaker cannot use, a corrupt
+Marketplace rule broken before anything is copied, an image SageMaker cannot use or ECR
+cannot scan, a corrupt
 blob served by the source registry, a failed validation.
 """
 
@@ -150,6 +151,27 @@ def test_given_an_image_sagemaker_cannot_use_when_the_release_runs_then_it_fails
     assert BUILD_HINT in failure["reason"]
     assert run.published.blobs == frozenset()
     assert run.published.artifacts == ()  # checked before the copies start, not beside them
+    assert_nothing_published(run)
+
+
+# --- an image ECR cannot scan ----------------------------------------------------------------
+
+
+def test_given_an_image_built_from_scratch_when_the_release_runs_then_it_is_blocked_before_publishing_anything(
+    publish_image: Callable[..., CliRun], image: Callable[[str], WrittenLayout]
+) -> None:
+    run = publish_image("scratch")
+    failure = assert_announced(run, "ResolveRelease", "ImageScanBlocked")
+
+    assert "(UnscannableImage)" in failure["reason"]
+    assert "Base each image on Amazon Linux, Debian, Ubuntu, Alpine, RHEL, CentOS or Oracle Linux" in failure["reason"]
+    [reason] = failure["reasons"]
+    assert image("scratch").top_digest in reason
+    assert "has no /etc/os-release or /usr/lib/os-release" in reason
+    assert "FROM scratch" in reason
+    assert run.reported["blobs_copied"] == run.reported["bytes_copied"] == 0
+    assert run.published.blobs == frozenset()
+    assert run.published.artifacts == ()
     assert_nothing_published(run)
 
 

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 
 READY = "Release Ready For Listing"
 AMD64 = "linux/amd64"
+DEBIAN = "Debian GNU/Linux 12 (bookworm)"  # the os-release of tests/fixtures/images.py and the umoci image
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,16 @@ def test_given_a_pushed_image_when_the_release_succeeds_then_subscribers_are_tol
     assert note["subject"] == "Ready for listing: acme-sentiment 1.2.0"
     assert note["outcome"] == "ready"
     assert arn in note["message"]
+
+
+def test_given_a_pushed_image_when_the_release_succeeds_then_the_announcement_names_the_os_read_from_the_image(
+    release: CliRun,
+) -> None:
+    [note] = release.reported["notifications"]
+    [event] = release.events(READY)
+
+    assert f"; OS: {DEBIAN})" in note["message"]
+    assert [image["os"] for image in event["detail"]["images"]] == [DEBIAN]
 
 
 def test_given_a_pushed_image_when_the_release_succeeds_then_an_event_carries_the_model_package_arn(
@@ -182,3 +193,4 @@ def test_given_an_oci_layout_built_by_umoci_when_published_then_it_is_ready_for_
     assert config_and_layers(run.reported["published_manifest"]) == config_and_layers(source)
     assert run.published.blobs == set(layout_blobs(umoci_image)) - {top["digest"]}
     assert len(run.events(READY)) == 1
+    assert f"; OS: {DEBIAN})" in run.reported["notifications"][0]["message"]

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import boto3
 import pytest
 from moto.ecr.models import ecr_backends
 from tests.conftest import FakeLambdaContext
+from tests.fixtures.images import base_layer
 from tests.fixtures.moto_world import (
     EVENTS,
     PIPELINE_BUCKET,
@@ -34,6 +36,7 @@ from tests.fixtures.releases import (
 )
 
 from mlpublish.errors import InvalidRelease, PipelineError, PreflightFailed, ReleaseNotFound
+from mlpublish.images.registry import EcrRegistry
 from mlpublish.state import Announcement, Release
 
 pytestmark = pytest.mark.integration
@@ -91,9 +94,23 @@ def _forget_handlers() -> Iterator[None]:
         del sys.modules[name]
 
 
+def serve_debian_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto keeps no layer bytes and has no GetDownloadUrlForLayer: the source registry serves
+    the fixtures' Debian base layer for every blob, so ResolveRelease can tell the image's OS."""
+
+    @contextmanager
+    def open_blob(
+        registry: EcrRegistry, repository: str, digest: str, registry_id: str | None = None
+    ) -> Iterator[Iterator[bytes]]:
+        yield iter([base_layer("amd64").blob])
+
+    monkeypatch.setattr(EcrRegistry, "open_blob", open_blob)
+
+
 @pytest.fixture
 def seller(stack_env: pytest.MonkeyPatch, moto_aws: None, release_yaml: Callable[..., str]) -> dict[str, Any]:
     """The example release uploaded where events/manual-start.json points, its sources in place."""
+    serve_debian_layers(stack_env)
     s3 = boto3.client("s3", region_name=SOURCE_REGION)
     etags = upload_artifacts(s3)
     upload_release(s3, release_yaml())
@@ -150,6 +167,7 @@ def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_nee
     assert release["account_id"] == ACCOUNT
     assert release["publishing_region"] == PUBLISHING_REGION
     assert release["images"][0]["source"]["digest"] == seller["digest"]
+    assert release["images"][0]["os"] == "Debian GNU/Linux 12 (bookworm)"
     assert {item["source_bucket"] + "/" + item["source_key"]: item["etag"] for item in release["objects"]} == {
         uri.removeprefix("s3://"): etag for uri, etag in seller["etags"].items()
     }

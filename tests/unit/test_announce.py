@@ -30,8 +30,18 @@ TIMED_OUT = "Task timed out after 300.00 seconds"
 PACKAGE_ARN = "arn:aws:sagemaker:us-east-2:123456789012:model-package/acme-sentiment-1-2-0-01234567"
 
 
+DEBIAN = "Debian GNU/Linux 12 (bookworm)"
+
+
+def with_os(release: Release, os_name: str | None) -> Release:
+    """The release as ResolveRelease leaves it once it has read each image's OS."""
+    return release.model_copy(update={"images": [image.model_copy(update={"os": os_name}) for image in release.images]})
+
+
 def success_state(release: Release | None = None, *, converted: bool = False) -> SuccessState:
-    release = release or resolved_release(trigger=Trigger(kind="ecr-push", ref="acme/sentiment@sha256:5"))
+    release = release or with_os(
+        resolved_release(trigger=Trigger(kind="ecr-push", ref="acme/sentiment@sha256:5")), DEBIAN
+    )
     images = published_images(release, converted=converted)
     return SuccessState(
         execution=EXECUTION,
@@ -115,6 +125,7 @@ def test_given_a_validated_package_then_the_ready_detail_carries_what_a_listing_
             "source_digest": image.source_digest,
             "media_type": image.media_type,
             "conversion": "none",
+            "os": DEBIAN,
         }
     ]
     assert [artifact["role"] for artifact in detail["artifacts"]] == ["model_data", "validation_input"]
@@ -133,6 +144,7 @@ def test_given_a_validated_package_then_the_message_says_what_to_do_next_in_the_
     assert message.startswith("acme-sentiment 1.2.0 is ready to list on AWS Marketplace.")
     assert f"Model package: {PACKAGE_ARN} (created)" in message
     assert f"  inference: {state.copied.images[0].image_uri} (application/vnd.docker" in message
+    assert f"; OS: {DEBIAN})" in message
     assert "converted from" not in message
     assert "Validation: Completed; image scans: acme/sentiment COMPLETE" in message
     assert "AWS Marketplace Management Portal" in message
@@ -146,6 +158,15 @@ def test_given_an_image_converted_to_docker_v2_then_the_message_names_the_source
     message = ready(state).message
 
     assert f"converted from {state.copied.images[0].source_digest}" in message
+
+
+def test_given_an_image_whose_os_was_not_detected_then_the_ready_announcement_says_so() -> None:
+    state = success_state(with_os(resolved_release(), None))
+
+    announcement = ready(state)
+
+    assert announcement.detail["images"][0]["os"] is None
+    assert "; OS: not detected)" in announcement.message
 
 
 # --- parse_error ----------------------------------------------------------------------

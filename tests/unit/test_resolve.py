@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 import string
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from tests.fixtures.images import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    Layer,
+    base_layer,
+    big_layer,
+    canonical,
+    digest_of,
+    gzipped,
+    make_tar,
+    scratch_layer,
+)
 from tests.fixtures.moto_world import DOCKER_MANIFEST, manifest
 from tests.fixtures.releases import (
     ACCOUNT,
@@ -22,7 +35,14 @@ from tests.fixtures.releases import (
     release_spec,
 )
 
-from mlpublish.errors import BlobDigestMismatch, InvalidRelease, PreflightFailed, ReleaseNotFound, TransientAwsError
+from mlpublish.errors import (
+    BlobDigestMismatch,
+    ImageScanBlocked,
+    InvalidRelease,
+    PreflightFailed,
+    ReleaseNotFound,
+    TransientAwsError,
+)
 from mlpublish.images.registry import FetchedManifest
 from mlpublish.preflight import STATE_BUDGET
 from mlpublish.release import Product, ReleaseSpec
@@ -396,14 +416,47 @@ def test_given_s3_throttles_then_pinning_fails_as_transient_for_the_state_machin
 
 
 class FakeRegistry:
-    """Serves manifests by digest, as ECR's BatchGetImage does."""
+    """Serves manifests by digest, as ECR's BatchGetImage does, and blobs in chunks."""
 
-    def __init__(self, manifests: dict[str, bytes]) -> None:
-        self.manifests, self.calls = manifests, []  # type: ignore[var-annotated]
+    def __init__(self, manifests: dict[str, bytes] | None = None) -> None:
+        self.manifests = dict(manifests or {})
+        self.blobs: dict[str, bytes] = {}
+        self.calls: list[tuple[str, str, str | None]] = []
 
     def get_manifest(self, repository: str, reference: str, registry_id: str | None = None) -> FetchedManifest:
         self.calls.append((repository, reference, registry_id))
         return FetchedManifest(self.manifests[reference], DOCKER_MANIFEST, reference)
+
+    @contextmanager
+    def open_blob(self, repository: str, digest: str, registry_id: str | None = None) -> Iterator[Iterator[bytes]]:
+        data = self.blobs[digest]
+        yield (data[start : start + 4096] for start in range(0, len(data), 4096))
+
+    def push(self, *layers: Layer) -> str:
+        """A Docker v2 image of these layers (bottom first); returns its digest."""
+        for layer in layers:
+            self.blobs[layer.digest] = layer.blob
+        raw = canonical(
+            {
+                "schemaVersion": 2,
+                "mediaType": DOCKER_MANIFEST,
+                "config": {"mediaType": DOCKER_CONFIG, "size": 2, "digest": digest_of(b"{}")},
+                "layers": [
+                    {"mediaType": DOCKER_LAYER_GZIP, "size": len(layer.blob), "digest": layer.digest}
+                    for layer in layers
+                ],
+            }
+        )
+        self.manifests[digest_of(raw)] = raw
+        return digest_of(raw)
+
+
+SOURCE_IMAGE = f"{ACCOUNT}.dkr.ecr.{SOURCE_REGION}.amazonaws.com/acme/sentiment"
+
+
+def os_layer(os_release: str) -> Layer:
+    tar = make_tar([("etc/os-release", os_release.encode(), 0o644)])
+    return Layer(gzipped(tar), digest_of(tar), "ADD rootfs.tar /")
 
 
 def resolve_inline(registry: FakeRegistry, digest: str) -> Any:
@@ -425,9 +478,8 @@ def resolve_inline(registry: FakeRegistry, digest: str) -> Any:
 
 
 def test_given_an_inline_release_then_resolve_release_pins_it_and_checks_its_image_in_the_source_registry() -> None:
-    raw = manifest("1").encode()
-    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-    registry = FakeRegistry({digest: raw})
+    registry = FakeRegistry()
+    digest = registry.push(base_layer("amd64"), big_layer()[1])
 
     release = resolve_inline(registry, digest)
 
@@ -436,6 +488,55 @@ def test_given_an_inline_release_then_resolve_release_pins_it_and_checks_its_ima
     assert {item.source_key: item.etag for item in release.objects} == {MODEL_KEY: MODEL_ETAG, INPUT_KEY: INPUT_ETAG}
     assert release.validation_role_arn == DEFAULT_ROLE
     assert registry.calls == [("acme/sentiment", digest, ACCOUNT)]
+
+
+def test_given_an_image_on_debian_then_resolve_release_records_its_os_for_the_announcement() -> None:
+    registry = FakeRegistry()
+    digest = registry.push(base_layer("amd64"), big_layer()[1])
+
+    release = resolve_inline(registry, digest)
+
+    assert [(image.container, image.os) for image in release.images] == [
+        ("inference", "Debian GNU/Linux 12 (bookworm)")
+    ]
+
+
+def test_given_an_image_built_from_scratch_then_resolve_release_blocks_it_before_anything_is_copied() -> None:
+    registry = FakeRegistry()
+    digest = registry.push(scratch_layer(), big_layer()[1])
+
+    with pytest.raises(ImageScanBlocked) as caught:
+        resolve_inline(registry, digest)
+
+    assert "AWS Marketplace rejects images it cannot scan (UnscannableImage)" in caught.value.message
+    assert "Base each image on Amazon Linux, Debian, Ubuntu, Alpine, RHEL, CentOS or Oracle Linux" in (
+        caught.value.message
+    )
+    [reason] = caught.value.reasons
+    assert reason.startswith(f"container inference: {SOURCE_IMAGE}@{digest} has no /etc/os-release or ")
+    assert "FROM scratch" in reason
+
+
+def test_given_an_image_on_an_os_ecr_cannot_scan_then_resolve_release_blocks_it_naming_the_os() -> None:
+    registry = FakeRegistry()
+    digest = registry.push(os_layer('ID=gentoo\nPRETTY_NAME="Gentoo Linux"\n'))
+
+    with pytest.raises(ImageScanBlocked) as caught:
+        resolve_inline(registry, digest)
+
+    assert caught.value.reasons == [
+        f"container inference: {SOURCE_IMAGE}@{digest} is built on Gentoo Linux (os-release ID gentoo), "
+        "which ECR basic scanning does not support"
+    ]
+
+
+def test_given_an_image_whose_layers_cannot_be_read_then_resolve_release_lets_it_through_with_an_unknown_os() -> None:
+    registry = FakeRegistry()
+    digest = registry.push(Layer(b"not gzip", digest_of(b""), "ADD broken.tar /"))
+
+    release = resolve_inline(registry, digest)
+
+    assert release.images[0].os is None  # ScanImages still gates it
 
 
 def test_given_an_image_whose_manifest_does_not_match_its_digest_then_resolve_release_refuses_it() -> None:

@@ -58,6 +58,7 @@ def _subject(text: str) -> str:
 def ready(state: SuccessState) -> Announcement:
     release, resource = state.release, state.resource
     spec = release.spec
+    os_names = {image.container: image.os for image in release.images}
     images = [
         {
             "container": image.container,
@@ -66,6 +67,7 @@ def ready(state: SuccessState) -> Announcement:
             "source_digest": image.source_digest,
             "media_type": image.media_type,
             "conversion": image.conversion,
+            "os": os_names.get(image.container),
         }
         for image in state.copied.images
     ]
@@ -97,7 +99,7 @@ def ready(state: SuccessState) -> Announcement:
         *(
             f"  {image['container']}: {image['image_uri']} ({image['media_type']}"
             + (f", converted from {image['source_digest']}" if image["digest"] != image["source_digest"] else "")
-            + ")"
+            + f"; OS: {image['os'] or 'not detected'})"
             for image in images
         ),
         f"Validation: {state.validation.status}; image scans: "

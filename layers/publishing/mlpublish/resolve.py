@@ -216,6 +216,7 @@ def resolve_release(
 ) -> Release:
     """ResolveRelease: load the spec, pin its sources, check every rule and every image.
 
+    Each image's OS, read from its layers, is recorded on the release for the announcement.
     ``ecr_for`` and ``registry_for`` give the ECR client and image registry of a region.
     """
     spec = spec_of(start, s3)
@@ -230,8 +231,10 @@ def resolve_release(
         publishing_bucket=publishing_bucket,
         validation_role_arn=validation_role_arn,
     )
-    check_publishable(release.images, release.publishing_region, registry_for)
-    return release
+    found = check_publishable(release.images, release.publishing_region, registry_for)
+    names = {container: os_release.name for container, os_release in found.items() if os_release is not None}
+    images = [image.model_copy(update={"os": names.get(image.container)}) for image in release.images]
+    return release.model_copy(update={"images": images})
 
 
 def parse_start(event: dict[str, Any]) -> StartInput:

@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import ImageScanBlocked
+from mlpublish.images.osinfo import SCANNABLE_NAMES
 from mlpublish.state import ImageScanResult, PublishedImage, ScanProgress
 
 BLOCKING_SEVERITIES = ("CRITICAL", "HIGH")
@@ -55,8 +56,8 @@ def _start(ecr: Any, image: PublishedImage) -> bool:
 def _unscannable(image: PublishedImage, detail: str) -> str:
     return (
         f"ECR cannot scan {image.image_uri} ({detail}); Marketplace rejects unscannable images "
-        "(UnscannableImage). Base the image on a scannable OS: Amazon Linux, Debian, Ubuntu, "
-        "Alpine, RHEL, CentOS or Oracle Linux (not scratch or distroless without OS files)"
+        f"(UnscannableImage). Base the image on a scannable OS: {SCANNABLE_NAMES} (not scratch "
+        "or distroless without OS files)"
     )
 
 

@@ -60,6 +60,9 @@ class PinnedImage(_State):
     source: ImageRef = Field(description="Source image with the digest the release is pinned to")
     platform: str
     destination_repository: str
+    os: str | None = Field(
+        default=None, description="The OS its os-release names, e.g. Debian GNU/Linux 12 (bookworm); None if not known"
+    )
 
 
 class PinnedObject(_State):

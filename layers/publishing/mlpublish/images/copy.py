@@ -9,18 +9,21 @@ Registries are passed in (``EcrRegistry`` in AWS, fakes in tests).
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from mlpublish.errors import BlobDigestMismatch, ImageCopyFailed, InvalidRelease, SourceChanged
+from mlpublish.errors import BlobDigestMismatch, ImageCopyFailed, ImageScanBlocked, InvalidRelease, SourceChanged
 from mlpublish.images.manifests import (
     ConvertedManifest,
     blobs_of,
+    layers_of,
     parse_manifest,
     select_platform,
     sha256_digest,
     to_docker_v2,
 )
+from mlpublish.images.osinfo import READ_SECONDS, SCANNABLE_NAMES, OsDetection, OsRelease, detect_os
 from mlpublish.images.registry import FetchedManifest, ImageRegistry
 from mlpublish.release import ImageRef
 from mlpublish.state import (
@@ -46,15 +49,60 @@ class _Resolved:
     published: ConvertedManifest
 
 
-def check_publishable(images: Iterable[PinnedImage], publishing_region: str, registry_for: RegistryFactory) -> None:
-    """Preflight for images: each pinned image yields a Docker v2 manifest for its platform.
+def check_publishable(
+    images: Iterable[PinnedImage], publishing_region: str, registry_for: RegistryFactory
+) -> dict[str, OsRelease | None]:
+    """Preflight for images: each pinned image yields a Docker v2 manifest for its platform,
+    built on an OS that ECR can scan. Returns each container's OS (None: not known).
 
     Runs in ResolveRelease, before anything is copied, so an image that cannot be
-    published (zstd layers, schema 1, a missing platform, a corrupt manifest) stops the
-    release before artifacts or blobs reach the publishing region.
+    published (zstd layers, schema 1, a missing platform, a corrupt manifest, no scannable
+    OS) stops the release before artifacts or blobs reach the publishing region. An image
+    whose OS cannot be told (too large or too slow to read, an unreadable layer) is let
+    through: the ScanImages stage still gates it.
     """
+    found: dict[str, OsRelease | None] = {}
+    deadline = time.monotonic() + READ_SECONDS
+    detected: dict[tuple[str, str | None, str, str], OsDetection] = {}
+    unscannable: list[str] = []
     for image in images:
-        _resolve(copy_target(image, publishing_region), registry_for(image.source.region))
+        target = copy_target(image, publishing_region)
+        source = registry_for(image.source.region)
+        resolved = _resolve(target, source)
+        key = (image.source.region, image.source.registry_id, image.source.repository, resolved.published.digest)
+        if key not in detected:
+            detected[key] = _detect_os(target, resolved, source, deadline)
+        detection = detected[key]
+        found[image.container] = detection.os
+        if detection.absent:
+            unscannable.append(
+                f"container {image.container}: {_source_name(target)} has no /etc/os-release or "
+                "/usr/lib/os-release in any of its layers, like an image built FROM scratch, or "
+                "distroless without OS files"
+            )
+        elif detection.os is not None and not detection.os.scannable:
+            unscannable.append(
+                f"container {image.container}: {_source_name(target)} is built on {detection.os.name} "
+                f"(os-release ID {detection.os.id}), which ECR basic scanning does not support"
+            )
+    if unscannable:
+        raise ImageScanBlocked(
+            f"ECR cannot scan the OS of {len(unscannable)} image(s), and AWS Marketplace rejects images "
+            f"it cannot scan (UnscannableImage). Base each image on {SCANNABLE_NAMES} (for example "
+            "FROM public.ecr.aws/amazonlinux/amazonlinux:2023) and push it again; nothing was copied:",
+            reasons=unscannable,
+        )
+    return found
+
+
+def _detect_os(target: CopyTarget, resolved: _Resolved, source: ImageRegistry, deadline: float) -> OsDetection:
+    """The OS of the image as published, read from its layers in the source registry."""
+    image = target.source
+    return detect_os(
+        layers_of(parse_manifest(resolved.published.raw, DOCKER_V2_MANIFEST)),
+        lambda digest: source.open_blob(image.repository, digest, image.registry_id),
+        deadline=deadline,
+    )
 
 
 def copy_target(image: PinnedImage, publishing_region: str) -> CopyTarget:

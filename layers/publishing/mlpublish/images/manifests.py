@@ -235,6 +235,19 @@ def blobs_of(manifest: Manifest) -> list[BlobRef]:
     return list(blobs.values())
 
 
+def layers_of(manifest: Manifest) -> list[BlobRef]:
+    """An image manifest's layers in order, bottom first, repeats included (as they are stacked)."""
+    if manifest.kind != "image":
+        raise UnsupportedImage(f"a {manifest.media_type} index has no layers of its own; select a platform")
+    layers = []
+    for entry in _layers(manifest.document, "the manifest"):
+        if not isinstance(entry, dict):
+            raise UnsupportedImage("the manifest has a layer entry that is not an object")
+        digest, size = _digest_and_size(entry, "layer", "the manifest")
+        layers.append(BlobRef(digest=digest, size=size, media_type=str(entry.get("mediaType"))))
+    return layers
+
+
 def _json_object(raw: bytes, where: str) -> dict[str, Any]:
     try:
         document = json.loads(raw)

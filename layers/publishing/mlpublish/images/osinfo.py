@@ -1,0 +1,293 @@
+"""Which OS an image is built on, read from its own files, and whether ECR can scan it.
+
+AWS Marketplace rejects an image whose OS ECR cannot scan (``UnscannableImage``), and ECR
+tells the OS from the image's os-release file. Reading that file before anything is
+copied lets ResolveRelease stop such a release at once, rather than after the copy and
+the scan.
+
+Layers are streamed (gzip or plain tar) and only os-release entries are kept, so memory
+stays at one download chunk however large a layer is. Layers are stacked as a container
+runtime stacks them (OCI image-spec ``layer.md``): a later entry replaces an earlier one,
+``.wh.NAME`` deletes NAME and ``.wh..wh..opq`` empties its directory. As os-release(5)
+says, ``/etc/os-release`` is read first (often a symlink to ``../usr/lib/os-release``) and
+``/usr/lib/os-release`` is the fallback.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import posixpath
+import shlex
+import tarfile
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from mlpublish.images.manifests import DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR
+from mlpublish.state import BlobRef
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+MiB = 1024 * 1024
+# Compressed bytes read per image at most. An image that needs more is reported as of
+# unknown OS, not blocked: a large image is no sign of a missing OS, and reading it would
+# take longer than ResolveRelease should.
+READ_BUDGET = 512 * MiB
+# Seconds spent reading layers per release at most, well within ResolveRelease's timeout: a
+# layer of many small files costs far more time than its compressed size suggests.
+READ_SECONDS = 60.0
+OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")  # in the order os-release(5) reads them
+MAX_OS_RELEASE_BYTES = 64 * 1024
+MAX_SYMLINK_HOPS = 8
+DRAIN_CHUNK = 64 * 1024
+MAX_NAME_CHARS = 120  # PRETTY_NAME as stored in the release state
+
+# os-release IDs of the families ECR basic scanning supports (ECR basic scanning supported
+# OS list, see /work/shared/marketplace-facts.md §8): Amazon Linux, Debian, Ubuntu, CentOS,
+# Oracle Linux, Alpine and RHEL. Matched on ID only: Rocky Linux and AlmaLinux declare
+# ID_LIKE="rhel ..." but are named only by Amazon Inspector (enhanced scanning), which the
+# pipeline does not enable, so they are not taken as scannable.
+SCANNABLE_IDS = frozenset({"amzn", "debian", "ubuntu", "centos", "ol", "alpine", "rhel"})
+SCANNABLE_NAMES = "Amazon Linux, Debian, Ubuntu, Alpine, RHEL, CentOS or Oracle Linux"
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+
+BlobOpener = Callable[[str], AbstractContextManager[Iterable[bytes]]]
+
+
+class OsRelease(BaseModel):
+    """The fields of an os-release file that say which OS it is."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    id_like: tuple[str, ...] = ()
+    version_id: str | None = None
+    pretty_name: str | None = None
+
+    @property
+    def name(self) -> str:
+        """E.g. ``Debian GNU/Linux 12 (bookworm)``; from ID and VERSION_ID without a PRETTY_NAME."""
+        name = self.pretty_name or " ".join(part for part in (self.id, self.version_id) if part)
+        return name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - 3] + "..."
+
+    @property
+    def scannable(self) -> bool:
+        return self.id in SCANNABLE_IDS
+
+
+@dataclass(frozen=True)
+class OsDetection:
+    """What the layers say: the OS, no OS at all, or unknown (``unknown`` says why)."""
+
+    os: OsRelease | None
+    unknown: str | None = None
+
+    @property
+    def absent(self) -> bool:
+        """Every layer was read and none leaves an os-release file."""
+        return self.os is None and self.unknown is None
+
+
+def detect_os(
+    layers: Sequence[BlobRef], open_blob: BlobOpener, *, budget: int = READ_BUDGET, deadline: float | None = None
+) -> OsDetection:
+    """The OS of the image whose layers, bottom first, are ``layers``.
+
+    ``open_blob(digest)`` streams a blob's stored bytes. Reading stops, with an unknown
+    result, when the layers are larger than ``budget`` compressed bytes, ``deadline`` (a
+    ``time.monotonic()`` value) passes, a layer cannot be read as a tar, or os-release
+    points somewhere that was not kept.
+    """
+    declared = sum(layer.size for layer in layers)
+    if declared > budget:
+        return OsDetection(None, f"its layers hold {declared} bytes, more than the {budget} read")
+    tree: dict[str, _Entry] = {}
+    reader = _Budget(budget, deadline)
+    for layer in layers:
+        if layer.media_type not in (DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR):
+            return OsDetection(None, f"layer {layer.digest} has media type {layer.media_type}, which is not read")
+        try:
+            with open_blob(layer.digest) as chunks:
+                changes = _read_layer(iter(chunks), reader, gzipped=layer.media_type == DOCKER_LAYER_GZIP)
+        except _OverBudget as exc:
+            return OsDetection(None, str(exc))
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            return OsDetection(None, f"layer {layer.digest} could not be read as a tar ({exc})")
+        changes.apply(tree)
+    return _resolve(tree)
+
+
+def parse_os_release(text: str) -> OsRelease:
+    """Parse os-release(5): ``KEY=value`` lines, values quoted as in a shell; ID defaults to ``linux``."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep or not key or key.startswith("#"):
+            continue
+        try:
+            fields[key.strip()] = " ".join(shlex.split(value))
+        except ValueError:  # unbalanced quotes: keep the text as written
+            fields[key.strip()] = value.strip().strip("\"'")
+    return OsRelease(
+        id=fields.get("ID", "").lower() or "linux",
+        id_like=tuple(fields.get("ID_LIKE", "").lower().split()),
+        version_id=fields.get("VERSION_ID") or None,
+        pretty_name=fields.get("PRETTY_NAME") or None,
+    )
+
+
+# --- one layer -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """An os-release path in the stacked tree: a file's text, a symlink, or something else."""
+
+    kind: Literal["file", "symlink", "other"]
+    text: str = ""
+    target: str = ""
+
+
+@dataclass
+class _LayerChanges:
+    """What one layer does to the os-release paths: deletions first, then its own entries."""
+
+    deleted: set[str]
+    emptied: set[str]
+    entries: dict[str, _Entry]
+
+    def apply(self, tree: dict[str, _Entry]) -> None:
+        for path in list(tree):
+            if any(_within(path, d) for d in self.deleted) or any(path.startswith(d + "/") for d in self.emptied):
+                del tree[path]
+        tree.update(self.entries)
+
+
+class _OverBudget(Exception):
+    """More bytes were served than the budget allows, or the deadline passed."""
+
+
+class _Budget:
+    def __init__(self, budget: int, deadline: float | None) -> None:
+        self.budget, self.left, self.deadline = budget, budget, deadline
+
+    def spend(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise _OverBudget(f"the registry served more than the {self.budget} bytes read")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise _OverBudget("reading the layers took longer than allowed")
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read()-able view of a chunk iterator that keeps at most one chunk."""
+
+    def __init__(self, chunks: Iterator[bytes], budget: _Budget) -> None:
+        self._chunks, self._budget, self._pending = chunks, budget, memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._budget.spend(len(chunk))
+            self._pending = memoryview(chunk)
+        size = min(memoryview(buffer).nbytes, len(self._pending))
+        memoryview(buffer).cast("B")[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def _read_layer(chunks: Iterator[bytes], budget: _Budget, *, gzipped: bool) -> _LayerChanges:
+    raw = _ChunkReader(chunks, budget)
+    unzipped = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else None
+    stream = unzipped or raw
+    changes = _LayerChanges(deleted=set(), emptied=set(), entries={})
+    files: dict[str, str] = {}  # every os-release file of this layer, for hard links to it
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        while (member := tar.next()) is not None:
+            # A stream keeps every header it has read (not in typeshed); only the current one is
+            # needed, and a layer may hold a hundred thousand files.
+            tar.members.clear()  # type: ignore[attr-defined]
+            path = _path(member.name)
+            if not path:
+                continue
+            directory, base = posixpath.split(path)
+            if base == OPAQUE:
+                changes.emptied.add(directory)
+            elif base.startswith(WHITEOUT):
+                changes.deleted.add(posixpath.join(directory, base[len(WHITEOUT) :]))
+            elif path in OS_RELEASE_PATHS:
+                changes.entries[path] = _entry(tar, member, path, files)
+            elif not member.isdir() and any(_within(candidate, path) for candidate in OS_RELEASE_PATHS):
+                changes.deleted.add(path)  # a file or link replacing etc/ or usr/lib/ hides what was below
+    if unzipped is not None:
+        # To the end, so that gzip checks its CRC: a tar header broken in transit ends the
+        # archive silently, and a cut-short layer must not pass for one without os-release.
+        while unzipped.read(DRAIN_CHUNK):
+            pass
+    return changes
+
+
+def _entry(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, files: dict[str, str]) -> _Entry:
+    if member.isreg():
+        extracted = tar.extractfile(member)
+        data = extracted.read(MAX_OS_RELEASE_BYTES) if extracted else b""
+        files[path] = data.decode("utf-8", "replace")
+        return _Entry("file", text=files[path])
+    if member.issym():
+        return _Entry("symlink", target=member.linkname)
+    if member.islnk() and _path(member.linkname) in files:
+        return _Entry("file", text=files[_path(member.linkname)])
+    return _Entry("other")
+
+
+def _resolve(tree: dict[str, _Entry]) -> OsDetection:
+    unknown: list[str] = []
+    for path in OS_RELEASE_PATHS:
+        found = _follow(tree, path)
+        if isinstance(found, OsRelease):
+            return OsDetection(found)
+        if found is not None:
+            unknown.append(found)
+    return OsDetection(None, "; ".join(unknown) or None)
+
+
+def _follow(tree: dict[str, _Entry], path: str) -> OsRelease | str | None:
+    """The os-release at ``path`` after symlinks; None if absent; a reason if it cannot be read."""
+    current = path
+    for _ in range(MAX_SYMLINK_HOPS):
+        entry = tree.get(current)
+        if entry is None:
+            # A link to the other os-release path that is not there is as good as no file.
+            return None if current in OS_RELEASE_PATHS else f"/{path} links to /{current}, which is not read"
+        if entry.kind == "file":
+            return parse_os_release(entry.text)
+        if entry.kind == "other":
+            return f"/{current} is not a regular file"
+        current = _path(posixpath.join(posixpath.dirname(current), entry.target))  # absolute targets too
+    return f"/{path} is a chain of more than {MAX_SYMLINK_HOPS} symlinks"
+
+
+def _path(name: str) -> str:
+    """A tar member name or link target as a path from the root, without ``./``, ``/`` or ``..``.
+
+    ``..`` at the root stays at the root, as the kernel resolves it; the root itself is "".
+    """
+    return posixpath.normpath("/" + name).lstrip("/")
+
+
+def _within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory + "/")

@@ -1,0 +1,388 @@
+"""Telling an image's OS from its own layers: os-release found through symlinks, overrides and whiteouts."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+
+import pytest
+from tests.fixtures.images import digest_of
+
+from mlpublish.images.manifests import DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR
+from mlpublish.images.osinfo import BlobOpener, OsDetection, OsRelease, detect_os, parse_os_release
+from mlpublish.state import BlobRef
+
+pytestmark = pytest.mark.unit
+
+DEBIAN = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n'
+UBUNTU = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nNAME="Ubuntu"\nVERSION_ID="24.04"\nID=ubuntu\nID_LIKE=debian\n'
+GENTOO = 'NAME=Gentoo\nID=gentoo\nPRETTY_NAME="Gentoo Linux"\nVERSION_ID="2.17"\n'
+CHUNK = 1000  # small download chunks, so every read crosses chunk boundaries
+
+Member = tuple[tarfile.TarInfo, bytes]
+
+
+def file(name: str, text: str = "") -> Member:
+    info = tarfile.TarInfo(name)
+    info.size = len(text.encode())
+    return info, text.encode()
+
+
+def symlink(name: str, target: str) -> Member:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info, b""
+
+
+def hardlink(name: str, target: str) -> Member:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.LNKTYPE, target
+    return info, b""
+
+
+def directory(name: str) -> Member:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info, b""
+
+
+def whiteout(path: str) -> Member:
+    """What a layer holds when it deletes ``path`` (OCI image-spec layer.md)."""
+    parent, _, name = path.rpartition("/")
+    return file(f"{parent}/.wh.{name}")
+
+
+def tar_of(*members: Member) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class FakeRegistry:
+    """Serves blobs in small chunks as ECR's download does, and records what was opened."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.opened: list[str] = []
+
+    def layer(self, *members: Member, gzipped: bool = True) -> BlobRef:
+        data = tar_of(*members)
+        blob = gzip.compress(data, mtime=0) if gzipped else data
+        self.blobs[digest_of(blob)] = blob
+        return BlobRef(
+            digest=digest_of(blob), size=len(blob), media_type=DOCKER_LAYER_GZIP if gzipped else DOCKER_LAYER_TAR
+        )
+
+    @contextmanager
+    def open_blob(self, repository: str, digest: str, registry_id: str | None = None) -> Iterator[Iterator[bytes]]:
+        self.opened.append(digest)
+        data = self.blobs[digest]
+        yield (data[start : start + CHUNK] for start in range(0, len(data), CHUNK))
+
+    @property
+    def opener(self) -> BlobOpener:
+        return partial(self.open_blob, "acme/sentiment")
+
+
+@pytest.fixture
+def registry() -> FakeRegistry:
+    return FakeRegistry()
+
+
+def detect(registry: FakeRegistry, *layers: BlobRef, budget: int | None = None) -> OsDetection:
+    if budget is None:
+        return detect_os(list(layers), registry.opener)
+    return detect_os(list(layers), registry.opener, budget=budget)
+
+
+# --- where os-release is found -----------------------------------------------------------
+
+
+def test_given_a_base_layer_with_etc_os_release_then_the_os_is_its_pretty_name(registry: FakeRegistry) -> None:
+    base = registry.layer(directory("etc"), file("etc/os-release", DEBIAN))
+    app = registry.layer(file("opt/program/predictor.py", "print('ready')\n"))
+
+    detection = detect(registry, base, app)
+
+    assert detection.os is not None
+    assert (detection.os.id, detection.os.version_id) == ("debian", "12")
+    assert detection.os.name == "Debian GNU/Linux 12 (bookworm)"
+    assert detection.os.scannable
+    assert registry.opened == [base.digest, app.digest]  # every layer: a later one may change it
+
+
+def test_given_etc_os_release_as_a_symlink_to_usr_lib_then_the_linked_file_is_read(registry: FakeRegistry) -> None:
+    base = registry.layer(file("usr/lib/os-release", DEBIAN), symlink("etc/os-release", "../usr/lib/os-release"))
+
+    detection = detect(registry, base)
+
+    assert detection.os is not None
+    assert detection.os.name == "Debian GNU/Linux 12 (bookworm)"
+
+
+def test_given_a_symlink_in_a_later_layer_to_a_file_of_an_earlier_one_then_the_file_is_read(
+    registry: FakeRegistry,
+) -> None:
+    lower = registry.layer(file("usr/lib/os-release", UBUNTU), file("etc/os-release", GENTOO))
+    upper = registry.layer(symlink("etc/os-release", "/usr/lib/os-release"))
+
+    detection = detect(registry, lower, upper)
+
+    assert detection.os is not None
+    assert detection.os.id == "ubuntu"
+
+
+def test_given_names_starting_with_dot_slash_as_docker_writes_them_then_os_release_is_found(
+    registry: FakeRegistry,
+) -> None:
+    base = registry.layer(directory("./"), directory("./etc"), file("./etc/os-release", UBUNTU))
+
+    detection = detect(registry, base)
+
+    assert detection.os is not None
+    assert detection.os.name == "Ubuntu 24.04.1 LTS"
+    assert detection.os.id_like == ("debian",)
+
+
+def test_given_only_usr_lib_os_release_then_it_is_the_fallback(registry: FakeRegistry) -> None:
+    detection = detect(registry, registry.layer(file("usr/lib/os-release", DEBIAN)))
+
+    assert detection.os is not None
+    assert detection.os.id == "debian"
+
+
+def test_given_a_hard_link_to_os_release_in_the_same_layer_then_the_linked_file_is_read(
+    registry: FakeRegistry,
+) -> None:
+    base = registry.layer(file("usr/lib/os-release", DEBIAN), hardlink("etc/os-release", "usr/lib/os-release"))
+    upper = registry.layer(whiteout("usr/lib/os-release"))
+
+    detection = detect(registry, base, upper)
+
+    assert detection.os is not None
+    assert detection.os.id == "debian"
+
+
+def test_given_an_uncompressed_tar_layer_then_it_is_read_as_it_is(registry: FakeRegistry) -> None:
+    detection = detect(registry, registry.layer(file("etc/os-release", DEBIAN), gzipped=False))
+
+    assert detection.os is not None
+    assert detection.os.id == "debian"
+
+
+# --- later layers win ------------------------------------------------------------------------
+
+
+def test_given_a_later_layer_that_replaces_os_release_then_the_later_file_wins(registry: FakeRegistry) -> None:
+    lower = registry.layer(file("etc/os-release", DEBIAN))
+    upper = registry.layer(file("etc/os-release", UBUNTU))
+
+    detection = detect(registry, lower, upper)
+
+    assert detection.os is not None
+    assert detection.os.id == "ubuntu"
+
+
+def test_given_whiteouts_of_both_os_release_files_then_the_image_has_no_os(registry: FakeRegistry) -> None:
+    lower = registry.layer(file("etc/os-release", DEBIAN), file("usr/lib/os-release", DEBIAN))
+    upper = registry.layer(whiteout("etc/os-release"), whiteout("usr/lib/os-release"))
+
+    detection = detect(registry, lower, upper)
+
+    assert detection == OsDetection(None)
+    assert detection.absent
+
+
+def test_given_a_whiteout_of_etc_os_release_only_then_usr_lib_os_release_is_the_fallback(
+    registry: FakeRegistry,
+) -> None:
+    lower = registry.layer(file("etc/os-release", GENTOO), file("usr/lib/os-release", DEBIAN))
+    upper = registry.layer(whiteout("etc/os-release"))
+
+    detection = detect(registry, lower, upper)
+
+    assert detection.os is not None
+    assert detection.os.id == "debian"
+
+
+def test_given_an_opaque_etc_in_a_later_layer_then_the_earlier_etc_os_release_is_gone(
+    registry: FakeRegistry,
+) -> None:
+    lower = registry.layer(file("etc/os-release", DEBIAN))
+    upper = registry.layer(directory("etc"), file("etc/.wh..wh..opq"), file("etc/hostname", "model\n"))
+
+    assert detect(registry, lower, upper).absent
+
+
+def test_given_a_whiteout_of_etc_then_everything_below_it_is_gone(registry: FakeRegistry) -> None:
+    lower = registry.layer(file("etc/os-release", DEBIAN))
+    upper = registry.layer(file(".wh.etc"))
+
+    assert detect(registry, lower, upper).absent
+
+
+def test_given_a_file_deleted_and_added_again_in_a_later_layer_then_the_new_file_counts(
+    registry: FakeRegistry,
+) -> None:
+    first = registry.layer(file("etc/os-release", DEBIAN))
+    deleted = registry.layer(whiteout("etc/os-release"))
+    added = registry.layer(file("etc/os-release", UBUNTU))
+
+    detection = detect(registry, first, deleted, added)
+
+    assert detection.os is not None
+    assert detection.os.id == "ubuntu"
+
+
+# --- no OS, or one ECR cannot scan --------------------------------------------------------
+
+
+def test_given_an_image_built_from_scratch_then_every_layer_is_read_and_it_has_no_os(
+    registry: FakeRegistry,
+) -> None:
+    layers = [
+        registry.layer(file("usr/local/bin/serve", "#!/bin/sh\n")),
+        registry.layer(file("opt/ml/model/weights.bin", "0" * 5000)),
+    ]
+
+    detection = detect(registry, *layers)
+
+    assert detection.absent
+    assert registry.opened == [layer.digest for layer in layers]
+
+
+def test_given_a_dangling_symlink_to_usr_lib_os_release_then_the_image_has_no_os(registry: FakeRegistry) -> None:
+    assert detect(registry, registry.layer(symlink("etc/os-release", "../usr/lib/os-release"))).absent
+
+
+def test_given_an_os_ecr_cannot_scan_then_it_is_found_and_named_but_not_scannable(registry: FakeRegistry) -> None:
+    detection = detect(registry, registry.layer(file("etc/os-release", GENTOO)))
+
+    assert detection.os is not None
+    assert (detection.os.id, detection.os.name) == ("gentoo", "Gentoo Linux")
+    assert not detection.os.scannable
+
+
+@pytest.mark.parametrize(
+    ("os_id", "scannable"),
+    [
+        ("amzn", True),
+        ("debian", True),
+        ("ubuntu", True),
+        ("centos", True),
+        ("ol", True),
+        ("alpine", True),
+        ("rhel", True),
+        ("rocky", False),
+        ("almalinux", False),
+        ("fedora", False),
+        ("gentoo", False),
+    ],
+)
+def test_given_an_os_id_then_only_the_families_ecr_basic_scanning_lists_are_scannable(
+    os_id: str, scannable: bool
+) -> None:
+    assert OsRelease(id=os_id, id_like=("rhel", "debian")).scannable is scannable
+
+
+# --- when the OS cannot be told ------------------------------------------------------------
+
+
+def test_given_layers_larger_than_the_budget_then_the_os_is_unknown_without_downloading_them(
+    registry: FakeRegistry,
+) -> None:
+    base = registry.layer(file("etc/os-release", DEBIAN))
+
+    detection = detect(registry, base, budget=base.size - 1)
+
+    assert detection.os is None
+    assert not detection.absent
+    assert detection.unknown is not None
+    assert "more than the" in detection.unknown
+    assert registry.opened == []
+
+
+def test_given_a_registry_serving_more_than_the_budget_then_reading_stops_and_the_os_is_unknown(
+    registry: FakeRegistry,
+) -> None:
+    weights = "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in range(2000))  # compresses poorly
+    served = registry.layer(file("etc/os-release", DEBIAN), file("opt/ml/model/weights.bin", weights))
+    declared = served.model_copy(update={"size": 10})
+
+    detection = detect(registry, declared, budget=CHUNK)
+
+    assert (detection.os, detection.absent) == (None, False)
+    assert detection.unknown is not None
+
+
+def test_given_a_deadline_that_has_passed_then_reading_stops_and_the_os_is_unknown(registry: FakeRegistry) -> None:
+    base = registry.layer(file("etc/os-release", DEBIAN))
+
+    detection = detect_os([base], registry.opener, deadline=time.monotonic() - 1)
+
+    assert (detection.os, detection.absent) == (None, False)
+    assert detection.unknown == "reading the layers took longer than allowed"
+
+
+def test_given_a_layer_that_is_not_a_gzip_tar_then_the_os_is_unknown_rather_than_absent(
+    registry: FakeRegistry,
+) -> None:
+    broken = b"\x1f\x8b\x08\x00" + b"\x00" * 200
+    registry.blobs[digest_of(broken)] = broken
+    layer = BlobRef(digest=digest_of(broken), size=len(broken), media_type=DOCKER_LAYER_GZIP)
+
+    detection = detect(registry, layer)
+
+    assert (detection.os, detection.absent) == (None, False)
+    assert detection.unknown is not None
+    assert layer.digest in detection.unknown
+
+
+def test_given_a_gzip_layer_whose_checksum_fails_then_the_os_is_unknown_rather_than_absent(
+    registry: FakeRegistry,
+) -> None:
+    layer = registry.layer(file("usr/local/bin/serve", "#!/bin/sh\n"))
+    data = bytearray(registry.blobs[layer.digest])
+    data[-8] ^= 0x01  # the gzip trailer's CRC32: only reading to the end finds it
+    registry.blobs[layer.digest] = bytes(data)
+
+    detection = detect(registry, layer)
+
+    assert not detection.absent
+    assert detection.unknown is not None
+    assert "CRC check failed" in detection.unknown
+
+
+# --- the os-release format ------------------------------------------------------------------
+
+
+def test_given_os_release_with_comments_quotes_and_escapes_then_the_values_are_unquoted() -> None:
+    text = '# a comment\nNAME=\'Amazon Linux\'\nID="amzn"\nID_LIKE="centos rhel fedora"\nVERSION_ID="2023"\n'
+    text += 'PRETTY_NAME="Amazon \\"Linux\\" 2023"\n\nBROKEN LINE\n'
+
+    parsed = parse_os_release(text)
+
+    assert parsed == OsRelease(
+        id="amzn", id_like=("centos", "rhel", "fedora"), version_id="2023", pretty_name='Amazon "Linux" 2023'
+    )
+
+
+def test_given_os_release_without_id_or_pretty_name_then_the_id_is_linux_as_os_release_5_says() -> None:
+    parsed = parse_os_release('VERSION_ID="1"\nPRETTY_NAME=\n')
+
+    assert (parsed.id, parsed.name, parsed.scannable) == ("linux", "linux 1", False)
+
+
+def test_given_a_very_long_pretty_name_then_the_name_is_cut() -> None:
+    parsed = parse_os_release(f'ID=debian\nPRETTY_NAME="{"x" * 500}"\n')
+
+    assert len(parsed.name) == 120
+    assert parsed.name.endswith("...")
