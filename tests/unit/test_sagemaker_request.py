@@ -257,11 +257,11 @@ def test_given_validation_still_running_then_each_poll_waits_longer_up_to_a_ceil
         waits.append(progress.wait_seconds)
         attempt, elapsed = progress.attempt, progress.elapsed_seconds
 
-    assert waits[0] == 60  # the first look comes soon
+    assert waits[0] <= 300  # the first look comes once transform jobs can have started
     assert waits == sorted(waits)
     assert waits[: len(VALIDATION_WAITS)] == list(VALIDATION_WAITS)
     assert set(waits[len(VALIDATION_WAITS) :]) == {VALIDATION_WAITS[-1]}
-    assert VALIDATION_WAITS[-1] <= 3600  # at least one look per hour
+    assert VALIDATION_WAITS[-1] <= 1800  # the result is known at most 30 minutes late
 
 
 def test_given_validation_completed_then_no_wait_and_the_statuses_are_reported() -> None:

@@ -16,9 +16,11 @@ from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import ResourceConflict, ResourceRejected, ValidationFailed, ValidationTimedOut
 from mlpublish.state import PublishedImage, Release, ResourceResult, StatusItem, ValidationProgress
 
-# Polling backoff: validation takes tens of minutes to hours; after the first checks the
-# state machine looks every 30 minutes: about two polls (six state transitions) per hour.
-VALIDATION_WAITS = (60, 120, 240, 480, 900, 1800)
+# Polling backoff: validation runs batch transform jobs, which take several minutes to
+# start and tens of minutes to hours in all. The first look is after 5 minutes, then every
+# 15 minutes for the first hour (most validations end there, known at most 15 minutes
+# late), then every 30: two polls (six state transitions) an hour however long it takes.
+VALIDATION_WAITS = (300, 300, 600, 900, 900, 900, 1800)
 
 
 def model_package_request(release: Release, images: list[PublishedImage]) -> dict[str, Any]:
