@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from mlpublish.errors import InvalidRelease
 from sandbox.ext_ecr import FAULT_CORRUPT_BLOB
-from sandbox.oci import LayoutError, open_layout
+from sandbox.oci import LayoutError, OciLayout, open_layout
 from sandbox.report import delivery_report
 from sandbox.runner import RunOptions, Sandbox, load_release
 
@@ -32,7 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run one release end to end on the embedded local AWS")
     run.add_argument("--release", type=Path, required=True, help="release file (YAML or JSON)")
     run.add_argument(
-        "--image", type=Path, required=True, help="OCI image layout: a directory or a .tar (e.g. skopeo copy … oci:DIR)"
+        "--image",
+        action="append",
+        required=True,
+        metavar="[CONTAINER=]PATH",
+        help="OCI image layout, a directory or a .tar (e.g. skopeo copy … oci:DIR); "
+        "repeat as CONTAINER=PATH for a release with several containers",
     )
     run.add_argument("--trigger", choices=["ecr-push", "s3-upload", "manual"], default="ecr-push")
     run.add_argument("--validation", choices=["completed", "failed"], default="completed")
@@ -60,17 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stdout
     try:
         spec = load_release(args.release)
-        layout = open_layout(args.image)
-        layout.load(layout.select())  # structure and blob presence; digests are checked on push
+        layouts = _open_images(args.image, [container.name for container in spec.containers])
     except FileNotFoundError as exc:
         return _usage_error(f"{exc.filename or exc}: no such file; check the path")
-    except (InvalidRelease, LayoutError) as exc:
+    except (InvalidRelease, LayoutError, ValueError) as exc:
         return _usage_error(str(exc))
     if args.validation_minutes < 0:
         return _usage_error("--validation-minutes must be zero or more")
     options = RunOptions(
         release=args.release,
-        image=args.image,
+        image=Path(args.image[0].rpartition("=")[2]),
         trigger=args.trigger,
         validation=args.validation,
         validation_minutes=args.validation_minutes,
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         progress.say(f"Lambda logs: {'stderr' if args.verbose else args.log_file}")
         with _quiet(None if args.verbose else args.log_file):
-            report = run(spec, options, layout, progress)
+            report = run(spec, options, layouts, progress)
     except LayoutError as exc:
         return _usage_error(f"{exc}; nothing was published")
     if args.json:
@@ -94,19 +98,42 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK if report["status"] == "SUCCEEDED" else EXIT_FAILED
 
 
-def run(spec: Any, options: RunOptions, layout: Any, progress: _Progress) -> dict[str, Any]:
+def _open_images(values: list[str], containers: list[str]) -> dict[str, OciLayout]:
+    """``PATH`` (a one-container release) or ``CONTAINER=PATH`` for each container."""
+    paths: dict[str, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or name not in containers:
+            if len(values) != 1 or len(containers) != 1:
+                raise ValueError(
+                    f"--image {value}: give one --image CONTAINER=PATH per container ({', '.join(containers)})"
+                )
+            name, path = containers[0], value
+        paths[name] = path
+    missing = [name for name in containers if name not in paths]
+    if missing:
+        raise ValueError(f"no --image for container(s) {', '.join(missing)}; add --image NAME=PATH for each")
+    layouts = {}
+    for name, path in paths.items():
+        layout = open_layout(path)
+        layout.load(layout.select())  # structure and blob presence; digests are checked on push
+        layouts[name] = layout
+    return layouts
+
+
+def run(spec: Any, options: RunOptions, layouts: dict[str, OciLayout], progress: _Progress) -> dict[str, Any]:
     sandbox = Sandbox(spec, options)
     with sandbox.running():
         progress.say(
             f"deployed template.yaml into the sandbox ({sandbox.source_region} -> {sandbox.publishing_region})"
         )
         progress.say(f"trigger: {options.trigger}")
-        digest, delivery = sandbox.seed_and_trigger(layout)
+        digest, delivery = sandbox.seed_and_trigger(layouts)
         report = delivery_report(sandbox, delivery, source_digest=digest)
         progress.delivery("release", report)
         if options.repeat:
             sandbox.ecr.clear_faults()
-            repeat = delivery_report(sandbox, sandbox.redeliver(layout), source_digest=digest)
+            repeat = delivery_report(sandbox, sandbox.redeliver(), source_digest=digest)
             progress.delivery("repeat", repeat)
             report["repeat"] = repeat
     return report

@@ -77,6 +77,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "model_packages": model_packages(sandbox),
         "deduplicated": False,
         "max_state_bytes": 0,
+        "images": [],
     }
     if delivery.deduplicated:
         # No new execution: the trigger found this content already published or in flight.
@@ -85,11 +86,22 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
     history = _history(sandbox, delivery.execution_arn)
     report["state_transitions"] = sum(1 for event in history if event["type"].endswith("StateEntered"))
     report["max_state_bytes"] = _largest_state(history)
-    images = [image for outputs in _outputs(history, "PutManifest") for image in [outputs]]
+    order = [container.name for container in sandbox.spec.containers]
+    images = sorted(_outputs(history, "PutManifest"), key=lambda image: order.index(image["container"]))
     for image in images:
         report["blobs_copied"] += image["blobs_copied"]
         report["blobs_skipped"] += image["blobs_skipped"]
         report["bytes_copied"] += image["bytes_copied"]
+    report["images"] = [
+        {
+            "container": image["container"],
+            "source_image_digest": image["source_digest"],
+            "published_image_digest": image["digest"],
+            "published_media_type": image["media_type"],
+            "conversion": image["conversion"],
+        }
+        for image in images
+    ]
     if images:
         first = images[0]
         report["published_image_digest"] = first["digest"]

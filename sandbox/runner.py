@@ -22,7 +22,7 @@ import os
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +40,7 @@ from sandbox.oci import OciLayout, push_layout
 from sandbox.stack import DeployedStack, deploy
 
 Trigger = Literal["ecr-push", "s3-upload", "manual"]
+Layouts = OciLayout | Mapping[str, OciLayout]
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PUBLISHING_REGION = "us-east-1"
 VALIDATION_FAILURE = (
@@ -226,15 +227,40 @@ class Sandbox:
         assert self.stack is not None
         return f"s3://{self.stack.outputs['PipelineBucketName']}/{prefix}{self.spec.product.name}.yaml"
 
-    def push_image(self, layout: OciLayout) -> str:
-        ref = self.spec.containers[0].image_ref
-        ecr = self.aws("ecr", ref.region)
-        with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-            ecr.create_repository(repositoryName=ref.repository)
-        return push_layout(layout, ecr, ref.repository, ref.tag or "latest").digest
+    def layouts_by_container(self, layouts: Layouts) -> dict[str, OciLayout]:
+        """One layout per container; a single layout serves a one-container release."""
+        names = [container.name for container in self.spec.containers]
+        if isinstance(layouts, OciLayout):
+            if len(names) != 1:
+                raise ValueError(
+                    f"the release has {len(names)} containers ({', '.join(names)}); give an image for each"
+                )
+            return {names[0]: layouts}
+        missing = [name for name in names if name not in layouts]
+        unknown = sorted(set(layouts) - set(names))
+        if missing or unknown:
+            raise ValueError(
+                f"images are needed for containers {', '.join(names)}"
+                + (f"; missing: {', '.join(missing)}" if missing else "")
+                + (f"; not in the release: {', '.join(unknown)}" if unknown else "")
+            )
+        return dict(layouts)
 
-    def seed_and_trigger(self, layout: OciLayout) -> tuple[str, Delivery]:
-        """Put everything in place in the order that makes the chosen trigger fire."""
+    def push_images(self, layouts: Layouts) -> str:
+        """Push every container's image, in release order; returns the first one's digest."""
+        digests = []
+        for container in self.spec.containers:
+            layout = self.layouts_by_container(layouts)[container.name]
+            ref = container.image_ref
+            ecr = self.aws("ecr", ref.region)
+            with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+                ecr.create_repository(repositoryName=ref.repository)
+            digests.append(push_layout(layout, ecr, ref.repository, ref.tag or "latest").digest)
+        return digests[0]
+
+    def seed_and_trigger(self, layouts: Layouts) -> tuple[str, Delivery]:
+        """Put everything in place in the order that makes the chosen trigger fire; the last
+        image pushed, the last artifact uploaded or the manual start fires it."""
         trigger, release_text = self.options.trigger, self.options.release.read_bytes()
         model_uris = [c.model_data for c in self.spec.containers if c.model_data]
         validation_uri = self.spec.validation.input
@@ -245,15 +271,15 @@ class Sandbox:
                 self._put(uri, self._model_data())
             self._put(validation_uri, self._validation_input())
             self._put(self.release_uri(), release_text)
-            digest = self.push_image(layout)
+            digest = self.push_images(layouts)
         elif trigger == "s3-upload":
-            digest = self.push_image(layout)
+            digest = self.push_images(layouts)
             self._put(validation_uri, self._validation_input())
             self._put(self.release_uri(), release_text)
             for uri in model_uris or [validation_uri]:
                 self._put(uri, self._model_data() if model_uris else self._validation_input(), eventbridge=True)
         else:
-            digest = self.push_image(layout)
+            digest = self.push_images(layouts)
             for uri in model_uris:
                 self._put(uri, self._model_data())
             self._put(validation_uri, self._validation_input())
@@ -261,7 +287,7 @@ class Sandbox:
             self.start_manually()
         return digest, self._await_new(known, before)
 
-    def redeliver(self, layout: OciLayout) -> Delivery:
+    def redeliver(self) -> Delivery:
         """Deliver the same trigger once more (a duplicate event or a second start)."""
         before, known = self.clock.virtual_seconds, self._executions()
         if self.options.trigger == "ecr-push":

@@ -64,7 +64,7 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
             layout = open_layout(image)
             sandbox.seed_and_trigger(layout)
             if options.repeat:
-                sandbox.redeliver(layout)
+                sandbox.redeliver()
             assert sandbox.stack is not None
             logical = {physical: name for name, physical in sandbox.stack.resources.items()}
         for function, actions in sandbox.audit.actions.items():
