@@ -17,7 +17,7 @@ OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline AWS_SECRET
 .PHONY: help venv sam-venv deb lint test unit integration e2e demo build deploy bench clean
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,8 @@ demo: venv deb ## publish a sample product end to end on the embedded local AWS
 	$(PY) -m sandbox run --release events/release.example.yaml --image $(DEMO_DIR)/image --repeat --log-file $(DEMO_DIR)/lambda.log
 
 build: sam-venv ## sam build (python3.13, arm64) into .aws-sam/
+	@$(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1 || { \
+	  echo "sam build needs python3.13 (the Lambda runtime) on PATH, e.g. pyenv install 3.13.0"; exit 1; }
 	$(SAM_BUILD_ENV) $(SAM) build
 
 deploy: build ## sam deploy with samconfig.toml (ENV=default|dev|prod); first time: make deploy GUIDED=1

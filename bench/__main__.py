@@ -259,7 +259,7 @@ def bench_waiting() -> None:
                 f"{minutes:>7} min {report['state_transitions']:>12} {virtual / 3600:>10.2f} {real:>7.2f} "
                 f"{virtual / real:>13.0f}"
             )
-    print("validation polls (3 transitions each): after 5, 10, 20 minutes, every 15 to the first hour, then 30.")
+    print("validation polls (3 transitions each): at once, after 5, 10, 20 min, every 15 to the first hour, then 30.")
 
 
 def main() -> int:

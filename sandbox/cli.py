@@ -64,17 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = sys.stdout
     try:
+        _check_files(args)
         spec = load_release(args.release)
         layouts = _open_images(args.image, [container.name for container in spec.containers])
     except FileNotFoundError as exc:
         return _usage_error(f"{exc.filename or exc}: no such file; check the path")
     except (InvalidRelease, LayoutError, ValueError) as exc:
         return _usage_error(str(exc))
+    except OSError as exc:
+        return _usage_error(f"{exc.filename or ''}: {exc.strerror or exc}")
     if args.validation_minutes < 0:
         return _usage_error("--validation-minutes must be zero or more")
     options = RunOptions(
         release=args.release,
-        image=Path(args.image[0].rpartition("=")[2]),
         trigger=args.trigger,
         validation=args.validation,
         validation_minutes=args.validation_minutes,
@@ -90,12 +92,27 @@ def main(argv: list[str] | None = None) -> int:
             report = run(spec, options, layouts, progress)
     except LayoutError as exc:
         return _usage_error(f"{exc}; nothing was published")
+    # With --repeat, the release's state is what the last delivery left.
+    final = report.get("repeat", report)
     if args.json:
         json.dump(report, out, indent=2, default=str)
         out.write("\n")
     else:
-        progress.summary(report)
-    return EXIT_OK if report["status"] == "SUCCEEDED" else EXIT_FAILED
+        progress.summary(final)
+    return EXIT_OK if final["status"] == "SUCCEEDED" else EXIT_FAILED
+
+
+def _check_files(args: argparse.Namespace) -> None:
+    """Every path the run reads or writes is usable, before anything is deployed."""
+    for option, path in (
+        ("--release", args.release),
+        ("--model-data", args.model_data),
+        ("--validation-input", args.validation_input),
+    ):
+        if path is not None and not path.is_file():
+            raise ValueError(f"{option} {path}: no such file")
+    if not args.log_file.parent.is_dir():
+        raise ValueError(f"--log-file {args.log_file}: directory {args.log_file.parent} does not exist")
 
 
 def _open_images(values: list[str], containers: list[str]) -> dict[str, OciLayout]:
@@ -103,6 +120,8 @@ def _open_images(values: list[str], containers: list[str]) -> dict[str, OciLayou
     paths: dict[str, str] = {}
     for value in values:
         name, sep, path = value.partition("=")
+        if sep and name not in containers and not Path(value).exists():
+            raise ValueError(f"--image {value}: {name} is not a container of the release ({', '.join(containers)})")
         if not sep or name not in containers:
             if len(values) != 1 or len(containers) != 1:
                 raise ValueError(
@@ -136,6 +155,7 @@ def run(spec: Any, options: RunOptions, layouts: dict[str, OciLayout], progress:
             repeat = delivery_report(sandbox, sandbox.redeliver(), source_digest=digest)
             progress.delivery("repeat", repeat)
             report["repeat"] = repeat
+            report["model_packages"] = repeat["model_packages"]  # what the region holds at the end
     return report
 
 

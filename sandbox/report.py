@@ -112,9 +112,10 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         for copied in _outputs(history, "CopyBlob"):
             report["blobs_copied" if not copied["skipped"] else "blobs_skipped"] += 1
             report["bytes_copied"] += copied["bytes_copied"]
-    created = _outputs(history, "CreateModelPackage")
+    # A failed CreateModelPackage exits with the error in place of its result.
+    created = [output["resource"]["arn"] for output in _outputs(history, "CreateModelPackage") if "resource" in output]
     if created:
-        report["model_package_arn"] = created[-1]["resource"]["arn"]
+        report["model_package_arn"] = created[-1]
     failures = [event["detail"] for event in events if event.get("detail-type") == "Release Failed"]
     if failures:
         detail = failures[-1]

@@ -53,7 +53,6 @@ IMAGE_SCAN_FAILURE = "Image scan found 1 HIGH vulnerability in the inference ima
 @dataclass
 class RunOptions:
     release: Path
-    image: Path
     trigger: Trigger = "ecr-push"
     validation: Literal["completed", "failed"] = "completed"
     validation_minutes: float = 45.0

@@ -235,3 +235,34 @@ def test_given_an_invalid_release_file_when_run_then_it_exits_2_naming_every_fie
     assert len(fields) >= 5
     for field in fields:
         assert f"- {field}: " in run.stderr
+
+
+# --- running again after a failure ---------------------------------------------------------
+
+
+def test_given_validation_failed_when_the_push_is_delivered_again_then_the_failed_package_is_not_reused(
+    publish_image: Callable[..., CliRun],
+) -> None:
+    run = publish_image("docker-v2", "--validation", "failed", "--repeat")
+    repeat = run.reported["repeat"]
+
+    assert run.exit_code == 1, run.stderr
+    assert repeat["execution_arn"].endswith("-r2")  # a new attempt, not a duplicate
+    assert (repeat["failure"]["stage"], repeat["failure"]["error"]) == ("CreateModelPackage", "ValidationFailed")
+    assert "failed validation" in repeat["failure"]["reason"]
+    assert repeat["failure"]["reasons"]  # SageMaker's reasons again
+    assert (repeat["blobs_copied"], repeat["blobs_skipped"]) == (0, run.reported["blobs_copied"])
+    assert repeat["model_package_arn"] is None
+    assert run.reported["model_packages"] == [run.reported["model_package_arn"]]
+
+
+def test_given_a_corrupt_blob_fault_when_the_release_runs_again_then_it_publishes_and_exits_0(
+    publish_image: Callable[..., CliRun],
+) -> None:
+    run = publish_image("docker-v2", "--fault", "corrupt-blob", "--repeat")
+    repeat = run.reported["repeat"]
+
+    assert run.reported["status"] == "FAILED"
+    assert repeat["status"] == "SUCCEEDED"
+    assert run.exit_code == 0, run.stderr  # the release's state is what the last delivery left
+    assert run.reported["model_packages"] == [repeat["model_package_arn"]]

@@ -95,7 +95,6 @@ def test_given_validation_that_takes_45_minutes_when_the_release_runs_then_it_wa
     release: CliRun,
 ) -> None:
     assert release.reported["virtual_seconds"] >= VALIDATION_MINUTES * 60
-    assert release.seconds < 60
 
 
 def test_given_validation_that_takes_45_minutes_when_the_release_waits_then_it_uses_few_state_transitions(

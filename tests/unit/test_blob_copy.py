@@ -360,7 +360,9 @@ def stored_size(ecr: FakeEcr, digest: str) -> int:
 # --- copy_blob ----------------------------------------------------------------------------
 
 
-def test_blob_is_uploaded_in_order_in_parts_no_larger_than_the_part_size(world: World) -> None:
+def test_given_a_blob_when_copied_then_it_is_uploaded_in_order_in_parts_no_larger_than_the_part_size(
+    world: World,
+) -> None:
     world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
     blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(5500, seed=1))
 
@@ -379,7 +381,7 @@ def test_blob_is_uploaded_in_order_in_parts_no_larger_than_the_part_size(world: 
     assert result == BlobCopied(digest=blob.digest, bytes_copied=5500, skipped=False)
 
 
-def test_blob_is_streamed_holding_at_most_one_part_in_memory(world: World) -> None:
+def test_given_a_blob_when_copied_then_it_is_streamed_holding_at_most_one_part_in_memory(world: World) -> None:
     world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
     blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(5500, seed=2))
 
@@ -392,7 +394,7 @@ def test_blob_is_streamed_holding_at_most_one_part_in_memory(world: World) -> No
     assert world.http.responses[0].closed
 
 
-def test_part_size_follows_what_initiate_layer_upload_returns(world: World) -> None:
+def test_given_a_part_size_from_initiate_layer_upload_when_copying_a_blob_then_parts_follow_it(world: World) -> None:
     world.destination_ecr.part_size = 4096
     world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
     blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(9000, seed=3))
@@ -402,7 +404,9 @@ def test_part_size_follows_what_initiate_layer_upload_returns(world: World) -> N
     assert [part.size for part in world.destination_ecr.parts] == [4096, 4096, 808]
 
 
-def test_corrupt_byte_raises_digest_mismatch_and_never_completes_the_upload(world: World) -> None:
+def test_given_a_corrupt_byte_when_copied_then_digest_mismatch_is_raised_and_the_upload_never_completes(
+    world: World,
+) -> None:
     world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
     blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(5500, seed=4))
     corrupt = bytearray(payload(5500, seed=4))
@@ -421,7 +425,9 @@ def test_corrupt_byte_raises_digest_mismatch_and_never_completes_the_upload(worl
 
 
 @pytest.mark.parametrize("served_size", [4999, 6001])
-def test_blob_of_the_wrong_length_raises_digest_mismatch_before_completing(world: World, served_size: int) -> None:
+def test_given_a_blob_of_the_wrong_length_when_copied_then_digest_mismatch_is_raised_before_completing(
+    world: World, served_size: int
+) -> None:
     world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
     declared = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(5500, seed=5))
     world.source_ecr.repositories[SOURCE_REPOSITORY].blobs[declared.digest] = payload(served_size, seed=5)
@@ -433,7 +439,9 @@ def test_blob_of_the_wrong_length_raises_digest_mismatch_before_completing(world
     assert sum(part.size for part in world.destination_ecr.parts) <= 5500
 
 
-def test_blob_already_in_the_destination_is_skipped_without_downloading(world: World) -> None:
+def test_given_the_blob_already_in_the_destination_when_copied_then_it_is_skipped_without_downloading(
+    world: World,
+) -> None:
     blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(700, seed=6))
     world.destination_ecr.push_blob(DESTINATION_REPOSITORY, payload(700, seed=6))
 
@@ -444,7 +452,7 @@ def test_blob_already_in_the_destination_is_skipped_without_downloading(world: W
     assert world.destination_ecr.called("InitiateLayerUpload") == []
 
 
-def test_blob_completed_by_a_concurrent_copy_is_reported_skipped(world: World) -> None:
+def test_given_a_concurrent_copy_completes_the_blob_first_when_copied_then_it_is_reported_skipped(world: World) -> None:
     world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
     blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(700, seed=7))
     world.destination_ecr.failures["CompleteLayerUpload"] = client_error(
@@ -457,7 +465,7 @@ def test_blob_completed_by_a_concurrent_copy_is_reported_skipped(world: World) -
 
 
 @pytest.mark.parametrize(("status", "error"), [(403, ImageCopyFailed), (503, TransientAwsError)])
-def test_refused_download_is_reported_and_nothing_is_uploaded(
+def test_given_a_refused_download_when_copied_then_it_is_reported_and_nothing_is_uploaded(
     world: World, status: int, error: type[Exception]
 ) -> None:
     world.http.status = status
@@ -473,7 +481,9 @@ def test_refused_download_is_reported_and_nothing_is_uploaded(
 # --- plan_image ---------------------------------------------------------------------------
 
 
-def test_plan_of_a_buildx_index_selects_the_platform_and_converts_oci_to_docker(world: World) -> None:
+def test_given_a_buildx_index_when_planned_then_the_platform_is_selected_and_oci_converted_to_docker(
+    world: World,
+) -> None:
     child_digest, blobs = push_image(world.source_ecr)
     index_digest = push_index(world.source_ecr, child_digest, stored_size(world.source_ecr, child_digest))
     world.destination_ecr.push_blob(
@@ -490,7 +500,7 @@ def test_plan_of_a_buildx_index_selects_the_platform_and_converts_oci_to_docker(
     assert [(blob.digest, blob.size) for blob in plan.blobs_to_copy] == [(blob.digest, blob.size) for blob in blobs[1:]]
 
 
-def test_plan_of_a_docker_v2_image_publishes_its_own_digest(world: World) -> None:
+def test_given_a_docker_v2_image_when_planned_then_its_own_digest_is_published(world: World) -> None:
     digest, blobs = push_image(world.source_ecr, oci=False)
 
     plan = plan_image(target_for(digest), world.source, world.destination)
@@ -500,7 +510,9 @@ def test_plan_of_a_docker_v2_image_publishes_its_own_digest(world: World) -> Non
     assert [blob.digest for blob in plan.blobs_to_copy] == [blob.digest for blob in blobs]
 
 
-def test_plan_creates_the_destination_repository_tagged_as_managed(world: World) -> None:
+def test_given_no_destination_repository_when_planned_twice_then_it_is_created_once_tagged_as_managed(
+    world: World,
+) -> None:
     digest, _ = push_image(world.source_ecr)
 
     plan_image(target_for(digest), world.source, world.destination)
@@ -511,7 +523,9 @@ def test_plan_creates_the_destination_repository_tagged_as_managed(world: World)
     assert world.destination_ecr.called("CreateRepository")[0]["imageScanningConfiguration"] == {"scanOnPush": False}
 
 
-def test_plan_fetches_manifests_accepting_every_manifest_type(world: World) -> None:
+def test_given_a_pinned_image_when_planned_then_its_manifest_is_fetched_accepting_every_manifest_type(
+    world: World,
+) -> None:
     digest, _ = push_image(world.source_ecr)
 
     plan_image(target_for(digest), world.source, world.destination)
@@ -528,7 +542,7 @@ def test_plan_fetches_manifests_accepting_every_manifest_type(world: World) -> N
     assert request["acceptedMediaTypes"] == ACCEPTED_MEDIA_TYPES
 
 
-def test_plan_rejects_a_manifest_that_does_not_hash_to_the_pinned_digest_before_writing(
+def test_given_a_manifest_not_hashing_to_the_pinned_digest_when_planned_then_it_is_rejected_before_writing(
     world: World,
 ) -> None:
     digest, _ = push_image(world.source_ecr)
@@ -541,7 +555,7 @@ def test_plan_rejects_a_manifest_that_does_not_hash_to_the_pinned_digest_before_
     assert world.destination_ecr.calls == []
 
 
-def test_plan_rejects_an_index_entry_whose_manifest_does_not_match_it(world: World) -> None:
+def test_given_an_index_entry_that_does_not_match_its_manifest_when_planned_then_it_is_rejected(world: World) -> None:
     child_digest, _ = push_image(world.source_ecr)
     index_digest = push_index(world.source_ecr, child_digest, 12)
 
@@ -549,7 +563,7 @@ def test_plan_rejects_an_index_entry_whose_manifest_does_not_match_it(world: Wor
         plan_image(target_for(index_digest), world.source, world.destination)
 
 
-def test_plan_rejects_an_unsupported_image_before_creating_anything(world: World) -> None:
+def test_given_an_unsupported_image_when_planned_then_it_is_rejected_before_creating_anything(world: World) -> None:
     digest, _ = push_image(world.source_ecr, layer_type=m.OCI_LAYER_ZSTD)
 
     with pytest.raises(UnsupportedImage, match="zstd"):
@@ -558,7 +572,7 @@ def test_plan_rejects_an_unsupported_image_before_creating_anything(world: World
     assert world.destination_ecr.calls == []
 
 
-def test_plan_of_an_image_that_is_gone_says_it_was_not_found(world: World) -> None:
+def test_given_an_image_that_is_gone_when_planned_then_it_is_reported_not_found(world: World) -> None:
     world.source_ecr.add_repository(SOURCE_REPOSITORY)
 
     with pytest.raises(ReleaseNotFound, match="ImageNotFound"):
@@ -572,7 +586,9 @@ def copy_all(world: World, plan: ImagePlan) -> list[BlobCopied]:
     return [copy_blob(plan.target, blob, world.source, world.destination) for blob in plan.blobs_to_copy]
 
 
-def test_oci_index_is_published_as_a_docker_v2_image_over_identical_blobs(world: World) -> None:
+def test_given_an_oci_index_when_copied_then_it_is_published_as_a_docker_v2_image_over_identical_blobs(
+    world: World,
+) -> None:
     child_digest, blobs = push_image(world.source_ecr)
     index_digest = push_index(world.source_ecr, child_digest, stored_size(world.source_ecr, child_digest))
     world.destination_ecr.push_blob(
@@ -599,7 +615,7 @@ def test_oci_index_is_published_as_a_docker_v2_image_over_identical_blobs(world:
     assert published.conversion == "oci-to-docker"
 
 
-def test_docker_v2_image_is_published_byte_exact(world: World) -> None:
+def test_given_a_docker_v2_image_when_copied_then_its_manifest_is_published_byte_exact(world: World) -> None:
     digest, _ = push_image(world.source_ecr, oci=False)
     plan = plan_image(target_for(digest), world.source, world.destination)
     copied = copy_all(world, plan)
@@ -612,7 +628,7 @@ def test_docker_v2_image_is_published_byte_exact(world: World) -> None:
     assert published.digest == digest
 
 
-def test_put_manifest_again_is_harmless(world: World) -> None:
+def test_given_a_published_manifest_when_put_again_then_the_result_is_unchanged(world: World) -> None:
     digest, _ = push_image(world.source_ecr)
     plan = plan_image(target_for(digest), world.source, world.destination)
     copied = copy_all(world, plan)
@@ -623,7 +639,7 @@ def test_put_manifest_again_is_harmless(world: World) -> None:
     assert again == first
 
 
-def test_untagged_source_is_published_without_a_tag(world: World) -> None:
+def test_given_an_untagged_source_when_published_then_no_tag_is_set(world: World) -> None:
     digest, _ = push_image(world.source_ecr)
     target = target_for(digest, tag=None)
     plan = plan_image(target, world.source, world.destination)
@@ -635,7 +651,9 @@ def test_untagged_source_is_published_without_a_tag(world: World) -> None:
     assert world.destination_ecr.repositories[DESTINATION_REPOSITORY].images[plan.published_digest]["tags"] == []
 
 
-def test_put_manifest_refuses_while_a_blob_is_missing(world: World) -> None:
+def test_given_a_missing_blob_when_putting_the_manifest_then_it_is_refused_naming_the_missing_blobs(
+    world: World,
+) -> None:
     digest, blobs = push_image(world.source_ecr)
     plan = plan_image(target_for(digest), world.source, world.destination)
     copy_blob(plan.target, plan.blobs_to_copy[0], world.source, world.destination)
@@ -647,7 +665,7 @@ def test_put_manifest_refuses_while_a_blob_is_missing(world: World) -> None:
     assert world.destination_ecr.called("PutImage") == []
 
 
-def test_put_manifest_refuses_when_the_derived_manifest_is_not_the_planned_one(world: World) -> None:
+def test_given_a_derived_manifest_other_than_the_planned_one_when_putting_it_then_it_is_refused(world: World) -> None:
     digest, _ = push_image(world.source_ecr)
     plan = plan_image(target_for(digest), world.source, world.destination)
     copy_all(world, plan)
@@ -658,7 +676,9 @@ def test_put_manifest_refuses_when_the_derived_manifest_is_not_the_planned_one(w
     assert world.destination_ecr.called("PutImage") == []
 
 
-def test_put_manifest_reports_a_tag_held_by_another_image_in_an_immutable_repository(world: World) -> None:
+def test_given_an_immutable_tag_held_by_another_image_when_putting_the_manifest_then_it_is_reported(
+    world: World,
+) -> None:
     digest, _ = push_image(world.source_ecr)
     plan = plan_image(target_for(digest), world.source, world.destination)
     copy_all(world, plan)
@@ -671,7 +691,7 @@ def test_put_manifest_reports_a_tag_held_by_another_image_in_an_immutable_reposi
 # --- registry adapter ---------------------------------------------------------------------
 
 
-def test_missing_blobs_checks_at_most_100_digests_per_call(world: World) -> None:
+def test_given_250_digests_when_checking_for_missing_blobs_then_at_most_100_are_sent_per_call(world: World) -> None:
     present = world.destination_ecr.push_blob(DESTINATION_REPOSITORY, b"present")
     digests = [sha(str(n).encode()) for n in range(249)] + [present.digest]
 
@@ -690,7 +710,7 @@ def test_missing_blobs_checks_at_most_100_digests_per_call(world: World) -> None
         ("AccessDeniedException", 400, ImageCopyFailed),
     ],
 )
-def test_sdk_errors_become_retryable_or_named_failures(
+def test_given_an_sdk_error_when_checking_for_missing_blobs_then_it_becomes_a_retryable_or_named_failure(
     world: World, code: str, status: int, error: type[Exception]
 ) -> None:
     world.destination_ecr.add_repository(DESTINATION_REPOSITORY)

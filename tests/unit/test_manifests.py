@@ -75,17 +75,17 @@ def as_bytes(document: dict[str, Any]) -> bytes:
 # --- sha256_digest and parse_manifest -----------------------------------------------
 
 
-def test_sha256_digest_matches_the_registry_format() -> None:
+def test_given_empty_bytes_when_digested_then_the_registry_sha256_format_is_returned() -> None:
     assert sha256_digest(b"") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
-def test_media_type_is_taken_from_the_document_before_the_registry_hint() -> None:
+def test_given_a_document_media_type_and_another_registry_hint_when_parsed_then_the_document_wins() -> None:
     parsed = parse_manifest(as_bytes(docker_manifest()), m.OCI_MANIFEST)
 
     assert (parsed.media_type, parsed.kind) == (m.DOCKER_V2_MANIFEST, "image")
 
 
-def test_oci_manifest_without_media_type_is_recognised_from_the_hint_or_its_structure() -> None:
+def test_given_an_oci_manifest_without_media_type_when_parsed_then_the_hint_or_its_structure_identifies_it() -> None:
     document = oci_manifest()
     del document["mediaType"]
 
@@ -93,7 +93,7 @@ def test_oci_manifest_without_media_type_is_recognised_from_the_hint_or_its_stru
     assert parse_manifest(as_bytes(document), None).media_type == m.OCI_MANIFEST
 
 
-def test_oci_index_without_media_type_is_recognised_as_an_index() -> None:
+def test_given_an_index_without_media_type_when_parsed_then_it_is_recognised_as_an_oci_index() -> None:
     raw = json.dumps({"schemaVersion": 2, "manifests": []}).encode()
 
     parsed = parse_manifest(raw, None)
@@ -101,12 +101,14 @@ def test_oci_index_without_media_type_is_recognised_as_an_index() -> None:
     assert (parsed.media_type, parsed.kind) == (m.OCI_INDEX, "index")
 
 
-def test_docker_manifest_list_is_an_index() -> None:
+def test_given_a_docker_manifest_list_when_parsed_then_it_is_an_index() -> None:
     assert parse_manifest(index(media_type=m.DOCKER_MANIFEST_LIST), None).kind == "index"
 
 
 @pytest.mark.parametrize("media_type", [m.DOCKER_V1_MANIFEST, m.DOCKER_V1_SIGNED_MANIFEST])
-def test_schema1_manifest_is_rejected_with_how_to_rebuild(media_type: str) -> None:
+def test_given_a_schema1_manifest_when_parsed_then_it_is_rejected_naming_the_image_and_how_to_rebuild(
+    media_type: str,
+) -> None:
     raw = json.dumps({"schemaVersion": 1, "name": "app", "tag": "1", "fsLayers": []}).encode()
 
     with pytest.raises(UnsupportedImage) as caught:
@@ -118,14 +120,14 @@ def test_schema1_manifest_is_rejected_with_how_to_rebuild(media_type: str) -> No
     assert "docker buildx build" in message
 
 
-def test_schema1_manifest_is_recognised_without_any_media_type() -> None:
+def test_given_a_schema1_manifest_without_media_type_when_parsed_then_it_is_still_rejected_as_schema1() -> None:
     raw = json.dumps({"schemaVersion": 1, "fsLayers": []}).encode()
 
     with pytest.raises(UnsupportedImage, match="schema 1"):
         parse_manifest(raw, None)
 
 
-def test_bytes_that_are_not_json_are_an_unsupported_image() -> None:
+def test_given_bytes_that_are_not_json_when_parsed_then_they_are_an_unsupported_image() -> None:
     with pytest.raises(UnsupportedImage, match="not valid JSON"):
         parse_manifest(b"\x1f\x8b not json", None)
 
@@ -133,7 +135,7 @@ def test_bytes_that_are_not_json_are_an_unsupported_image() -> None:
 # --- to_docker_v2 -----------------------------------------------------------------
 
 
-def test_docker_v2_manifest_is_returned_byte_exact_with_its_digest() -> None:
+def test_given_a_docker_v2_manifest_when_converted_then_it_is_returned_byte_exact_with_its_digest() -> None:
     # Docker's own layout (3-space indent) plus a trailing newline: any re-serialisation
     # would change the bytes and therefore the digest.
     raw = (json.dumps(docker_manifest(), indent=3) + "\n").encode()
@@ -145,7 +147,7 @@ def test_docker_v2_manifest_is_returned_byte_exact_with_its_digest() -> None:
     assert result.conversion == "none"
 
 
-def test_oci_manifest_is_converted_to_docker_v2_with_the_same_blobs() -> None:
+def test_given_an_oci_manifest_when_converted_then_it_is_docker_v2_with_the_same_config_and_layers() -> None:
     source = oci_manifest()
 
     result = to_docker_v2(as_bytes(source), m.OCI_MANIFEST)
@@ -165,14 +167,14 @@ def test_oci_manifest_is_converted_to_docker_v2_with_the_same_blobs() -> None:
     assert {layer["mediaType"] for layer in converted["layers"]} == {m.DOCKER_LAYER_GZIP}
 
 
-def test_oci_uncompressed_layer_becomes_a_docker_uncompressed_layer() -> None:
+def test_given_an_oci_uncompressed_layer_when_converted_then_it_becomes_a_docker_uncompressed_layer() -> None:
     result = to_docker_v2(as_bytes(oci_manifest([m.OCI_LAYER_TAR, m.OCI_LAYER_GZIP])))
 
     types = [layer["mediaType"] for layer in json.loads(result.raw)["layers"]]
     assert types == [m.DOCKER_LAYER_TAR, m.DOCKER_LAYER_GZIP]
 
 
-def test_oci_only_fields_are_dropped_from_the_converted_manifest() -> None:
+def test_given_oci_only_fields_when_converted_then_they_are_dropped() -> None:
     source = oci_manifest(
         annotations={"org.opencontainers.image.created": "2026-01-01T00:00:00Z"},
         subject=descriptor(m.OCI_MANIFEST, AMD64_DIGEST, 10),
@@ -187,7 +189,7 @@ def test_oci_only_fields_are_dropped_from_the_converted_manifest() -> None:
     assert all(set(layer) == {"mediaType", "size", "digest"} for layer in converted["layers"])
 
 
-def test_oci_conversion_is_deterministic_and_independent_of_source_formatting() -> None:
+def test_given_one_oci_manifest_in_different_formattings_when_converted_then_the_result_is_identical() -> None:
     document = oci_manifest()
     compact = json.dumps(document, separators=(",", ":")).encode()
     reordered = json.dumps(document, sort_keys=True, indent=2).encode()
@@ -199,7 +201,7 @@ def test_oci_conversion_is_deterministic_and_independent_of_source_formatting() 
     assert first.digest == other.digest
 
 
-def test_oci_conversion_uses_dockers_field_order_and_indentation() -> None:
+def test_given_an_oci_manifest_when_converted_then_dockers_field_order_and_indentation_are_used() -> None:
     # Pins the canonical serialisation: changing it would change every published digest.
     result = to_docker_v2(as_bytes(oci_manifest([m.OCI_LAYER_GZIP])))
 
@@ -225,7 +227,9 @@ def test_oci_conversion_uses_dockers_field_order_and_indentation() -> None:
 
 
 @pytest.mark.parametrize("layer_type", [m.OCI_LAYER_ZSTD, m.OCI_NONDISTRIBUTABLE_LAYER_ZSTD])
-def test_zstd_layer_is_rejected_naming_the_layer_and_the_gzip_fix(layer_type: str) -> None:
+def test_given_a_zstd_layer_when_converted_then_it_is_rejected_naming_the_layer_and_the_gzip_fix(
+    layer_type: str,
+) -> None:
     with pytest.raises(UnsupportedImage) as caught:
         to_docker_v2(as_bytes(oci_manifest([m.OCI_LAYER_GZIP, layer_type])), where="repo@sha256:x")
 
@@ -236,7 +240,7 @@ def test_zstd_layer_is_rejected_naming_the_layer_and_the_gzip_fix(layer_type: st
     assert "compression=gzip" in message
 
 
-def test_zstd_layer_in_a_docker_manifest_is_rejected() -> None:
+def test_given_a_docker_manifest_with_a_zstd_layer_when_converted_then_it_is_rejected() -> None:
     with pytest.raises(UnsupportedImage, match="zstd"):
         to_docker_v2(as_bytes(docker_manifest(m.DOCKER_LAYER_ZSTD)))
 
@@ -249,12 +253,14 @@ def test_zstd_layer_in_a_docker_manifest_is_rejected() -> None:
         (lambda types: docker_manifest(types[0]), m.DOCKER_FOREIGN_LAYER_GZIP),
     ],
 )
-def test_foreign_layers_are_rejected_because_their_bytes_live_outside_the_registry(build: Any, layer_type: str) -> None:
+def test_given_foreign_layers_when_converted_then_they_are_rejected_as_non_distributable(
+    build: Any, layer_type: str
+) -> None:
     with pytest.raises(UnsupportedImage, match="foreign/non-distributable"):
         to_docker_v2(as_bytes(build([layer_type, layer_type])))
 
 
-def test_oci_artifact_is_rejected_as_not_a_container_image() -> None:
+def test_given_an_oci_artifact_when_converted_then_it_is_rejected_as_not_a_container_image() -> None:
     artifact = oci_manifest()
     artifact["config"]["mediaType"] = "application/vnd.cncf.helm.config.v1+json"
 
@@ -262,19 +268,19 @@ def test_oci_artifact_is_rejected_as_not_a_container_image() -> None:
         to_docker_v2(as_bytes(artifact))
 
 
-def test_attestation_manifest_is_rejected_for_its_in_toto_layers() -> None:
+def test_given_an_attestation_manifest_when_converted_then_it_is_rejected_for_its_in_toto_layers() -> None:
     attestation = oci_manifest(["application/vnd.in-toto+json"])
 
     with pytest.raises(UnsupportedImage, match=r"application/vnd\.in-toto"):
         to_docker_v2(as_bytes(attestation))
 
 
-def test_index_where_a_single_manifest_is_needed_is_rejected() -> None:
+def test_given_an_index_when_converted_then_it_is_rejected_as_not_a_single_manifest() -> None:
     with pytest.raises(UnsupportedImage, match="image index"):
         to_docker_v2(index(entry(AMD64_DIGEST, {"os": "linux", "architecture": "amd64"})))
 
 
-def test_layer_with_a_non_sha256_digest_is_rejected() -> None:
+def test_given_a_layer_with_a_non_sha256_digest_when_converted_then_it_is_rejected() -> None:
     document = oci_manifest()
     document["layers"][0]["digest"] = "sha512:" + "f" * 128
 
@@ -285,7 +291,7 @@ def test_layer_with_a_non_sha256_digest_is_rejected() -> None:
 # --- select_platform ----------------------------------------------------------------
 
 
-def test_default_platform_is_linux_amd64_and_attestations_are_skipped() -> None:
+def test_given_no_platform_when_selecting_then_linux_amd64_is_chosen_and_attestations_are_skipped() -> None:
     raw = index(
         attestation_for(AMD64_DIGEST),
         entry(ARM64_DIGEST, {"os": "linux", "architecture": "arm64"}),
@@ -297,7 +303,7 @@ def test_default_platform_is_linux_amd64_and_attestations_are_skipped() -> None:
     assert (chosen.digest, chosen.size, chosen.media_type) == (AMD64_DIGEST, 481, m.OCI_MANIFEST)
 
 
-def test_attestation_is_skipped_by_its_annotation_even_with_a_real_platform() -> None:
+def test_given_an_attestation_with_a_real_platform_when_selecting_then_its_annotation_skips_it() -> None:
     disguised = entry(
         ATTESTATION_DIGEST,
         {"os": "linux", "architecture": "amd64"},
@@ -315,20 +321,20 @@ def test_attestation_is_skipped_by_its_annotation_even_with_a_real_platform() ->
         ("linux/arm64/v8", {"os": "linux", "architecture": "arm64"}),
     ],
 )
-def test_arm64_without_a_variant_matches_v8(wanted: str, offered: dict[str, str]) -> None:
+def test_given_arm64_without_a_variant_when_selecting_then_it_matches_v8(wanted: str, offered: dict[str, str]) -> None:
     raw = index(entry(AMD64_DIGEST, {"os": "linux", "architecture": "amd64"}), entry(ARM64_DIGEST, offered))
 
     assert select_platform(raw, wanted).digest == ARM64_DIGEST
 
 
-def test_a_different_variant_does_not_match() -> None:
+def test_given_only_a_different_variant_when_selecting_then_it_does_not_match() -> None:
     raw = index(entry(AMD64_DIGEST, {"os": "linux", "architecture": "amd64", "variant": "v3"}))
 
     with pytest.raises(UnsupportedImage, match="linux/amd64/v3"):
         select_platform(raw, "linux/amd64")
 
 
-def test_platform_is_selected_from_a_docker_manifest_list() -> None:
+def test_given_a_docker_manifest_list_when_selecting_then_the_matching_docker_manifest_is_chosen() -> None:
     docker_entry = {
         "mediaType": m.DOCKER_V2_MANIFEST,
         "digest": ARM64_DIGEST,
@@ -342,7 +348,7 @@ def test_platform_is_selected_from_a_docker_manifest_list() -> None:
     assert (chosen.digest, chosen.media_type) == (ARM64_DIGEST, m.DOCKER_V2_MANIFEST)
 
 
-def test_missing_platform_names_the_available_ones_and_the_build_fix() -> None:
+def test_given_a_missing_platform_when_selecting_then_the_error_names_the_available_ones_and_the_build_fix() -> None:
     raw = index(
         entry(ARM64_DIGEST, {"os": "linux", "architecture": "arm64", "variant": "v8"}),
         attestation_for(ARM64_DIGEST),
@@ -358,7 +364,7 @@ def test_missing_platform_names_the_available_ones_and_the_build_fix() -> None:
     assert "--platform linux/amd64" in message
 
 
-def test_index_of_only_attestations_says_so() -> None:
+def test_given_an_index_of_only_attestations_when_selecting_then_the_error_says_so() -> None:
     with pytest.raises(UnsupportedImage, match="only attestations"):
         select_platform(index(attestation_for(AMD64_DIGEST)))
 
@@ -366,7 +372,7 @@ def test_index_of_only_attestations_says_so() -> None:
 # --- blobs_of ---------------------------------------------------------------------
 
 
-def test_blobs_are_listed_config_first_then_layers_each_once() -> None:
+def test_given_a_repeated_layer_when_listing_blobs_then_the_config_comes_first_then_each_layer_once() -> None:
     document = docker_manifest()
     document["layers"].append(dict(document["layers"][0]))
 
