@@ -92,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             report = run(spec, options, layouts, progress)
     except LayoutError as exc:
         return _usage_error(f"{exc}; nothing was published")
-    # With --repeat, the release's state is what the last delivery left.
-    final = report.get("repeat", report)
+    # With --repeat, the release's state is what the last delivery left (a deduplicated
+    # delivery left it as the first one did).
+    repeat = report.get("repeat")
+    final = repeat if repeat is not None and not repeat["deduplicated"] else report
     if args.json:
         json.dump(report, out, indent=2, default=str)
         out.write("\n")
