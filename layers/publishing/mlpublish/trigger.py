@@ -238,28 +238,40 @@ def start_release(
 ) -> Started:
     """Start the release's execution unless one for the same content runs or succeeded."""
     fp = fingerprint(spec, pins, spec.publishing_region or publishing_region)
-    start = StartInput(release_uri=release_uri, trigger=trigger, pins=pins)
-    payload = json.dumps(start.model_dump(mode="json", exclude_none=True))
+    payload = _payload(StartInput(release_uri=release_uri, trigger=trigger, pins=pins))
     for attempt in range(1, MAX_ATTEMPTS + 1):
         name = execution_name(spec, fp, attempt)
-        arn = f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
-        # Look first: StartExecution with the name and input of a running execution succeeds
-        # (it is idempotent), which would count a duplicate delivery as a new start.
-        status = _execution_status(sfn, arn)
+        arn, status = _start_unless_named(sfn, state_machine_arn, name, payload)
         if status is None:
-            try:
-                with transient_errors(f"starting execution {name}"):
-                    response = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=payload)
-                return Started(release_uri, str(response["executionArn"]), name, "started")
-            except ClientError as exc:
-                if error_code(exc) != "ExecutionAlreadyExists":
-                    raise
-            status = _execution_status(sfn, arn)  # started meanwhile by another delivery
+            return Started(release_uri, arn, name, "started")
         if status in RUNNING_OR_DONE:
             return Started(release_uri, arn, name, "duplicate")
     raise PipelineError(
         f"release {release_uri} failed {MAX_ATTEMPTS} times with the same content; fix it before retrying"
     )
+
+
+def _payload(start: StartInput) -> str:
+    return json.dumps(start.model_dump(mode="json", exclude_none=True))
+
+
+def _start_unless_named(sfn: Any, state_machine_arn: str, name: str, payload: str) -> tuple[str, str | None]:
+    """Start the execution ``name`` unless it exists: (its ARN, None) when started here, else
+    (its ARN, the existing execution's status)."""
+    arn = f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+    # Look first: StartExecution with the name and input of a running execution succeeds
+    # (it is idempotent), which would count a duplicate delivery as a new start.
+    status = _execution_status(sfn, arn)
+    if status is not None:
+        return arn, status
+    try:
+        with transient_errors(f"starting execution {name}"):
+            response = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=payload)
+        return str(response["executionArn"]), None
+    except ClientError as exc:
+        if error_code(exc) != "ExecutionAlreadyExists":
+            raise
+    return arn, _execution_status(sfn, arn)  # started meanwhile by another delivery
 
 
 def _execution_status(sfn: Any, arn: str) -> str | None:
@@ -334,15 +346,6 @@ def start_for_event(
 
 def _start_unresolvable(sfn: Any, state_machine_arn: str, key: str, uri: str, trigger: Trigger) -> Started:
     name = _unresolvable_name(key, trigger)
-    existing = f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
-    if _execution_status(sfn, existing) is not None:  # the same upload, delivered again
-        return Started(uri, existing, name, "duplicate")
-    payload = json.dumps(StartInput(release_uri=uri, trigger=trigger).model_dump(mode="json", exclude_none=True))
-    try:
-        with transient_errors(f"starting execution {name}"):
-            arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=payload)["executionArn"]
-    except ClientError as exc:
-        if error_code(exc) != "ExecutionAlreadyExists":
-            raise
-        return Started(uri, existing, name, "duplicate")
-    return Started(uri, str(arn), name, "started")
+    payload = _payload(StartInput(release_uri=uri, trigger=trigger))
+    arn, status = _start_unless_named(sfn, state_machine_arn, name, payload)
+    return Started(uri, arn, name, "started" if status is None else "duplicate")
