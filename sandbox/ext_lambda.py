@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import re
 import sys
@@ -294,9 +295,16 @@ class InProcessLambda(Extension):
         return module
 
     def _forget_modules(self) -> None:
+        """The next install cold-starts new containers: handler modules are imported again and
+        the Powertools loggers they configured (whose handlers hold this run's stdout) reset."""
         for module in self._modules.values():
             sys.modules.pop(module.__name__, None)
         self._modules.clear()
+        for item in list(logging.root.manager.loggerDict.values()):
+            if isinstance(item, logging.Logger) and hasattr(item, "powertools_handler"):
+                item.handlers.clear()
+                for attribute in ("init", "powertools_handler", "powertools_buffer_config", "powertools_buffer_cache"):
+                    item.__dict__.pop(attribute, None)
 
     def _record(self, record: Invocation) -> None:
         with self._records_lock:

@@ -17,7 +17,6 @@ import contextlib
 import gzip
 import io
 import json
-import logging
 import os
 import tarfile
 import time
@@ -166,7 +165,6 @@ class Sandbox:
         finally:
             for cached in (client, account_id):
                 cached.cache_clear()
-            _forget_lambda_loggers()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
@@ -357,16 +355,6 @@ class Sandbox:
             for message in batch:
                 messages.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=self._capture[which], ReceiptHandle=message["ReceiptHandle"])
-
-
-def _forget_lambda_loggers() -> None:
-    """Each sandbox is a new set of Lambda containers: drop the Powertools loggers the last
-    one configured (their handlers hold the stream that run's logs went to)."""
-    for name, item in list(logging.root.manager.loggerDict.items()):
-        if name.split(".")[0] == "mlpublish" and isinstance(item, logging.Logger):
-            item.handlers.clear()
-            for attribute in ("init", "powertools_handler", "powertools_buffer_config", "powertools_buffer_cache"):
-                item.__dict__.pop(attribute, None)
 
 
 def load_release(path: Path) -> ReleaseSpec:
