@@ -30,6 +30,7 @@ S3_ACTIONS = {
     "PutBucketEncryption": ["s3:PutEncryptionConfiguration"],
     "PutPublicAccessBlock": ["s3:PutBucketPublicAccessBlock"],
     "PutBucketLifecycleConfiguration": ["s3:PutLifecycleConfiguration"],
+    "GetBucketTagging": ["s3:GetBucketTagging"],
 }
 # Calls that need more than their own action, as the pipeline makes them: it tags what it
 # creates, and a model package with a validation profile passes the validation role.

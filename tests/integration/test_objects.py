@@ -84,6 +84,36 @@ def test_given_no_publishing_bucket_when_copying_then_it_is_created_private_encr
     assert lifecycle["Filter"] == {"Prefix": ""}  # every key
 
 
+def test_given_a_bucket_we_created_whose_set_up_was_cut_short_when_copying_then_the_set_up_is_completed(
+    source_s3: Any, destination_s3: Any
+) -> None:
+    # As after a Lambda timeout between CreateBucket (+ its tag) and the rest of the set-up.
+    create_bucket(destination_s3, PUBLISHING_BUCKET, PUBLISHING_REGION)
+    destination_s3.put_bucket_tagging(Bucket=PUBLISHING_BUCKET, Tagging={"TagSet": [objects.MANAGED_BY]})
+
+    copy(source_s3, destination_s3, upload(source_s3, "sentiment/model.tar.gz", b"weights"))
+
+    assert destination_s3.get_public_access_block(Bucket=PUBLISHING_BUCKET)["PublicAccessBlockConfiguration"][
+        "BlockPublicPolicy"
+    ]
+    [lifecycle] = destination_s3.get_bucket_lifecycle_configuration(Bucket=PUBLISHING_BUCKET)["Rules"]
+    assert lifecycle["ID"] == "abort-incomplete-multipart-uploads"
+
+
+def test_given_a_publishing_bucket_the_seller_made_when_copying_then_its_configuration_is_left_alone(
+    source_s3: Any, destination_s3: Any
+) -> None:
+    create_bucket(destination_s3, PUBLISHING_BUCKET, PUBLISHING_REGION)
+    rules = [{"ID": "sellers-own", "Status": "Enabled", "Filter": {"Prefix": "old/"}, "Expiration": {"Days": 30}}]
+    destination_s3.put_bucket_lifecycle_configuration(Bucket=PUBLISHING_BUCKET, LifecycleConfiguration={"Rules": rules})
+
+    [copied] = copy(source_s3, destination_s3, upload(source_s3, "sentiment/model.tar.gz", b"weights"))
+
+    assert copied.copied
+    [lifecycle] = destination_s3.get_bucket_lifecycle_configuration(Bucket=PUBLISHING_BUCKET)["Rules"]
+    assert lifecycle["ID"] == "sellers-own"
+
+
 def test_given_a_pinned_object_when_copied_then_the_bytes_are_identical_and_the_source_is_recorded(
     source_s3: Any, destination_s3: Any
 ) -> None:

@@ -25,19 +25,47 @@ SOURCE_URI = "mlpublish-source-uri"
 _TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, multipart_chunksize=64 * 1024 * 1024)
 
 
+MANAGED_BY = {"Key": "managed-by", "Value": "mlpublish"}
+
+
 def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
     """Create the publishing bucket if missing: private, encrypted, tagged, cleaning up
-    incomplete multipart uploads."""
+    incomplete multipart uploads.
+
+    A bucket this pipeline created is tagged first and set up again on every release, so a
+    set-up cut short is completed by the next run; a bucket it did not create is left as
+    its owner configured it.
+    """
     try:
         with transient_errors(f"checking bucket {bucket}"):
             s3.head_bucket(Bucket=bucket)
-        return
+        exists = True
     except ClientError as exc:
         if error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
             raise ArtifactCopyFailed(
                 f"publishing bucket {bucket} exists but is not usable ({error_code(exc)}); it must be "
                 "owned by this account, or set the PublishingBucketName parameter to another name"
             ) from exc
+        exists = False
+    if exists and not _managed(s3, bucket):
+        return
+    if not exists:
+        _create(s3, bucket, region)
+    _configure(s3, bucket)
+
+
+def _managed(s3: Any, bucket: str) -> bool:
+    try:
+        with transient_errors(f"reading the tags of bucket {bucket}"):
+            tags = s3.get_bucket_tagging(Bucket=bucket)["TagSet"]
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchTagSet":
+            return False
+        raise
+    return MANAGED_BY in tags
+
+
+def _create(s3: Any, bucket: str, region: str) -> None:
     create: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
         create["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -47,36 +75,41 @@ def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
     except ClientError as exc:
         if error_code(exc) != "BucketAlreadyOwnedByYou":
             raise ArtifactCopyFailed(f"cannot create publishing bucket {bucket}: {exc}") from exc
-    s3.put_public_access_block(
-        Bucket=bucket,
-        PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True,
-            "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True,
-        },
-    )
-    s3.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-        },
-    )
-    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "managed-by", "Value": "mlpublish"}]})
-    # A multipart copy cut short (Lambda timeout) leaves parts that are billed but never listed.
-    s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket,
-        LifecycleConfiguration={
-            "Rules": [
-                {
-                    "ID": "abort-incomplete-multipart-uploads",
-                    "Status": "Enabled",
-                    "Filter": {"Prefix": ""},
-                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-                }
-            ]
-        },
-    )
+    with transient_errors(f"tagging bucket {bucket}"):
+        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [MANAGED_BY]})
+
+
+def _configure(s3: Any, bucket: str) -> None:
+    with transient_errors(f"setting up bucket {bucket}"):
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        )
+        # A multipart copy cut short (Lambda timeout) leaves parts that are billed but never listed.
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket,
+            LifecycleConfiguration={
+                "Rules": [
+                    {
+                        "ID": "abort-incomplete-multipart-uploads",
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": ""},
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                    }
+                ]
+            },
+        )
 
 
 def already_copied(s3: Any, item: PinnedObject) -> bool:
