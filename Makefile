@@ -11,6 +11,8 @@ SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 SAM_BUILD_ENV := PYENV_VERSION=3.13.0:3.11.7
 DEMO_DIR := .demo
 ENV ?= default
+# Debian packages (make deb): umoci/skopeo build and copy OCI images, runc runs them, debootstrap makes root filesystems.
+DEB_PACKAGES := umoci skopeo runc debootstrap
 # Offline commands (validate, lint) still want a region and credentials to exist.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 
@@ -37,10 +39,16 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 
 sam-venv: $(SAM_VENV)/.installed ## create the pinned SAM CLI virtualenv (its boto3 differs from moto's)
 
-deb: ## install the Debian tools that build and inspect real OCI images (umoci, skopeo)
-	@command -v umoci >/dev/null && command -v skopeo >/dev/null || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq umoci skopeo >/dev/null; }
+deb: ## install the Debian packages for real OCI images and containers (DEB_PACKAGES) if missing
+	@missing=$$(for package in $(DEB_PACKAGES); do \
+	  [ "$$(dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null)" = "install ok installed" ] || echo "$$package"; done); \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then as_root=; \
+	elif command -v sudo >/dev/null; then as_root=sudo; \
+	else echo "make deb: installing" $$missing "needs root; run it as root or install sudo" >&2; exit 1; fi; \
+	echo "make deb: installing" $$missing; \
+	$$as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	$$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null
 
 lint: venv sam-venv ## ruff, mypy, statelint, cfn-lint, sam validate --lint
 	$(VENV)/bin/ruff check .
