@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 SAM_VENV := .venv-sam
+AWSCLI_VENV := .venv-awscli
 PY := $(VENV)/bin/python
 SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 # sam build needs the Lambda runtime's Python (3.13) on PATH; pyenv provides it here.
@@ -16,7 +17,7 @@ DEB_PACKAGES := umoci skopeo runc debootstrap
 # Offline commands (validate, lint) still want a region and credentials to exist.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 
-.PHONY: help venv sam-venv deb lint test unit integration e2e demo build deploy bench clean
+.PHONY: help venv sam-venv awscli-venv deb lint test unit integration e2e demo build deploy bench clean
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +39,14 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 	touch $@
 
 sam-venv: $(SAM_VENV)/.installed ## create the pinned SAM CLI virtualenv (its boto3 differs from moto's)
+
+$(AWSCLI_VENV)/.installed: requirements/awscli.txt
+	$(PYTHON) -m venv $(AWSCLI_VENV)
+	$(AWSCLI_VENV)/bin/pip install --quiet --upgrade pip
+	$(AWSCLI_VENV)/bin/pip install --quiet -r requirements/awscli.txt
+	touch $@
+
+awscli-venv: $(AWSCLI_VENV)/.installed ## create the pinned AWS CLI virtualenv (.venv-awscli/bin/aws)
 
 deb: ## install the Debian packages for real OCI images and containers (DEB_PACKAGES) if missing
 	@missing=$$(for package in $(DEB_PACKAGES); do \
@@ -89,4 +98,4 @@ bench: venv ## benchmarks that print figures
 	$(PY) -m bench
 
 clean: ## remove build output and virtualenvs
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(AWSCLI_VENV) .aws-sam $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
