@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import logging
+import re
 import sys
 import tempfile
 import warnings
@@ -19,11 +20,16 @@ from typing import Any, TextIO
 
 from mlpublish.errors import InvalidRelease
 from sandbox.ext_ecr import FAULT_CORRUPT_BLOB
+from sandbox.ext_lambda import Fault
+from sandbox.lambda_env import LambdaEnvironmentError
 from sandbox.oci import LayoutError, OciLayout, open_layout
 from sandbox.report import delivery_report
-from sandbox.runner import RunOptions, Sandbox, load_release
+from sandbox.runner import DEFAULT_ACCOUNT, DEFAULT_REGION, NothingStarted, RunOptions, Sandbox, load_release
+from sandbox.stack import StackConfigError, parse_parameter_overrides
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+ACCOUNT_PATTERN = re.compile(r"\d{12}")
+REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +51,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--validation-minutes", type=float, default=45.0, help="virtual minutes SageMaker validation takes"
     )
     run.add_argument("--repeat", action="store_true", help="deliver the same trigger again after the release ends")
-    run.add_argument("--fault", choices=[FAULT_CORRUPT_BLOB], help="inject a fault into the source registry")
+    run.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="FAULT",
+        help=f"inject a fault: {FAULT_CORRUPT_BLOB} (the source registry serves a corrupt blob), "
+        "crash:FUNCTION[:after=N] (an execution environment dies after N AWS calls), "
+        "timeout:FUNCTION (one invocation overruns its Timeout); FUNCTION e.g. CopyBlob; repeatable",
+    )
+    stack = run.add_argument_group("the stack, deployed as a seller deploys it")
+    stack.add_argument("--region", default=DEFAULT_REGION, help="the stack's region (default: %(default)s)")
+    stack.add_argument("--account-id", default=DEFAULT_ACCOUNT, help="the seller's AWS account (default: %(default)s)")
+    stack.add_argument(
+        "--config-env", default="default", help="samconfig.toml environment to deploy (default: %(default)s)"
+    )
+    stack.add_argument(
+        "--parameter-overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE ...",
+        help="template parameters over the samconfig environment's, as for sam deploy",
+    )
+    stack.add_argument(
+        "--lambda-concurrency",
+        type=int,
+        metavar="N",
+        help="at most N Lambda invocations at once (default: as many as Map and Parallel start)",
+    )
     run.add_argument("--model-data", type=Path, help="model.tar.gz to upload (default: a tiny sample)")
     run.add_argument("--validation-input", type=Path, help="validation input to upload (default: sample CSV)")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
@@ -75,23 +108,52 @@ def main(argv: list[str] | None = None) -> int:
         return _usage_error(f"{exc.filename or ''}: {exc.strerror or exc}")
     if args.validation_minutes < 0:
         return _usage_error("--validation-minutes must be zero or more")
+    try:
+        registry_faults = [fault for fault in args.fault if fault == FAULT_CORRUPT_BLOB]
+        lambda_faults = [Fault.parse(fault) for fault in args.fault if fault != FAULT_CORRUPT_BLOB]
+        overrides: dict[str, str] = {}
+        for text in args.parameter_overrides:
+            overrides.update(parse_parameter_overrides(text))
+        _check_stack_options(args)
+    except ValueError as exc:
+        return _usage_error(str(exc))
     options = RunOptions(
         release=args.release,
         trigger=args.trigger,
         validation=args.validation,
         validation_minutes=args.validation_minutes,
         repeat=args.repeat,
-        fault=args.fault,
+        fault=registry_faults[0] if registry_faults else None,
         model_data=args.model_data,
         validation_input=args.validation_input,
+        region=args.region,
+        account_id=args.account_id,
+        config_env=args.config_env,
+        parameter_overrides=overrides,
+        lambda_concurrency=args.lambda_concurrency,
+        lambda_faults=lambda_faults,
+        log_file=args.log_file,
     )
     progress = _Progress(enabled=not args.json)
     try:
-        progress.say(f"Lambda logs: {'stderr' if args.verbose else args.log_file}")
+        progress.say(f"Lambda logs: {args.log_file}")
         with _quiet(None if args.verbose else args.log_file):
             report = run(spec, options, layouts, progress)
     except LayoutError as exc:
         return _usage_error(f"{exc}; nothing was published")
+    except (StackConfigError, LambdaEnvironmentError) as exc:
+        return _usage_error(str(exc))
+    except NothingStarted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # a sandbox defect: say so plainly, with where to look
+        print(
+            f"error: the sandbox failed ({type(exc).__name__}: {exc}); this is a sandbox bug, "
+            f"please report it with the log {args.log_file}",
+            file=sys.stderr,
+        )
+        logging.getLogger("sandbox").debug("sandbox failure", exc_info=True)
+        return EXIT_FAILED
     # With --repeat, the release's state is what the last delivery left (a deduplicated
     # delivery left it as the first one did).
     repeat = report.get("repeat")
@@ -102,6 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         progress.summary(final)
     return EXIT_OK if final["status"] == "SUCCEEDED" else EXIT_FAILED
+
+
+def _check_stack_options(args: argparse.Namespace) -> None:
+    if not ACCOUNT_PATTERN.fullmatch(args.account_id):
+        raise ValueError(f"--account-id {args.account_id}: an AWS account id is 12 digits")
+    if not REGION_PATTERN.fullmatch(args.region):
+        raise ValueError(f"--region {args.region}: not an AWS region name (e.g. us-west-2)")
+    if args.lambda_concurrency is not None and args.lambda_concurrency < 1:
+        raise ValueError("--lambda-concurrency must be 1 or more")
 
 
 def _check_files(args: argparse.Namespace) -> None:
@@ -145,10 +216,19 @@ def _open_images(values: list[str], containers: list[str]) -> dict[str, OciLayou
 def run(spec: Any, options: RunOptions, layouts: dict[str, OciLayout], progress: _Progress) -> dict[str, Any]:
     sandbox = Sandbox(spec, options)
     with sandbox.running():
+        assert sandbox.stack is not None
+        stack = sandbox.stack
         progress.say(
-            f"deployed template.yaml into the sandbox ({sandbox.source_region} -> {sandbox.publishing_region})"
+            f"deployed template.yaml as stack {stack.name} (samconfig {options.config_env}) in account "
+            f"{stack.account_id}, region {stack.region}; releases publish to {sandbox.publishing_region}"
         )
-        progress.say(f"trigger: {options.trigger}")
+        progress.say("parameters: " + " ".join(f"{key}={value}" for key, value in sorted(stack.parameters.items())))
+        unwatched = sandbox.unwatched_upload()
+        if unwatched:
+            raise StackConfigError(unwatched)
+        for notice in sandbox.notices():
+            progress.say(f"note: {notice}")
+        progress.say(f"trigger: {sandbox.effective_trigger()}")
         digest, delivery = sandbox.seed_and_trigger(layouts)
         report = delivery_report(sandbox, delivery, source_digest=digest)
         progress.delivery("release", report)

@@ -1,314 +1,462 @@
-"""In-process Lambda: moto's Lambda backend runs the project's real handlers without Docker.
+"""Lambda execution environments: moto's Lambda runs each function in worker processes, as
+Lambda runs it, instead of in Docker.
 
 moto 5.2.5 runs function code only in Docker, in
 ``moto.awslambda.models.LambdaFunction._invoke_lambda(self, event) -> (payload, errored, logs)``.
-Every way in reaches that method: the Invoke API (boto3 and Step Functions Tasks, both
-``arn:aws:states:::lambda:invoke`` and a plain function ARN, go through moto's Lambda
-Invoke handler) and the SQS event source mapping (``send_sqs_batch`` ->
-``LambdaFunction.invoke``). This extension replaces it with a call of the local handler
-(``functions/<step>/app.py``).
+Every way in reaches that method: the Invoke API (Step Functions Tasks included) and the SQS
+event source mapping. This extension replaces it with an invocation in an execution
+environment of that function:
 
-Which local code belongs to which function: moto keeps the name, handler, ``Code`` dict,
-environment and region on ``LambdaFunction``, but CloudFormation-created functions get
-generated names (``<stack>-<LogicalId>-<random>``) and no tags. ``CodeRegistry``
-therefore resolves code by, in order: an exact function name, a stack + logical id
-(the generated-name prefix), or the ``Code.S3Key`` read as a path below a code root (a
-template whose ``CodeUri: functions/trigger/`` was rewritten to
-``s3://<bucket>/functions/trigger/`` before translation keeps that marker).
+* a worker process forked from a Python 3.13 zygote (``sandbox.lambda_bootstrap``) that holds
+  only the runtime's SDK and the layer (``sandbox.lambda_env``), cold-started with the
+  deployed function's Handler, Environment, Timeout and MemorySize, then reused warm;
+* credentials of its own for the function's role (an STS session per environment, as Lambda
+  gives), and ``AWS_ENDPOINT_URL`` pointing at the emulator's loopback endpoint, so its AWS
+  calls are HTTP requests the emulator can attribute to the function;
+* Timeout enforced: the environment is killed and the invocation fails ``Sandbox.Timedout``;
+  an environment that dies (a crash, or memory over MemorySize, enforced with ``RLIMIT_AS``)
+  fails it ``Lambda.Unknown``, the names Step Functions reports;
+* invocations run concurrently, each in an environment of its own (up to
+  ``concurrency`` at once across all functions, as an account's concurrency limit would).
 
-Environment: handlers read configuration at cold start and, through boto3, at call time.
-``os.environ`` is process-wide, so in the default ``serialize=True`` mode one RLock
-serialises every in-process invocation (cold-start import and call) with the function's
-environment applied and restored around it; nested invocations in the same thread (a
-handler that sends to an SQS queue with an event source mapping) re-enter the lock. A
-handler that blocks waiting for another thread's Lambda would deadlock: none in this
-project does. With ``serialize=False`` invocations run concurrently (Map iterations in
-parallel threads) and the environment is applied only during the cold-start import, so
-handlers must read configuration and create clients at cold start.
+Which local code belongs to which function comes from the deployed stack (``register``).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import json
-import logging
 import os
-import re
-import sys
+import signal
+import socket
+import subprocess
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from unittest.mock import patch
 
 from moto.awslambda.models import LambdaFunction
+from moto.sts.models import sts_backends
 
+from sandbox import lambda_bootstrap
+from sandbox.audit import ApiAudit, ApiCall
 from sandbox.extension import Extension
+from sandbox.lambda_env import LambdaEnvironment
+from sandbox.server import DropRequest
 
-#: Set for every in-process invocation: X-Ray is not emulated.
-SANDBOX_RUNTIME_ENV: Mapping[str, str] = {"POWERTOOLS_TRACE_DISABLED": "true"}
+#: Libraries every environment imports, loaded once in the zygote (what a snapshot would hold).
+PRELOAD = (
+    "boto3",
+    "botocore.session",
+    "botocore.client",
+    "pydantic",
+    "yaml",
+    "aws_lambda_powertools",
+    "aws_lambda_powertools.logging",
+    "aws_lambda_powertools.metrics",
+    "aws_lambda_powertools.tracing",
+    "aws_lambda_powertools.utilities.typing",
+)
+#: How long a fault-injected timeout lets the handler run before the deadline "passes".
+FAULT_TIMEOUT_AFTER_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
-class Invocation:
-    """One in-process invocation, for statistics."""
+class Fault:
+    """``crash`` kills an environment mid-invocation after ``after`` AWS calls; ``timeout``
+    makes one invocation overrun its Timeout. Each fault fires once."""
 
-    function_name: str
-    request_id: str
-    started_at: float
-    duration_seconds: float
-    errored: bool
-    error_type: str | None
-    exceeded_timeout: bool
+    kind: str  # "crash" | "timeout"
+    function: str  # short name (CopyBlob) or logical id (CopyBlobFunction)
+    after: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        """``crash:FUNCTION[:after=N]`` or ``timeout:FUNCTION``."""
+        kind, _, rest = text.partition(":")
+        function, _, option = rest.partition(":")
+        if kind not in {"crash", "timeout"} or not function:
+            raise ValueError(f"--fault {text}: use crash:FUNCTION[:after=N] or timeout:FUNCTION")
+        after = 0
+        if option:
+            name, _, value = option.partition("=")
+            if kind != "crash" or name != "after" or not value.isdigit():
+                raise ValueError(f"--fault {text}: only crash takes an option, after=N (N AWS calls)")
+            after = int(value)
+        return cls(kind, function, after)
+
+    def matches(self, short_name: str) -> bool:
+        return self.function in {short_name, f"{short_name}Function"}
 
 
-@dataclass(frozen=True)
+@dataclass
 class FunctionStats:
-    """Aggregated invocations of one function."""
+    """What one function's environments did, for the run report."""
 
-    invocations: int
-    errors: int
-    total_seconds: float
-    max_seconds: float
+    invocations: int = 0
+    cold_starts: int = 0
+    max_concurrent: int = 0
+    max_duration_s: float = 0.0
+    timeouts: int = 0
+    crashes: int = 0
+    running: int = 0
 
-
-class LambdaContext:
-    """The Python runtime's context object, as far as handlers and Powertools use it."""
-
-    def __init__(self, function: LambdaFunction, request_id: str) -> None:
-        self.function_name: str = function.function_name
-        self.function_version: str = str(function.version)
-        self.invoked_function_arn: str = function.function_arn
-        # The real runtime reads AWS_LAMBDA_FUNCTION_MEMORY_SIZE, hence a string.
-        self.memory_limit_in_mb: str = str(function.memory_size)
-        self.aws_request_id = request_id
-        self.log_group_name: str = function.logs_group_name
-        self.log_stream_name = f"sandbox/[{function.version}]{request_id.replace('-', '')}"
-        self.identity: Any = None
-        self.client_context: Any = None
-        self._deadline = time.monotonic() + float(function.timeout)
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left of the function's configured timeout (real time)."""
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+    def as_report(self) -> dict[str, Any]:
+        return {
+            "invocations": self.invocations,
+            "cold_starts": self.cold_starts,
+            "max_concurrent": self.max_concurrent,
+            "max_duration_s": round(self.max_duration_s, 3),
+            "timeouts": self.timeouts,
+            "crashes": self.crashes,
+        }
 
 
-class CodeRegistry:
-    """Maps moto Lambda functions to local code directories (``functions/<step>/``)."""
+@dataclass
+class _Environment:
+    """One execution environment: a worker process and its invocation channel."""
 
-    def __init__(self) -> None:
-        self._by_name: dict[str, Path] = {}
-        self._by_prefix: dict[str, Path] = {}
-        self._roots: list[Path] = []
+    function_key: str
+    short_name: str
+    pid: int
+    channel: socket.socket
+    access_key: str
+    init_error: dict[str, Any] | None = None
+    calls: int = 0  # AWS calls in the current invocation
+    crash_after: int | None = None  # an armed crash fault
+    dead: bool = False
 
-    def register(self, function_name: str, code_dir: Path) -> None:
-        """Code for the function with exactly this name."""
-        self._by_name[function_name] = Path(code_dir)
-
-    def register_logical_id(self, stack_name: str, logical_id: str, code_dir: Path) -> None:
-        """Code for the function CloudFormation named ``<stack>-<logical_id>-<random>``."""
-        self._by_prefix[f"{stack_name}-{logical_id}-"] = Path(code_dir)
-
-    def add_code_root(self, root: Path) -> None:
-        """Resolve ``Code.S3Key`` (e.g. ``functions/trigger/``) as a directory below ``root``."""
-        self._roots.append(Path(root))
-
-    def resolve(self, function: LambdaFunction) -> Path | None:
-        """The code directory for ``function``, or None when nothing matches."""
-        name = function.function_name
-        if name in self._by_name:
-            return self._by_name[name]
-        for prefix, code_dir in self._by_prefix.items():
-            if name.startswith(prefix):
-                return code_dir
-        return self._resolve_code_key(function)
-
-    def _resolve_code_key(self, function: LambdaFunction) -> Path | None:
-        key = str(function.code.get("S3Key") or "").strip("/")
-        key = key.removesuffix(".zip")
-        if not key:
-            return None
-        for root in self._roots:
-            candidate = root / key
-            if candidate.is_dir():
-                return candidate
-        return None
+    def kill(self) -> None:
+        self.dead = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.channel.close()
 
 
-class _HandlerError(Exception):
-    """A runtime-level failure (import, missing handler) reported as Lambda reports it."""
+@dataclass
+class _Deployed:
+    """The template's view of a function: its short name and its code directory."""
 
-    def __init__(self, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.error_type = error_type
+    short_name: str
+    code_dir: Path
 
 
-class InProcessLambda(Extension):
-    """Runs moto Lambda functions' handlers in this process.
+class LambdaWorkers(Extension):
+    """Runs moto's Lambda functions in Lambda-like worker processes.
 
-    Install with ``undo = ext.install()`` (or ``with ext:``); ``undo()`` restores moto and
-    forgets the imported handler modules (the next install cold-starts again).
+    ``endpoint`` is the emulator's URL the workers call; ``audit`` learns which access key
+    is which function. Install with ``with workers:``; leaving kills every environment.
     """
 
-    def __init__(self, registry: CodeRegistry | None = None, *, serialize: bool = True) -> None:
-        self.registry = registry or CodeRegistry()
-        self.serialize = serialize
-        self._lock = threading.RLock()
-        self._modules: dict[tuple[str, str, str], ModuleType] = {}
-        self._records: list[Invocation] = []
-        self._records_lock = threading.Lock()
-        self._running: list[tuple[int, str]] = []  # (thread, function) of serialized invocations
+    def __init__(
+        self,
+        environment: LambdaEnvironment,
+        *,
+        endpoint: Callable[[], str],
+        audit: ApiAudit,
+        log_path: Path,
+        concurrency: int | None = None,
+        faults: list[Fault] | None = None,
+    ) -> None:
+        self.environment = environment
+        self.endpoint = endpoint
+        self.audit = audit
+        self.log_path = log_path
+        self._slots = threading.BoundedSemaphore(concurrency) if concurrency else None
+        self._faults = list(faults or [])
+        self._functions: dict[str, _Deployed] = {}  # function name -> code
+        self._idle: dict[str, list[_Environment]] = defaultdict(list)
+        self._all: list[_Environment] = []
+        self._by_key: dict[str, _Environment] = {}
+        self._lock = threading.Lock()
+        self._spawn_lock = threading.Lock()
+        self._stats: dict[str, FunctionStats] = defaultdict(FunctionStats)
+        self._zygote: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._log: Any = None
 
-    def running_function(self) -> str | None:
-        """The function whose handler is running on this thread (or on the worker threads it
-        started, e.g. s3transfer's), for attributing AWS calls; None outside invocations.
-        Meaningful with ``serialize=True``, where one invocation runs at a time."""
-        if not self._running:
-            return None
-        thread, name = self._running[-1]
-        current = threading.current_thread()
-        if current.ident == thread or current.name.startswith("ThreadPoolExecutor"):
-            return name
-        return None
-
-    @property
-    def invocations(self) -> list[Invocation]:
-        """Every invocation so far, in completion order."""
-        with self._records_lock:
-            return list(self._records)
-
-    def stats(self) -> dict[str, FunctionStats]:
-        """Invocations aggregated per function name."""
-        result: dict[str, FunctionStats] = {}
-        for record in self.invocations:
-            prev = result.get(record.function_name, FunctionStats(0, 0, 0.0, 0.0))
-            result[record.function_name] = FunctionStats(
-                invocations=prev.invocations + 1,
-                errors=prev.errors + int(record.errored),
-                total_seconds=prev.total_seconds + record.duration_seconds,
-                max_seconds=max(prev.max_seconds, record.duration_seconds),
-            )
-        return result
+    # ------------------------------------------------------------------ set-up
+    def register(self, function_name: str, short_name: str, code_dir: Path) -> None:
+        """The deployed function ``function_name`` runs the code in ``code_dir``."""
+        self._functions[function_name] = _Deployed(short_name, Path(code_dir))
 
     def _patch(self, stack: ExitStack) -> None:
-        """Replace ``LambdaFunction._invoke_lambda``; undoing also forgets the handler modules."""
         stack.enter_context(patch.object(LambdaFunction, "_invoke_lambda", self._invoke_patch()))
-        stack.callback(self._forget_modules)
+        stack.callback(self._shutdown)
+        self._start_zygote()
 
-    def invoke(self, function: LambdaFunction, event: Any) -> tuple[str, bool, str]:
-        """Run ``function``'s handler on ``event``; moto's ``_invoke_lambda`` contract."""
-        request_id = str(uuid.uuid4())
-        started = time.time()
-        t0 = time.perf_counter()
-        payload, error_type = self._run(function, _as_event(event), request_id)
-        duration = time.perf_counter() - t0
-        self._record(
-            Invocation(
-                function_name=function.function_name,
-                request_id=request_id,
-                started_at=started,
-                duration_seconds=duration,
-                errored=error_type is not None,
-                error_type=error_type,
-                exceeded_timeout=duration > float(function.timeout),
-            )
+    def _start_zygote(self) -> None:
+        self._log = self.log_path.open("ab", buffering=0)
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        command = [str(self.environment.python), "-I", "-S", lambda_bootstrap.__file__]
+        command += ["--control-fd", str(child.fileno())]
+        for directory in self.environment.sys_path(self.environment.layer_code_dir)[1:]:
+            command += ["--path", directory]
+        for module in PRELOAD:
+            command += ["--preload", module]
+        self._zygote = subprocess.Popen(
+            command, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env={}
         )
-        return payload, error_type is not None, ""
+        child.close()
+        self._control = parent
+        ready, _ = lambda_bootstrap.receive(parent)
+        if ready is None:
+            raise RuntimeError(f"the Lambda runtime ({self.environment.python}) did not start; see {self.log_path}")
 
+    def _shutdown(self) -> None:
+        with self._lock:
+            environments, self._all = self._all, []
+            self._idle.clear()
+        for environment in environments:
+            environment.kill()
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._zygote is not None:
+            try:
+                self._zygote.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._zygote.kill()
+                self._zygote.wait()
+            self._zygote = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    # ----------------------------------------------------------------- reports
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per function short name: invocations, cold starts, max concurrent, max duration,
+        timeouts and crashes."""
+        with self._lock:
+            return {name: stats.as_report() for name, stats in sorted(self._stats.items())}
+
+    def observe(self, call: ApiCall) -> None:
+        """Server observer: count an environment's calls and fire an armed crash fault."""
+        with self._lock:
+            environment = self._by_key.get(call.access_key)
+            if environment is None:
+                return
+            environment.calls += 1
+            crash = environment.crash_after is not None and environment.calls > environment.crash_after
+        if crash:
+            environment.kill()
+            raise DropRequest
+
+    # -------------------------------------------------------------- invocation
     def _invoke_patch(self) -> Callable[[LambdaFunction, Any], tuple[str, bool, str]]:
-        extension = self
+        workers = self
 
         def _invoke_lambda(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
-            return extension.invoke(function, event)
+            return workers.invoke(function, event)
 
         return _invoke_lambda
 
-    def _run(self, function: LambdaFunction, event: Any, request_id: str) -> tuple[str, str | None]:
-        """Returns (payload JSON, error type or None)."""
+    def invoke(self, function: LambdaFunction, event: Any) -> tuple[str, bool, str]:
+        """Run one invocation in an environment of ``function``; moto's ``_invoke_lambda`` contract."""
+        deployed = self._functions.get(function.function_name)
+        request_id = str(uuid.uuid4())
+        if deployed is None:
+            message = f"no code is registered for {function.function_name}"
+            return _error_payload("Sandbox.NoLocalCode", message), True, ""
+        with self._slots or contextlib.nullcontext():
+            return self._invoke_in_environment(function, deployed, _as_event(event), request_id)
+
+    def _invoke_in_environment(
+        self, function: LambdaFunction, deployed: _Deployed, event: Any, request_id: str
+    ) -> tuple[str, bool, str]:
+        name = deployed.short_name
+        fault = self._take_fault(name)
+        environment = self._checkout(function, deployed)
+        with self._lock:
+            stats = self._stats[name]
+            stats.invocations += 1
+            stats.running += 1
+            stats.max_concurrent = max(stats.max_concurrent, stats.running)
+            environment.calls = 0
+            environment.crash_after = fault.after if fault and fault.kind == "crash" else None
+        timeout = float(function.timeout)
+        started = time.monotonic()
         try:
-            if self.serialize:
-                with self._lock, _environment(_runtime_env(function)):
-                    self._running.append((threading.get_ident(), function.function_name))
-                    try:
-                        handler = self._handler(function)
-                        result = handler(event, LambdaContext(function, request_id))
-                    finally:
-                        self._running.pop()
+            if environment.init_error is not None:
+                reply: dict[str, Any] | None = {"payload": environment.init_error, "errored": True}
+                environment.kill()
             else:
-                with self._lock, _environment(_runtime_env(function)):
-                    handler = self._handler(function)
-                result = handler(event, LambdaContext(function, request_id))
-        except _HandlerError as exc:
-            return _error_payload(exc.error_type, str(exc), request_id, []), exc.error_type
-        except Exception as exc:
-            trace = traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:])
-            return _error_payload(type(exc).__name__, str(exc), request_id, trace), type(exc).__name__
-        try:
-            return json.dumps(result), None
-        except (TypeError, ValueError) as exc:
-            message = f"Unable to marshal response: {exc}"
-            return _error_payload("Runtime.MarshalError", message, request_id, []), "Runtime.MarshalError"
-
-    def _handler(self, function: LambdaFunction) -> Callable[[Any, LambdaContext], Any]:
-        """The handler callable, importing its module on first use (the cold start)."""
-        code_dir = self.registry.resolve(function)
-        if code_dir is None:
-            raise _HandlerError(
-                "Sandbox.NoLocalCode",
-                f"No local code registered for Lambda function {function.function_name!r} "
-                f"(handler {function.handler!r}, code {function.code.get('S3Key')!r}); "
-                "register it with CodeRegistry",
-            )
-        module_path, _, attr = str(function.handler or "app.lambda_handler").rpartition(".")
-        key = (function.function_arn, str(code_dir), str(function.code_sha_256))
-        module = self._modules.get(key) or self._import(key, code_dir, module_path)
-        handler = getattr(module, attr, None)
-        if not callable(handler):
-            raise _HandlerError("Runtime.HandlerNotFound", f"Handler '{attr}' missing on module '{module_path}'")
-        return handler  # type: ignore[no-any-return]
-
-    def _import(self, key: tuple[str, str, str], code_dir: Path, module_path: str) -> ModuleType:
-        source = code_dir / (module_path.replace(".", "/") + ".py")
-        unique = "sandbox_lambda_" + re.sub(r"\W", "_", f"{key[0]}_{len(self._modules)}")
-        spec = importlib.util.spec_from_file_location(unique, source)
-        if spec is None or spec.loader is None or not source.is_file():
-            raise _HandlerError("Runtime.ImportModuleError", f"Unable to import module '{module_path}': {source}")
-        module = importlib.util.module_from_spec(spec)
-        # Registered so dataclasses/pydantic can resolve the module; the code dir is on
-        # sys.path only while importing, for sibling modules of the handler.
-        sys.modules[unique] = module
-        sys.path.insert(0, str(code_dir))
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            del sys.modules[unique]
-            raise _HandlerError("Runtime.ImportModuleError", f"Unable to import module '{module_path}': {exc}") from exc
+                wait = FAULT_TIMEOUT_AFTER_SECONDS if fault and fault.kind == "timeout" else timeout
+                message = {
+                    "request_id": request_id,
+                    "event": event,
+                    "deadline": time.time() + timeout,
+                    "stall": bool(fault and fault.kind == "timeout"),
+                }
+                reply = self._exchange(environment, message, wait)
         finally:
-            sys.path.remove(str(code_dir))
-        self._modules[key] = module
-        return module
+            elapsed = time.monotonic() - started
+            with self._lock:
+                stats.running -= 1
+                stats.max_duration_s = max(stats.max_duration_s, elapsed)
+        if reply is None and not environment.dead:
+            # Still running at its deadline: Lambda stops the environment.
+            environment.kill()
+            with self._lock:
+                stats.timeouts += 1
+            self._write_log(f"{request_id} Task timed out after {timeout:.2f} seconds\n")
+            return _error_payload("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), True, ""
+        if reply is None or reply.get("type") == "crash":
+            environment.kill()
+            with self._lock:
+                stats.crashes += 1
+            why = (reply or {}).get("reason") or "signal: killed"
+            message = f"RequestId: {request_id} Error: Runtime exited with error: {why} (Runtime.ExitError)"
+            return _error_payload("Lambda.Unknown", message), True, ""
+        self._checkin(environment)
+        payload = reply["payload"]
+        if reply.get("errored"):
+            return json.dumps({**payload, "requestId": request_id}), True, ""
+        return json.dumps(payload), False, ""
 
-    def _forget_modules(self) -> None:
-        """The next install cold-starts new containers: handler modules are imported again and
-        the Powertools loggers they configured (whose handlers hold this run's stdout) reset."""
-        for module in self._modules.values():
-            sys.modules.pop(module.__name__, None)
-        self._modules.clear()
-        for item in list(logging.root.manager.loggerDict.values()):
-            if isinstance(item, logging.Logger) and hasattr(item, "powertools_handler"):
-                item.handlers.clear()
-                for attribute in ("init", "powertools_handler", "powertools_buffer_config", "powertools_buffer_cache"):
-                    item.__dict__.pop(attribute, None)
+    def _exchange(self, environment: _Environment, message: dict[str, Any], wait: float) -> dict[str, Any] | None:
+        """Send the invocation; its reply, or None when the environment died or overran ``wait``."""
+        try:
+            lambda_bootstrap.send(environment.channel, message)
+            environment.channel.settimeout(wait)
+            reply, _ = lambda_bootstrap.receive(environment.channel)
+        except TimeoutError:
+            return None
+        except OSError:
+            environment.dead = True
+            return None
+        if reply is None:
+            environment.dead = True
+        return reply
 
-    def _record(self, record: Invocation) -> None:
-        with self._records_lock:
-            self._records.append(record)
+    def _take_fault(self, short_name: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(short_name):
+                    self._faults.remove(fault)
+                    return fault
+        return None
+
+    # ------------------------------------------------------------ environments
+    def _checkout(self, function: LambdaFunction, deployed: _Deployed) -> _Environment:
+        key = f"{function.function_arn}@{function.code_sha_256}"
+        with self._lock:
+            idle = self._idle[key]
+            while idle:
+                environment = idle.pop()
+                if not environment.dead:
+                    return environment
+        return self._cold_start(key, function, deployed)
+
+    def _checkin(self, environment: _Environment) -> None:
+        with self._lock:
+            if not environment.dead:
+                self._idle[environment.function_key].append(environment)
+
+    def _cold_start(self, key: str, function: LambdaFunction, deployed: _Deployed) -> _Environment:
+        session = f"{deployed.short_name}-{uuid.uuid4().hex[:12]}"
+        role = sts_backends[function.account_id]["aws"].assume_role(
+            region_name=function.region,
+            role_session_name=session,
+            role_arn=function.role,
+            policy="",
+            duration=43200,
+            external_id="",
+        )
+        spec = {
+            "handler": function.handler or "app.lambda_handler",
+            "environment": self._runtime_environment(function, deployed, role, session),
+            "cwd": str(deployed.code_dir),
+            "sys_path": self.environment.sys_path(deployed.code_dir),
+            "memory_mb": int(function.memory_size),
+            "function": {
+                "name": function.function_name,
+                "version": str(function.version),
+                "arn": function.function_arn,
+                "memory_mb": int(function.memory_size),
+                "log_group": function.logs_group_name,
+                "log_stream": f"sandbox/[{function.version}]{session}",
+            },
+        }
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        assert self._control is not None, "install the extension first"
+        assert self._log is not None, "install the extension first"
+        try:
+            with self._spawn_lock:
+                lambda_bootstrap.send(self._control, spec, fds=[child.fileno(), self._log.fileno()])
+                spawned, _ = lambda_bootstrap.receive(self._control)
+        finally:
+            child.close()
+        if spawned is None:
+            raise RuntimeError(f"the Lambda runtime stopped; see {self.log_path}")
+        environment = _Environment(key, deployed.short_name, int(spawned["pid"]), parent, role.access_key_id)
+        self.audit.register(role.access_key_id, function.function_name)
+        with self._lock:
+            self._all.append(environment)
+            self._by_key[role.access_key_id] = environment
+            self._stats[deployed.short_name].cold_starts += 1
+        ready, _ = lambda_bootstrap.receive(parent)
+        if ready is None:
+            environment.dead = True
+            environment.init_error = {
+                "errorType": "Runtime.ExitError",
+                "errorMessage": "the execution environment exited during init (out of memory or a crash)",
+            }
+        else:
+            environment.init_error = ready.get("error")
+        return environment
+
+    def _runtime_environment(
+        self, function: LambdaFunction, deployed: _Deployed, role: Any, session: str
+    ) -> dict[str, str]:
+        """The variables the python3.13 runtime sets, the function's own, the role's credentials,
+        and the emulator's endpoint (the one thing AWS does not set)."""
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "LAMBDA_TASK_ROOT": str(deployed.code_dir),
+            "LAMBDA_RUNTIME_DIR": str(self.environment.runtime_dir),
+            "AWS_REGION": function.region,
+            "AWS_DEFAULT_REGION": function.region,
+            "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": str(function.version),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
+            "AWS_LAMBDA_LOG_GROUP_NAME": function.logs_group_name,
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"sandbox/[{function.version}]{session}",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.run_time}",
+            "_HANDLER": str(function.handler),
+            # Not emulated: X-Ray has no daemon here.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            # No shared config or credentials files: only what Lambda gives.
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        env.update({str(k): str(v) for k, v in (function.environment_vars or {}).items()})
+        # Reserved: a function cannot override these on Lambda.
+        env.update(
+            {
+                "AWS_ACCESS_KEY_ID": role.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": role.secret_access_key,
+                "AWS_SESSION_TOKEN": role.session_token,
+                "AWS_ENDPOINT_URL": self.endpoint(),
+            }
+        )
+        return env
+
+    def _write_log(self, text: str) -> None:
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.write(text.encode())
 
 
 def _as_event(event: Any) -> Any:
@@ -321,38 +469,11 @@ def _as_event(event: Any) -> Any:
     return {} if event is None else event
 
 
-def _runtime_env(function: LambdaFunction) -> dict[str, str]:
-    """The variables the Lambda Python runtime sets, plus the function's own."""
-    env = {
-        "AWS_REGION": function.region,
-        "AWS_DEFAULT_REGION": function.region,
-        "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
-        "AWS_LAMBDA_FUNCTION_VERSION": str(function.version),
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
-        "AWS_LAMBDA_LOG_GROUP_NAME": function.logs_group_name,
-        "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.run_time}",
-        "_HANDLER": str(function.handler),
-        **SANDBOX_RUNTIME_ENV,
-    }
-    env.update({str(k): str(v) for k, v in (function.environment_vars or {}).items()})
-    return env
+def _error_payload(error_type: str, message: str) -> str:
+    """The runtime's error document; Step Functions reads ``errorType`` as the error name."""
+    return json.dumps({"errorMessage": message, "errorType": error_type})
 
 
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Apply ``values`` to os.environ and restore the previous values afterwards."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, previous in saved.items():
-            if previous is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = previous
-
-
-def _error_payload(error_type: str, message: str, request_id: str, trace: list[str]) -> str:
-    """The Python runtime's error document; Step Functions reads ``errorType`` as the error name."""
-    return json.dumps({"errorMessage": message, "errorType": error_type, "requestId": request_id, "stackTrace": trace})
+def short_names(resources: Mapping[str, str]) -> dict[str, str]:
+    """Physical function name -> short name (``CopyBlobFunction`` -> ``CopyBlob``)."""
+    return {physical: logical.removesuffix("Function") for logical, physical in resources.items()}

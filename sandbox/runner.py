@@ -19,6 +19,7 @@ import io
 import json
 import os
 import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -33,15 +34,21 @@ from sandbox.audit import ApiAudit
 from sandbox.clock import VirtualClock
 from sandbox.ext_ecr import EcrExtension, ScanOutcome
 from sandbox.ext_events import WholeEventTargets
-from sandbox.ext_lambda import CodeRegistry, InProcessLambda
+from sandbox.ext_lambda import Fault, LambdaWorkers
 from sandbox.ext_sagemaker import EVERY, SageMakerValidation, ValidationOutcome
+from sandbox.ext_stepfunctions import StateMachineCredentials
+from sandbox.lambda_env import ensure_environment
 from sandbox.oci import OciLayout, push_layout
-from sandbox.stack import DeployedStack, deploy
+from sandbox.server import EmulatorServer
+from sandbox.stack import DeployedStack, deploy, read_samconfig
+
+_CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 Trigger = Literal["ecr-push", "s3-upload", "manual"]
 Layouts = OciLayout | Mapping[str, OciLayout]
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PUBLISHING_REGION = "us-east-1"
+DEFAULT_REGION = "us-west-2"
+DEFAULT_ACCOUNT = "123456789012"
 VALIDATION_FAILURE = (
     "ClientError: Transform job validation failed: the container returned HTTP 500 for "
     "POST /invocations on 3 of 3 records (see /aws/sagemaker/TransformJobs)"
@@ -56,10 +63,23 @@ class RunOptions:
     validation: Literal["completed", "failed"] = "completed"
     validation_minutes: float = 45.0
     repeat: bool = False
-    fault: str | None = None
+    fault: str | None = None  # a fault of the source registry (corrupt-blob)
     model_data: Path | None = None
     validation_input: Path | None = None
     scan: ScanOutcome = field(default_factory=ScanOutcome)
+    # The stack, as a seller deploys it: their region and account, a samconfig environment.
+    region: str = DEFAULT_REGION
+    account_id: str = DEFAULT_ACCOUNT
+    config_env: str = "default"
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+    # The Lambda service.
+    lambda_concurrency: int | None = None
+    lambda_faults: list[Fault] = field(default_factory=list)
+    log_file: Path | None = None
+
+
+class NothingStarted(RuntimeError):
+    """A delivery started no execution (the trigger waits, or refused it); the message says why."""
 
 
 @dataclass
@@ -92,13 +112,14 @@ class Sandbox:
 
     def __init__(self, spec: ReleaseSpec, options: RunOptions) -> None:
         self.spec, self.options = spec, options
-        first = spec.containers[0].image_ref
-        self.account_id = first.registry_id
-        self.source_region = first.region
-        self.publishing_region = spec.publishing_region or DEFAULT_PUBLISHING_REGION
+        self.account_id = options.account_id
+        self.source_region = options.region
+        self.deploy_config = read_samconfig(ROOT / "samconfig.toml", options.config_env, options.parameter_overrides)
         self.clock = VirtualClock()
-        self.lambdas = InProcessLambda(CodeRegistry())
-        self.audit = ApiAudit(self.lambdas)
+        self.audit = ApiAudit()
+        self.server = EmulatorServer()
+        self.lambda_log = options.log_file or Path(tempfile.gettempdir()) / "mlpublish-sandbox.log"
+        self.lambdas: LambdaWorkers | None = None
         self.ecr = EcrExtension(self.clock, scan_outcome=options.scan, fault=options.fault)
         failures = {EVERY: VALIDATION_FAILURE} if options.validation == "failed" else {}
         scan_failures = {EVERY: IMAGE_SCAN_FAILURE} if options.validation == "failed" else {}
@@ -114,25 +135,37 @@ class Sandbox:
         self.events = WholeEventTargets()
         self.stack: DeployedStack | None = None
         self._capture: dict[str, str] = {}
-        self._seen_notifications: list[dict[str, Any]] = []
-        self._seen_events: list[dict[str, Any]] = []
+        self._credentials: dict[str, dict[str, str]] = {}
+
+    @property
+    def publishing_region(self) -> str:
+        """The release's region, else the stack's PublishingRegion parameter."""
+        if self.spec.publishing_region:
+            return self.spec.publishing_region
+        return (
+            self.stack.parameters["PublishingRegion"]
+            if self.stack
+            else self.deploy_config.parameters.get("PublishingRegion", "us-east-1")
+        )
 
     # --------------------------------------------------------------- lifecycle
     @contextlib.contextmanager
     def running(self) -> Iterator[Sandbox]:
+        """Deploy the stack and keep the sandbox up for the duration of the block."""
         from moto import mock_aws
 
+        lambda_environment = ensure_environment()
         env = {
-            "AWS_ACCESS_KEY_ID": "sandbox",
-            "AWS_SECRET_ACCESS_KEY": "sandbox",
-            "AWS_SESSION_TOKEN": "sandbox",
             "AWS_DEFAULT_REGION": self.source_region,
             "AWS_REGION": self.source_region,
-            "MOTO_ACCOUNT_ID": self.account_id,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "mlpublish",
         }
-        saved = {key: os.environ.get(key) for key in env}
+        # Accounts come from each request's credentials, never from the process environment.
+        scrubbed = ["MOTO_ACCOUNT_ID", "AWS_ENDPOINT_URL", "AWS_PROFILE"]
+        saved = {key: os.environ.get(key) for key in [*env, *scrubbed, *_CREDENTIAL_VARIABLES]}
+        for key in scrubbed:
+            os.environ.pop(key, None)
         os.environ.update(env)
         from mlpublish.aws import account_id, client
 
@@ -140,26 +173,39 @@ class Sandbox:
         for cached in (client, account_id):
             cached.cache_clear()
         try:
-            with (
-                mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
-                self.clock,
-                self.lambdas,
-                self.audit,
-                self.ecr,
-                self.sagemaker,
-                self.events,
-            ):
+            with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), contextlib.ExitStack() as stack:
+                os.environ.update(self.credentials(self.account_id))
+                self.server.observers[:] = [self.audit.record]
+                self.server.start()
+                stack.callback(self.server.stop)
+                self.lambdas = LambdaWorkers(
+                    lambda_environment,
+                    endpoint=lambda: self.server.endpoint,
+                    audit=self.audit,
+                    log_path=self.lambda_log,
+                    concurrency=self.options.lambda_concurrency,
+                    faults=self.options.lambda_faults,
+                )
+                self.server.observers.append(self.lambdas.observe)
+                for extension in (self.clock, self.lambdas, self.ecr, self.sagemaker, self.events):
+                    stack.enter_context(extension)
                 self.stack = deploy(
                     ROOT,
                     region=self.source_region,
-                    parameters={
-                        "PublishingRegion": self.publishing_region,
-                        # As a seller deploys it: uploads to the artifact buckets start releases.
-                        "WatchedBuckets": ",".join(self.artifact_buckets()),
-                    },
+                    account_id=self.account_id,
+                    stack_name=self.deploy_config.stack_name,
+                    parameters=self.deploy_config.parameters,
+                )
+                role = self._state_machine_role()
+                machine = self.credentials(self.account_id, role_arn=role, session="states")
+                self.audit.register(machine["AWS_ACCESS_KEY_ID"], "StateMachine")
+                stack.enter_context(
+                    StateMachineCredentials(
+                        machine["AWS_ACCESS_KEY_ID"], machine["AWS_SECRET_ACCESS_KEY"], machine["AWS_SESSION_TOKEN"]
+                    )
                 )
                 for function_name, code_dir in self.stack.code_dirs.items():
-                    self.lambdas.registry.register(function_name, code_dir)
+                    self.lambdas.register(function_name, self.stack.short_names[function_name], code_dir)
                 self._subscribe_capture()
                 yield self
         finally:
@@ -171,12 +217,46 @@ class Sandbox:
                 else:
                     os.environ[key] = value
 
+    def credentials(self, account: str, *, role_arn: str | None = None, session: str = "seller") -> dict[str, str]:
+        """Temporary credentials in ``account`` (an STS session, as a seller's CLI would have)."""
+        role_arn = role_arn or f"arn:aws:iam::{account}:role/sandbox-seller"
+        if role_arn not in self._credentials:
+            from moto.sts.models import sts_backends
+
+            role = sts_backends[account]["aws"].assume_role(
+                region_name=self.source_region,
+                role_session_name=session,
+                role_arn=role_arn,
+                policy="",
+                duration=43200,
+                external_id="",
+            )
+            self._credentials[role_arn] = {
+                "AWS_ACCESS_KEY_ID": role.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": role.secret_access_key,
+                "AWS_SESSION_TOKEN": role.session_token,
+            }
+        return self._credentials[role_arn]
+
+    def _state_machine_role(self) -> str:
+        assert self.stack is not None
+        described = self.aws("stepfunctions").describe_state_machine(stateMachineArn=self.stack.state_machine_arn)
+        return str(described["roleArn"])
+
     def artifact_buckets(self) -> list[str]:
         uris = [c.model_data for c in self.spec.containers if c.model_data] + [self.spec.validation.input]
         return sorted({parse_s3_uri(uri)[0] for uri in uris})
 
-    def aws(self, service: str, region: str | None = None) -> Any:
-        return boto3.client(service, region_name=region or self.source_region)
+    def aws(self, service: str, region: str | None = None, account: str | None = None) -> Any:
+        """A client in the stack's account (or ``account``), as the seller's own CLI would be."""
+        creds = self.credentials(account or self.account_id)
+        return boto3.client(
+            service,
+            region_name=region or self.source_region,
+            aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=creds["AWS_SESSION_TOKEN"],
+        )
 
     def _subscribe_capture(self) -> None:
         """A subscriber queue on the topic and a rule copying the pipeline's events."""
@@ -249,7 +329,7 @@ class Sandbox:
         for container in self.spec.containers:
             layout = self.layouts_by_container(layouts)[container.name]
             ref = container.image_ref
-            ecr = self.aws("ecr", ref.region)
+            ecr = self.aws("ecr", ref.region, account=ref.registry_id)
             with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
                 ecr.create_repository(repositoryName=ref.repository)
             digests.append(push_layout(layout, ecr, ref.repository, ref.tag or "latest").digest)
@@ -258,7 +338,7 @@ class Sandbox:
     def seed_and_trigger(self, layouts: Layouts) -> tuple[str, Delivery]:
         """Put everything in place in the order that makes the chosen trigger fire; the last
         image pushed, the last artifact uploaded or the manual start fires it."""
-        trigger, release_text = self.options.trigger, self.options.release.read_bytes()
+        trigger, release_text = self.effective_trigger(), self.options.release.read_bytes()
         model_uris = [c.model_data for c in self.spec.containers if c.model_data]
         validation_uri = self.spec.validation.input
         before = self.clock.virtual_seconds
@@ -287,21 +367,59 @@ class Sandbox:
     def redeliver(self) -> Delivery:
         """Deliver the same trigger once more (a duplicate event or a second start)."""
         before, known = self.clock.virtual_seconds, self._executions()
-        if self.options.trigger == "ecr-push":
+        trigger = self.effective_trigger()
+        if trigger == "ecr-push":
             ref = self.spec.containers[0].image_ref
             from sandbox.ext_ecr import emit_image_push_event
 
-            digest = self.aws("ecr", ref.region).describe_images(
+            digest = self.aws("ecr", ref.region, account=ref.registry_id).describe_images(
                 repositoryName=ref.repository, imageIds=[{"imageTag": ref.tag or "latest"}]
             )["imageDetails"][0]["imageDigest"]
-            emit_image_push_event(self.account_id, ref.region, ref.repository, digest, ref.tag)
-        elif self.options.trigger == "s3-upload":
+            emit_image_push_event(ref.registry_id, ref.region, ref.repository, digest, ref.tag)
+        elif trigger == "s3-upload":
             model_uris = [c.model_data for c in self.spec.containers if c.model_data]
             uri = model_uris[0] if model_uris else self.spec.validation.input
             self._put(uri, self._model_data() if model_uris else self._validation_input(), eventbridge=True)
         else:
             self.start_manually()
         return self._await_new(known, before, allow_none=True)
+
+    def foreign_accounts(self) -> list[str]:
+        """Accounts of the release's images other than the stack's."""
+        return sorted({c.image_ref.registry_id for c in self.spec.containers} - {self.account_id})
+
+    def effective_trigger(self) -> Trigger:
+        """The chosen trigger, unless its event cannot reach the stack: a push in another account
+        raises no event on the stack's bus, so the release is started by hand and the pipeline's
+        preflight judges it, as it would on AWS."""
+        if self.options.trigger == "ecr-push" and self.foreign_accounts():
+            return "manual"
+        return self.options.trigger
+
+    def notices(self) -> list[str]:
+        """What the run does differently from what was asked, and why."""
+        found = []
+        if self.effective_trigger() != self.options.trigger:
+            found.append(
+                f"the images are in account {', '.join(self.foreign_accounts())}, not the stack's account "
+                f"{self.account_id}: their push events do not reach the stack, so the release is started by hand"
+            )
+        return found
+
+    def unwatched_upload(self) -> str | None:
+        """Why an s3-upload run could not start anything, or None."""
+        if self.options.trigger != "s3-upload" or self.stack is None:
+            return None
+        model_uris = [c.model_data for c in self.spec.containers if c.model_data] or [self.spec.validation.input]
+        bucket = parse_s3_uri(model_uris[0])[0]
+        watched = {b.strip() for b in self.stack.parameters.get("WatchedBuckets", "").split(",") if b.strip()}
+        if bucket in watched or bucket == self.stack.outputs.get("PipelineBucketName"):
+            return None
+        return (
+            f"--trigger s3-upload: the stack does not watch uploads to {bucket} (WatchedBuckets="
+            f"{','.join(sorted(watched)) or '(empty)'}); deploy it as a seller would, with "
+            f"--parameter-overrides WatchedBuckets={bucket}"
+        )
 
     def start_manually(self) -> str:
         assert self.stack is not None
@@ -322,7 +440,10 @@ class Sandbox:
         new = sorted(self._executions() - known)
         if not new:
             if not allow_none or not known:
-                raise RuntimeError("the trigger started no execution; see the trigger Lambda's log")
+                raise NothingStarted(
+                    f"the trigger started no execution: on AWS the release would wait for a source it "
+                    f"cannot find; see the trigger's log in {self.lambda_log}"
+                )
             # The trigger recognised content it has published (or is publishing) already.
             latest = self._latest_execution()
             return Delivery(latest, self.wait(latest), clock_before, self.clock.virtual_seconds, deduplicated=True)

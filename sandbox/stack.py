@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
+import tomllib
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,50 @@ import boto3
 import yaml
 
 CODE_BUCKET = "sandbox-deployment-artifacts"
-ACCOUNT_ID = "123456789012"
+
+
+class StackConfigError(ValueError):
+    """samconfig.toml or a parameter override cannot be used; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """What ``sam deploy --config-env ENV [--parameter-overrides ...]`` would deploy."""
+
+    config_env: str
+    stack_name: str
+    parameters: dict[str, str]
+
+
+def parse_parameter_overrides(text: str) -> dict[str, str]:
+    """``Key=Value Key2="a value"`` (samconfig's and ``sam deploy``'s form) as a dict."""
+    parameters = {}
+    for item in shlex.split(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise StackConfigError(f"parameter override {item!r}: write it as Key=Value")
+        parameters[key] = value
+    return parameters
+
+
+def read_samconfig(path: Path, config_env: str, overrides: dict[str, str] | None = None) -> DeployConfig:
+    """The stack name and parameters of one samconfig.toml environment, then ``overrides``."""
+    try:
+        document = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise StackConfigError(f"{path}: {exc}") from exc
+    if config_env not in document:
+        environments = ", ".join(key for key, value in document.items() if isinstance(value, dict))
+        raise StackConfigError(
+            f"--config-env {config_env}: {path.name} has no such environment; use one of {environments}"
+        )
+    section = document[config_env]
+    deploy_params = section.get("deploy", {}).get("parameters", {})
+    global_params = section.get("global", {}).get("parameters", {})
+    stack_name = deploy_params.get("stack_name") or global_params.get("stack_name") or "mlpublish"
+    parameters = parse_parameter_overrides(str(deploy_params.get("parameter_overrides", "")))
+    parameters.update(overrides or {})
+    return DeployConfig(config_env, str(stack_name), parameters)
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -62,9 +107,12 @@ def load_template(path: Path) -> dict[str, Any]:
 class DeployedStack:
     name: str
     region: str
+    account_id: str
+    parameters: dict[str, str]  # every template parameter, defaults included
     outputs: dict[str, str]
     resources: dict[str, str]  # logical id -> physical id
     code_dirs: dict[str, Path] = field(default_factory=dict)  # function name -> code directory
+    short_names: dict[str, str] = field(default_factory=dict)  # function name -> CopyBlob, Trigger, ...
     state_machine_arn: str = ""
 
 
@@ -78,7 +126,7 @@ class _NoManagedPolicies:
 def _placeholder_zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("README.txt", "The sandbox runs this function's code in-process.\n")
+        archive.writestr("README.txt", "The sandbox runs this function's code from its CodeUri in a Lambda worker.\n")
     return buffer.getvalue()
 
 
@@ -109,12 +157,24 @@ def deploy(
     root: Path,
     *,
     region: str,
+    account_id: str,
     stack_name: str = "mlpublish",
     parameters: dict[str, str] | None = None,
 ) -> DeployedStack:
-    """Create the stack from ``root/template.yaml`` (moto must be active)."""
+    """Create the stack from ``root/template.yaml`` (moto must be active, and the default
+    credentials those of ``account_id``)."""
     parameters = parameters or {}
     template, code_dirs = _prepare(load_template(root / "template.yaml"), root)
+    declared = template.get("Parameters", {})
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise StackConfigError(
+            f"parameter(s) {', '.join(unknown)} are not in template.yaml; it declares {', '.join(declared)}"
+        )
+    for key, value in parameters.items():
+        allowed = declared[key].get("AllowedValues")
+        if allowed and value not in [str(item) for item in allowed]:
+            raise StackConfigError(f"parameter {key}={value}: allowed values are {', '.join(map(str, allowed))}")
     translated = translate(template, parameters)
     substitutions = _expose_substitutions(translated)
 
@@ -147,12 +207,17 @@ def deploy(
     deployed = DeployedStack(
         name=stack_name,
         region=region,
+        account_id=account_id,
+        parameters={key: str(spec.get("Default", "")) for key, spec in declared.items()} | parameters,
         outputs=public_outputs,
         resources=resources,
         code_dirs={_function_name(resources[logical]): path for logical, path in code_dirs.items()},
+        short_names={_function_name(resources[logical]): logical.removesuffix("Function") for logical in code_dirs},
     )
     _apply_bucket_notifications(s3, translated, resources)
-    deployed.state_machine_arn = _recreate_state_machines(translated, resources, outputs, substitutions, region)
+    deployed.state_machine_arn = _recreate_state_machines(
+        translated, resources, outputs, substitutions, region, account_id
+    )
     return deployed
 
 
@@ -195,11 +260,12 @@ def _recreate_state_machines(
     outputs: dict[str, str],
     substitutions: dict[str, dict[str, str]],
     region: str,
+    account_id: str,
 ) -> str:
     """Create each CloudFormation state machine again where moto executes it; same ARN."""
     from moto.stepfunctions.models import stepfunctions_backends
 
-    cfn_backend = stepfunctions_backends[ACCOUNT_ID][region]
+    cfn_backend = stepfunctions_backends[account_id][region]
     sfn = boto3.client("stepfunctions", region_name=region)
     arn = ""
     for logical_id, resource in translated["Resources"].items():

@@ -1,0 +1,63 @@
+"""Step Functions calls other services as the state machine's role, in the stack's account.
+
+moto 5.2.5's ASL interpreter makes its service calls (Lambda Invoke, ``sns:publish``,
+``events:putEvents``, ``aws-sdk:*``) with a boto3 client signed by the access key "ak", which
+moto maps to its default account (123456789012) whatever account the state machine is in: a
+stack deployed in a seller's own account would invoke functions that do not exist there.
+This extension signs those clients with credentials of the state machine's role (an STS
+session in the stack's account), as Step Functions does, so every call lands in that account
+and the emulator can tell the state machine's calls from the functions'.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from contextlib import ExitStack
+from typing import Any
+from unittest.mock import patch
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config
+from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+from moto.stepfunctions.parser.asl.utils import boto_client
+
+from sandbox.extension import Extension
+
+
+class StateMachineCredentials(Extension):
+    """Sign the interpreter's service calls with ``access_key`` (and its secret and token)."""
+
+    def __init__(self, access_key: str, secret_key: str, session_token: str) -> None:
+        self.credentials = {
+            "aws_access_key_id": access_key,
+            "aws_secret_access_key": secret_key,
+            "aws_session_token": session_token,
+        }
+
+    def client_for(self, region: str, service: str, state_credentials: Any = None) -> BaseClient:
+        """moto's ``boto_client_for`` with the state machine's credentials (intercepted in-process)."""
+        return boto3.client(
+            service_name=service,
+            region_name=region,
+            config=Config(
+                parameter_validation=False,
+                retries={"max_attempts": 0, "total_max_attempts": 1},
+                connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+            ),
+            **self.credentials,
+        )
+
+    def _patch(self, stack: ExitStack) -> None:
+        """Replace ``boto_client_for`` wherever the interpreter imported it by name."""
+        import moto.stepfunctions.parser.asl.component.state.exec as executors
+
+        for found in pkgutil.walk_packages(executors.__path__, executors.__name__ + "."):
+            importlib.import_module(found.name)  # every module that may call boto_client_for
+        original = boto_client.boto_client_for
+        for name, module in list(sys.modules.items()):
+            if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is original:
+                stack.enter_context(patch.object(module, "boto_client_for", self.client_for))

@@ -1,0 +1,94 @@
+"""The emulator's HTTP endpoint: moto's server mode, in the sandbox's process, over loopback.
+
+The Lambda workers (and the real AWS CLI, for ``sandbox serve``) reach the emulator here, as
+code reaches AWS: signed HTTP requests to one endpoint (``AWS_ENDPOINT_URL``). moto's
+server shares its backends with the sandbox's in-process moto, so the sandbox's extensions,
+installed in this process, apply to every request whoever sends it.
+
+Each request is named (service, operation, access key; ``sandbox.audit``) and shown to the
+observers before moto answers it: the IAM audit records it, and fault injection may kill the
+worker that sent it (the observer raises :class:`DropRequest`; the caller gets a 500, or
+nothing at all when it is already dead).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from sandbox.audit import ApiCall, name_request
+
+Observer = Callable[[ApiCall], None]
+
+
+class DropRequest(Exception):
+    """Raised by an observer: answer this request with a 500 and do not run it."""
+
+
+class _Observed:
+    """WSGI middleware: name each request and show it to the observers first."""
+
+    def __init__(self, app: Any, observers: list[Observer]) -> None:
+        self.app, self.observers = app, observers
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        stream = environ["wsgi.input"]
+        body = stream.read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        headers = {key[5:].replace("_", "-"): value for key, value in environ.items() if key.startswith("HTTP_")}
+        if environ.get("CONTENT_TYPE"):
+            headers["CONTENT-TYPE"] = environ["CONTENT_TYPE"]
+        call = name_request(
+            environ["REQUEST_METHOD"],
+            environ.get("RAW_URI") or environ.get("PATH_INFO", "/"),
+            environ.get("QUERY_STRING", ""),
+            headers,
+            body,
+        )
+        if call is not None:
+            try:
+                for observer in self.observers:
+                    observer(call)
+            except DropRequest:
+                start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+                return [b"dropped by the sandbox's fault injection"]
+        result: Iterable[bytes] = self.app(environ, start_response)
+        return result
+
+
+class EmulatorServer:
+    """moto's server on 127.0.0.1 (a free port unless one is given), with observers."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.observers: list[Observer] = []
+        self._port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        assert self._server is not None, "start the server first"
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> str:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per request
+        app = _Observed(DomainDispatcherApplication(create_backend_app), self.observers)
+        self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-endpoint", daemon=True)
+        self._thread.start()
+        return self.endpoint
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = self._thread = None
