@@ -313,8 +313,8 @@ class LambdaWorkers(Extension):
             with self._lock:
                 stats.crashes += 1
             why = (reply or {}).get("reason") or "signal: killed"
-            message = f"RequestId: {request_id} Error: Runtime exited with error: {why} (Runtime.ExitError)"
-            return _error_payload("Lambda.Unknown", message), True, ""
+            text = f"RequestId: {request_id} Error: Runtime exited with error: {why} (Runtime.ExitError)"
+            return _error_payload("Lambda.Unknown", text), True, ""
         self._checkin(environment)
         payload = reply["payload"]
         if reply.get("errored"):

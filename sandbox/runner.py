@@ -58,7 +58,7 @@ IMAGE_SCAN_FAILURE = "Image scan found 1 HIGH vulnerability in the inference ima
 
 @dataclass
 class RunOptions:
-    release: Path
+    release: Path | None = None  # None for a sandbox that only serves (sandbox serve)
     trigger: Trigger = "ecr-push"
     validation: Literal["completed", "failed"] = "completed"
     validation_minutes: float = 45.0
@@ -110,14 +110,15 @@ SAMPLE_VALIDATION_INPUT = b"0.1,0.2,0.3\n0.4,0.5,0.6\n0.7,0.8,0.9\n"
 class Sandbox:
     """The local AWS: moto plus the sandbox's extensions, with the stack deployed."""
 
-    def __init__(self, spec: ReleaseSpec, options: RunOptions) -> None:
-        self.spec, self.options = spec, options
+    def __init__(self, spec: ReleaseSpec | None, options: RunOptions, *, port: int = 0) -> None:
+        """``spec`` None: a sandbox with no release of its own (``sandbox serve``)."""
+        self._spec, self.options = spec, options
         self.account_id = options.account_id
         self.source_region = options.region
         self.deploy_config = read_samconfig(ROOT / "samconfig.toml", options.config_env, options.parameter_overrides)
         self.clock = VirtualClock()
         self.audit = ApiAudit()
-        self.server = EmulatorServer()
+        self.server = EmulatorServer(port)
         self.lambda_log = options.log_file or Path(tempfile.gettempdir()) / "mlpublish-sandbox.log"
         self.lambdas: LambdaWorkers | None = None
         self.ecr = EcrExtension(self.clock, scan_outcome=options.scan, fault=options.fault)
@@ -138,10 +139,17 @@ class Sandbox:
         self._credentials: dict[str, dict[str, str]] = {}
 
     @property
+    def spec(self) -> ReleaseSpec:
+        """The release this sandbox runs."""
+        if self._spec is None:
+            raise RuntimeError("this sandbox was started without a release")
+        return self._spec
+
+    @property
     def publishing_region(self) -> str:
         """The release's region, else the stack's PublishingRegion parameter."""
-        if self.spec.publishing_region:
-            return self.spec.publishing_region
+        if self._spec is not None and self._spec.publishing_region:
+            return self._spec.publishing_region
         return (
             self.stack.parameters["PublishingRegion"]
             if self.stack
@@ -338,6 +346,7 @@ class Sandbox:
     def seed_and_trigger(self, layouts: Layouts) -> tuple[str, Delivery]:
         """Put everything in place in the order that makes the chosen trigger fire; the last
         image pushed, the last artifact uploaded or the manual start fires it."""
+        assert self.options.release is not None, "seeding needs a release file"
         trigger, release_text = self.effective_trigger(), self.options.release.read_bytes()
         model_uris = [c.model_data for c in self.spec.containers if c.model_data]
         validation_uri = self.spec.validation.input
