@@ -17,7 +17,7 @@ DEB_PACKAGES := umoci skopeo runc debootstrap
 # Offline commands (validate, lint) still want a region and credentials to exist.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 
-.PHONY: help venv sam-venv awscli-venv deb lint test unit integration e2e demo build deploy bench clean
+.PHONY: help venv sam-venv awscli-venv deb lint test unit integration e2e demo build layer-check deploy bench clean
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +64,7 @@ lint: venv sam-venv ## ruff, mypy, statelint, cfn-lint, sam validate --lint
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy functions
+	$(VENV)/bin/mypy tools
 	$(VENV)/bin/statelint --ignore=URI statemachine/publish.asl.json
 	$(VENV)/bin/cfn-lint template.yaml
 	$(OFFLINE_AWS) $(SAM) validate --lint
@@ -77,8 +78,8 @@ integration: venv deb ## handlers and domain against moto
 e2e: venv deb ## the whole state machine in the sandbox
 	$(VENV)/bin/pytest -m e2e -q
 
-test: lint deb ## everything CI runs: lint, static checks, sam build, the whole pytest suite
-	$(MAKE) --no-print-directory build
+test: lint deb ## everything CI runs: lint, static checks, sam build, layer-check, the whole pytest suite
+	$(MAKE) --no-print-directory layer-check
 	$(VENV)/bin/pytest -q
 
 demo: venv deb ## publish a sample product end to end on the embedded local AWS
@@ -90,6 +91,9 @@ build: sam-venv ## sam build (python3.13, arm64) into .aws-sam/
 	@$(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1 || { \
 	  echo "sam build needs python3.13 (the Lambda runtime) on PATH, e.g. pyenv install 3.13.0"; exit 1; }
 	$(SAM_BUILD_ENV) $(SAM) build
+
+layer-check: venv build ## the layer sam built holds the sandbox's packages; every handler imports on python3.13
+	$(PY) -m tools.check_lambda_package
 
 deploy: build ## sam deploy with samconfig.toml (ENV=default|dev|prod); first time: make deploy GUIDED=1
 	$(SAM) deploy --config-env $(ENV) $(if $(GUIDED),--guided,)
