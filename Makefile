@@ -75,10 +75,10 @@ unit: venv ## unit tests only (no network)
 integration: venv deb ## handlers and domain against moto
 	$(VENV)/bin/pytest -m integration -q
 
-e2e: venv deb ## the whole state machine in the sandbox
+e2e: venv awscli-venv deb ## the whole state machine in the sandbox
 	$(VENV)/bin/pytest -m e2e -q
 
-test: lint deb ## everything CI runs: lint, static checks, sam build, layer-check, the whole pytest suite
+test: lint awscli-venv deb ## everything CI runs: lint, static checks, sam build, layer-check, the whole pytest suite
 	$(MAKE) --no-print-directory layer-check
 	$(VENV)/bin/pytest -q
 
