@@ -89,12 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the Lambdas' logs go (default: %(default)s)",
     )
     run.add_argument("--verbose", action="store_true", help="show the Lambdas' logs on stderr instead")
+    from sandbox import serve  # serve.py imports this module
+
+    serve.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        from sandbox import serve
+
+        return serve.main(args)
     out = sys.stdout
     try:
         _check_files(args)

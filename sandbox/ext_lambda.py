@@ -87,7 +87,10 @@ class Fault:
         if option:
             name, _, value = option.partition("=")
             if kind != "crash" or name != "after" or not value.isdigit():
-                raise ValueError(f"--fault {text}: only crash takes an option, after=N (N AWS calls)")
+                raise ValueError(
+                    f"--fault {text}: only crash takes an option, after=N (N AWS calls); "
+                    "use crash:FUNCTION[:after=N] or timeout:FUNCTION"
+                )
             after = int(value)
         return cls(kind, function, after)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
+from botocore.exceptions import ClientError
+
 from sandbox.runner import Delivery, Sandbox
 
 
@@ -78,6 +81,11 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "deduplicated": False,
         "max_state_bytes": 0,
         "images": [],
+        "stack": stack_report(sandbox),
+        "lambda": sandbox.lambdas.stats() if sandbox.lambdas else {},
+        "published_objects": [],
+        "model_package": None,
+        "notices": sandbox.notices(),
     }
     if delivery.deduplicated:
         # No new execution: the trigger found this content already published or in flight.
@@ -116,6 +124,8 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
     created = [output["resource"]["arn"] for output in _outputs(history, "CreateModelPackage") if "resource" in output]
     if created:
         report["model_package_arn"] = created[-1]
+        report["model_package"] = describe_model_package(sandbox, created[-1])
+        report["published_objects"] = published_objects(sandbox, report["model_package"])
     failures = [event["detail"] for event in events if event.get("detail-type") == "Release Failed"]
     if failures:
         detail = failures[-1]
@@ -133,9 +143,67 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
     return report
 
 
+def stack_report(sandbox: Sandbox) -> dict[str, Any]:
+    """Where and how the stack was deployed."""
+    stack = sandbox.stack
+    if stack is None:
+        return {}
+    return {
+        "name": stack.name,
+        "region": stack.region,
+        "account": stack.account_id,
+        "config_env": sandbox.options.config_env,
+        "parameters": dict(sorted(stack.parameters.items())),
+    }
+
+
+def _known_region(region: str) -> bool:
+    """A region the emulator has (a release may name one that does not exist, e.g. us-east-3)."""
+    return region in boto3.session.Session().get_available_regions("sagemaker")
+
+
 def model_packages(sandbox: Sandbox) -> list[str]:
+    if not _known_region(sandbox.publishing_region):
+        return []
     sm = sandbox.aws("sagemaker", sandbox.publishing_region)
     return sorted(item["ModelPackageArn"] for item in sm.list_model_packages()["ModelPackageSummaryList"])
+
+
+def describe_model_package(sandbox: Sandbox, arn: str) -> dict[str, Any] | None:
+    """DescribeModelPackage of the package the release created, as JSON-ready data."""
+    region = arn.split(":")[3]
+    try:
+        described = sandbox.aws("sagemaker", region).describe_model_package(ModelPackageName=arn)
+    except ClientError:
+        return None
+    described.pop("ResponseMetadata", None)
+    document: dict[str, Any] = json.loads(json.dumps(described, default=str))
+    return document
+
+
+def published_objects(sandbox: Sandbox, package: dict[str, Any] | None) -> list[dict[str, str]]:
+    """Every S3 object the model package references, with the region of its bucket."""
+    if not package:
+        return []
+    uris: list[str] = []
+    for container in package.get("InferenceSpecification", {}).get("Containers", []):
+        if container.get("ModelDataUrl"):
+            uris.append(container["ModelDataUrl"])
+    for profile in package.get("ValidationSpecification", {}).get("ValidationProfiles", []):
+        job = profile.get("TransformJobDefinition", {})
+        source = job.get("TransformInput", {}).get("DataSource", {}).get("S3DataSource", {}).get("S3Uri")
+        if source:
+            uris.append(source)
+    s3 = sandbox.aws("s3")
+    found = []
+    for uri in uris:
+        bucket = uri.removeprefix("s3://").split("/", 1)[0]
+        try:
+            region = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") or "us-east-1"
+        except ClientError:
+            region = "missing"
+        found.append({"uri": uri, "region": region})
+    return found
 
 
 def published_manifest(sandbox: Sandbox, repository: str, digest: str) -> Any:

@@ -81,7 +81,9 @@ class EmulatorServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per request
         app = _Observed(DomainDispatcherApplication(create_backend_app), self.observers)
         self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-endpoint", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-endpoint", daemon=True
+        )
         self._thread.start()
         return self.endpoint
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import io
 import json
 import time
-import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,7 +22,6 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 
 from sandbox.clock import VirtualClock
 from sandbox.ext_ecr import FAULT_CORRUPT_BLOB, UNSUPPORTED_IMAGE, EcrExtension, ScanOutcome
-from sandbox.ext_lambda import CodeRegistry, InProcessLambda
 from sandbox.ext_sagemaker import SageMakerValidation, ValidationOutcome
 
 pytestmark = pytest.mark.integration
@@ -34,42 +30,6 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-
-HANDLER_SOURCE = '''
-import json
-import os
-
-from aws_lambda_powertools import Logger, Tracer
-
-if os.environ.get("IMPORT_LOG"):
-    with open(os.environ["IMPORT_LOG"], "a") as log:
-        log.write("cold start\\n")
-
-GREETING = os.environ.get("GREETING")
-logger = Logger(service="sandbox-test")
-tracer = Tracer(service="sandbox-test")
-
-
-class ReleaseNotReadyError(Exception):
-    """A named error the state machine retries and catches by name."""
-
-
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-def lambda_handler(event, context):
-    if os.environ.get("RECORD_FILE"):
-        with open(os.environ["RECORD_FILE"], "a") as record:
-            record.write(json.dumps(event) + "\\n")
-    if isinstance(event, dict) and event.get("fail"):
-        raise ReleaseNotReadyError("release is not ready")
-    return {
-        "greeting": GREETING,
-        "function": context.function_name,
-        "has_time_left": context.get_remaining_time_in_millis() > 0,
-        "input": event,
-    }
-'''
-
 
 # One session for every test: moto resets boto3's default session per mock, and loading
 # service models again for each test's clients would dominate the run time.
@@ -102,12 +62,6 @@ def clock(aws: None) -> Iterator[VirtualClock]:
 
 
 @pytest.fixture
-def lambdas(aws: None) -> Iterator[InProcessLambda]:
-    with InProcessLambda(CodeRegistry()) as installed:
-        yield installed
-
-
-@pytest.fixture
 def ecr_ext(clock: VirtualClock) -> Iterator[EcrExtension]:
     with EcrExtension(clock) as installed:
         yield installed
@@ -117,33 +71,6 @@ def ecr_ext(clock: VirtualClock) -> Iterator[EcrExtension]:
 def role_arn(aws: None) -> str:
     iam = client("iam")
     return str(iam.create_role(RoleName="sandbox", AssumeRolePolicyDocument="{}")["Role"]["Arn"])
-
-
-@pytest.fixture
-def function_arn(tmp_path: Path, lambdas: InProcessLambda, role_arn: str) -> str:
-    """A function created through moto's API whose code is a temp dir's app.py."""
-    code_dir = tmp_path / "fn"
-    code_dir.mkdir()
-    (code_dir / "app.py").write_text(HANDLER_SOURCE)
-    lambdas.registry.register("publisher", code_dir)
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("app.py", "placeholder: the sandbox runs the registered directory")
-    response = client("lambda").create_function(
-        FunctionName="publisher",
-        Runtime="python3.13",
-        Role=role_arn,
-        Handler="app.lambda_handler",
-        Code={"ZipFile": archive.getvalue()},
-        Environment={
-            "Variables": {
-                "GREETING": "configured at cold start",
-                "IMPORT_LOG": str(tmp_path / "imports.log"),
-                "RECORD_FILE": str(tmp_path / "events.jsonl"),
-            }
-        },
-    )
-    return str(response["FunctionArn"])
 
 
 def run_state_machine(definition: dict[str, Any], role_arn: str, payload: Any = None) -> dict[str, Any]:
@@ -250,142 +177,6 @@ def test_given_clock_uninstalled_then_moto_waits_are_restored(aws: None) -> None
 
     assert patched is not original
     assert WaitFunction._wait_interval is original
-
-
-# ------------------------------------------------------------------- lambda
-
-
-def test_given_registered_code_when_invoked_then_real_handler_runs_in_process_with_its_environment(
-    function_arn: str, lambdas: InProcessLambda, tmp_path: Path
-) -> None:
-    lambda_client = client("lambda")
-
-    first = lambda_client.invoke(FunctionName="publisher", Payload=json.dumps({"release": "r1"}))
-    lambda_client.invoke(FunctionName=function_arn, Payload=json.dumps({"release": "r2"}))
-
-    assert "FunctionError" not in first
-    assert json.loads(first["Payload"].read()) == {
-        "greeting": "configured at cold start",
-        "function": "publisher",
-        "has_time_left": True,
-        "input": {"release": "r1"},
-    }
-    assert (tmp_path / "imports.log").read_text() == "cold start\n"
-    assert lambdas.stats()["publisher"].invocations == 2
-
-
-def test_given_handler_raises_when_invoked_then_error_is_reported_by_exception_class_name(
-    function_arn: str, lambdas: InProcessLambda
-) -> None:
-    response = client("lambda").invoke(FunctionName="publisher", Payload=json.dumps({"fail": True}))
-
-    error = json.loads(response["Payload"].read())
-    assert response["FunctionError"] == "Handled"
-    assert error["errorType"] == "ReleaseNotReadyError"
-    assert error["errorMessage"] == "release is not ready"
-    assert any("lambda_handler" in frame for frame in error["stackTrace"])
-    assert lambdas.invocations[-1].error_type == "ReleaseNotReadyError"
-
-
-def test_given_state_machine_tasks_when_executed_then_lambda_invoke_wraps_payload_and_retry_catch_by_name(
-    function_arn: str, clock: VirtualClock, role_arn: str
-) -> None:
-    definition = {
-        "StartAt": "Integration",
-        "States": {
-            "Integration": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::lambda:invoke",
-                "Parameters": {"FunctionName": function_arn, "Payload": {"step": "integration"}},
-                "ResultPath": "$.integration",
-                "Next": "PlainArn",
-            },
-            "PlainArn": {
-                "Type": "Task",
-                "Resource": function_arn,
-                "Parameters": {"step": "plain"},
-                "ResultPath": "$.plain",
-                "Next": "Failing",
-            },
-            "Failing": {
-                "Type": "Task",
-                "Resource": function_arn,
-                "Parameters": {"fail": True},
-                "Retry": [{"ErrorEquals": ["ReleaseNotReadyError"], "IntervalSeconds": 10, "MaxAttempts": 2}],
-                "Catch": [{"ErrorEquals": ["ReleaseNotReadyError"], "ResultPath": "$.error", "Next": "Caught"}],
-                "End": True,
-            },
-            "Caught": {"Type": "Pass", "End": True},
-        },
-    }
-
-    result = run_state_machine(definition, role_arn)
-
-    output = json.loads(result["output"])
-    assert result["status"] == "SUCCEEDED"
-    assert output["integration"]["StatusCode"] == 200
-    assert output["integration"]["Payload"]["input"] == {"step": "integration"}
-    assert output["plain"]["input"] == {"step": "plain"}
-    assert output["error"]["Error"] == "ReleaseNotReadyError"
-    assert clock.stats().retries == 2
-    assert clock.stats().retry_seconds == 30  # 10 s, then 10 s x BackoffRate 2.0
-
-
-def test_given_map_over_items_when_executed_then_concurrent_invocations_all_run(
-    function_arn: str, lambdas: InProcessLambda, role_arn: str
-) -> None:
-    definition = {
-        "StartAt": "Each",
-        "States": {
-            "Each": {
-                "Type": "Map",
-                "ItemsPath": "$.items",
-                "Iterator": {
-                    "StartAt": "Call",
-                    "States": {"Call": {"Type": "Task", "Resource": function_arn, "End": True}},
-                },
-                "End": True,
-            }
-        },
-    }
-
-    result = run_state_machine(definition, role_arn, {"items": [{"n": n} for n in range(6)]})
-
-    assert result["status"] == "SUCCEEDED"
-    assert sorted(item["input"]["n"] for item in json.loads(result["output"])) == list(range(6))
-    assert lambdas.stats()["publisher"].invocations == 6
-
-
-def test_given_sqs_event_source_mapping_when_message_sent_then_handler_receives_records(
-    function_arn: str, tmp_path: Path
-) -> None:
-    sqs = client("sqs")
-    queue_url = sqs.create_queue(QueueName="triggers")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    client("lambda").create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=function_arn)
-
-    sqs.send_message(QueueUrl=queue_url, MessageBody='{"release": "r1"}')
-
-    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert [record["body"] for record in events[0]["Records"]] == ['{"release": "r1"}']
-    assert events[0]["Records"][0]["eventSourceARN"] == queue_arn
-
-
-def test_given_function_without_registered_code_when_invoked_then_error_names_the_sandbox_gap(
-    lambdas: InProcessLambda, role_arn: str
-) -> None:
-    lambda_client = client("lambda")
-    lambda_client.create_function(
-        FunctionName="unknown",
-        Runtime="python3.13",
-        Role=role_arn,
-        Handler="app.lambda_handler",
-        Code={"ZipFile": b"not used"},
-    )
-
-    response = lambda_client.invoke(FunctionName="unknown", Payload=b"{}")
-
-    assert json.loads(response["Payload"].read())["errorType"] == "Sandbox.NoLocalCode"
 
 
 # ------------------------------------------------------------------- ecr blobs and manifests

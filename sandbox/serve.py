@@ -1,0 +1,239 @@
+"""``python -m sandbox serve``: keep the deployed sandbox up for the real AWS CLI.
+
+The stack is deployed as for ``run`` (a samconfig environment, in the seller's region and
+account), nothing is seeded, and the emulator's endpoint stays up on 127.0.0.1 until SIGINT
+or SIGTERM. serve prints the endpoint, the stack's outputs, STS credentials in the stack's
+account (the account of a request comes from its credentials) and commands to paste: upload
+a release file, start, list and describe executions, read the notifications delivered so
+far (an SQS queue subscribed to the NotificationTopicArn, and one receiving the pipeline's
+EventBridge events).
+
+Exit codes: 0 stopped by a signal, 1 the sandbox failed, 2 bad usage (nothing was deployed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import logging
+import shlex
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from sandbox.cli import ACCOUNT_PATTERN, EXIT_FAILED, EXIT_OK, REGION_PATTERN, _quiet, _usage_error
+from sandbox.lambda_env import LambdaEnvironmentError
+from sandbox.runner import DEFAULT_ACCOUNT, DEFAULT_REGION, RunOptions, Sandbox
+from sandbox.stack import StackConfigError, parse_parameter_overrides
+
+EXAMPLE_RELEASE = "events/release.example.yaml"
+EXAMPLE_PRODUCT = "acme-sentiment"  # the product name in events/release.example.yaml
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM: leave the sandbox (a BaseException, so no ``except Exception`` eats it)."""
+
+
+def add_parser(commands: Any) -> None:
+    """The ``serve`` subcommand, on the CLI's subparsers."""
+    serve = commands.add_parser(
+        "serve",
+        help="deploy the stack and keep the local AWS up for the AWS CLI until Ctrl-C",
+        description="Deploy the stack (nothing seeded) and keep the local AWS up on 127.0.0.1 for the real AWS "
+        "CLI until SIGINT or SIGTERM; print the endpoint, stack outputs, credentials and commands to paste.",
+    )
+    serve.add_argument("--region", default=DEFAULT_REGION, help="the stack's region (default: %(default)s)")
+    serve.add_argument("--account-id", default=DEFAULT_ACCOUNT, help="the seller's AWS account (default: %(default)s)")
+    serve.add_argument(
+        "--config-env", default="default", help="samconfig.toml environment to deploy (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--parameter-overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE ...",
+        help="template parameters over the samconfig environment's, as for sam deploy",
+    )
+    serve.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1 (default: 0, a free port; the one taken is printed)"
+    )
+    serve.add_argument(
+        "--log-file",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "mlpublish-sandbox.log",
+        help="where the Lambdas' logs go (default: %(default)s)",
+    )
+    serve.add_argument("--verbose", action="store_true", help="show the Lambdas' logs on stderr instead")
+    serve.add_argument(
+        "--json", action="store_true", help="print one JSON object on one line (endpoint, outputs, credentials, ...)"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``serve`` with parsed arguments; returns the exit code."""
+    try:
+        overrides: dict[str, str] = {}
+        for text in args.parameter_overrides:
+            overrides.update(parse_parameter_overrides(text))
+        _check_options(args)
+    except ValueError as exc:  # StackConfigError included
+        return _usage_error(str(exc))
+    options = RunOptions(
+        release=None,
+        region=args.region,
+        account_id=args.account_id,
+        config_env=args.config_env,
+        parameter_overrides=overrides,
+        log_file=args.log_file,
+    )
+    out = sys.stdout  # bound now: while the sandbox runs, sys.stdout goes to the log
+    saved = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
+    try:
+        with _quiet(None if args.verbose else args.log_file):
+            serve(options, args.port, out, as_json=args.json)
+    except Stopped:
+        if not args.json:
+            print("• stopped; the sandbox and everything in it are gone", file=out, flush=True)
+        return EXIT_OK
+    except (StackConfigError, LambdaEnvironmentError) as exc:
+        return _usage_error(str(exc))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return _usage_error(f"--port {args.port}: address in use; choose another port, or 0 for a free one")
+        return _failed(exc, args.log_file)
+    except Exception as exc:  # a sandbox defect: say so plainly, with where to look
+        return _failed(exc, args.log_file)
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    return EXIT_OK  # pragma: no cover (serve returns only by a signal)
+
+
+def serve(options: RunOptions, port: int, out: TextIO, *, as_json: bool = False) -> None:
+    """Deploy, print how to reach the sandbox, and wait for a signal (raises :class:`Stopped`)."""
+    sandbox = Sandbox(None, options, port=port)
+    with sandbox.running():
+        info = describe(sandbox)
+        if as_json:
+            out.write(json.dumps(info) + "\n")
+        else:
+            out.write(render(info))
+        out.flush()
+        while True:
+            signal.pause()
+
+
+def describe(sandbox: Sandbox) -> dict[str, Any]:
+    """What a client needs: the endpoint, the stack, credentials and the notification queues."""
+    assert sandbox.stack is not None, "describe a running sandbox"
+    stack = sandbox.stack
+    info: dict[str, Any] = {
+        "endpoint": sandbox.server.endpoint,
+        "region": sandbox.source_region,
+        "account": sandbox.account_id,
+        "stack_name": stack.name,
+        "config_env": sandbox.options.config_env,
+        "parameters": dict(sorted(stack.parameters.items())),
+        "outputs": dict(sorted(stack.outputs.items())),
+        "state_machine_arn": stack.state_machine_arn,
+        "credentials": dict(sandbox.credentials(sandbox.account_id)),
+        "queues": dict(sandbox._capture),
+        "log_file": str(sandbox.lambda_log),
+    }
+    info["commands"] = commands(info)
+    return info
+
+
+def environment(info: dict[str, Any]) -> dict[str, str]:
+    """The variables that point an AWS CLI or SDK at the sandbox, in the stack's account."""
+    return {
+        "AWS_ENDPOINT_URL": info["endpoint"],
+        **info["credentials"],
+        "AWS_DEFAULT_REGION": info["region"],
+    }
+
+
+def commands(info: dict[str, Any]) -> list[str]:
+    """Shell commands (bash) to paste, in order, from the repository's root."""
+    q = shlex.quote
+    bucket = info["outputs"]["PipelineBucketName"]
+    machine = info["state_machine_arn"] or info["outputs"]["StateMachineArn"]
+    release_uri = f"s3://{bucket}/manual/{EXAMPLE_PRODUCT}.yaml"
+    start_input = json.dumps({"release_uri": release_uri, "trigger": {"kind": "manual", "ref": "cli"}})
+    queues = info["queues"]
+    return [
+        "export " + " ".join(f"{key}={q(value)}" for key, value in environment(info).items()),
+        f"aws s3 cp {EXAMPLE_RELEASE} {q(release_uri)}",
+        # --name: AWS names an unnamed execution with a UUID; the sandbox's moto does not.
+        f"EXECUTION_ARN=$(aws stepfunctions start-execution --state-machine-arn {q(machine)}"
+        f' --name "manual-$(date +%s)" --input {q(start_input)} --query executionArn --output text)',
+        f"aws stepfunctions list-executions --state-machine-arn {q(machine)}"
+        " --query 'executions[].[name,status]' --output text",
+        'aws stepfunctions describe-execution --execution-arn "$EXECUTION_ARN" --query status --output text',
+        f"aws sqs receive-message --queue-url {q(queues['notifications'])} --max-number-of-messages 10"
+        " --wait-time-seconds 5 --query 'Messages[].Body' --output text",
+        f"aws sqs receive-message --queue-url {q(queues['events'])} --max-number-of-messages 10"
+        " --wait-time-seconds 5 --query 'Messages[].Body' --output text",
+    ]
+
+
+def render(info: dict[str, Any]) -> str:
+    """The human-readable banner."""
+    width = max(map(len, info["outputs"]), default=0)
+    lines = [
+        f"• sandbox endpoint: {info['endpoint']}",
+        f"• stack {info['stack_name']} (samconfig {info['config_env']}) in account {info['account']}, "
+        f"region {info['region']}",
+        f"• Lambda logs: {info['log_file']}",
+        "",
+        "Stack outputs:",
+        *(f"  {key:<{width}}  {value}" for key, value in info["outputs"].items()),
+        "",
+        "Credentials (STS, account {account}; requests land in the account of their credentials):".format(**info),
+        *(f"  {key}={value}" for key, value in info["credentials"].items()),
+        "",
+        "Notifications delivered so far (SQS):",
+        f"  {info['queues']['notifications']}  (subscribed to NotificationTopicArn)",
+        f"  {info['queues']['events']}  (the pipeline's EventBridge events, source mlpublish)",
+        "",
+        "In another shell, from the repository's root (the AWS CLI: make awscli-venv; .venv-awscli/bin/aws):",
+        "",
+        *info["commands"],
+        "",
+        "Ctrl-C (or SIGTERM) stops the sandbox; nothing in it is kept.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if not ACCOUNT_PATTERN.fullmatch(args.account_id):
+        raise ValueError(f"--account-id {args.account_id}: an AWS account id is 12 digits")
+    if not REGION_PATTERN.fullmatch(args.region):
+        raise ValueError(f"--region {args.region}: not an AWS region name (e.g. us-west-2)")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port}: a TCP port is 0 (any free port) to 65535")
+    if not args.log_file.parent.is_dir():
+        raise ValueError(f"--log-file {args.log_file}: directory {args.log_file.parent} does not exist")
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    # Once is enough: further signals are ignored while the sandbox shuts down.
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
+    raise Stopped(signal.Signals(signum).name)
+
+
+def _failed(exc: BaseException, log_file: Path) -> int:
+    print(
+        f"error: the sandbox failed ({type(exc).__name__}: {exc}); this is a sandbox bug, "
+        f"please report it with the log {log_file}",
+        file=sys.stderr,
+    )
+    logging.getLogger("sandbox").debug("sandbox failure", exc_info=True)
+    return EXIT_FAILED
