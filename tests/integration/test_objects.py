@@ -242,3 +242,21 @@ def test_given_several_objects_for_one_bucket_when_copied_then_each_is_copied_on
     ]
     keys = {item["Key"] for item in destination_s3.list_objects_v2(Bucket=PUBLISHING_BUCKET)["Contents"]}
     assert keys == {model.destination_key, validation.destination_key}
+
+
+def test_given_a_publishing_bucket_in_another_region_then_nothing_is_copied_and_the_regions_are_named(
+    source_s3: Any, destination_s3: Any
+) -> None:
+    item = upload(source_s3, "sentiment/model.tar.gz", b"weights")
+    create_bucket(boto3.client("s3", region_name="eu-west-1"), PUBLISHING_BUCKET, "eu-west-1")
+
+    with pytest.raises(ArtifactCopyFailed) as caught:
+        copy(source_s3, destination_s3, item)
+
+    assert caught.value.message.startswith(
+        f"publishing bucket {PUBLISHING_BUCKET} is in eu-west-1, but this release publishes in {PUBLISHING_REGION} "
+    )
+    assert f"recreate the bucket in {PUBLISHING_REGION}, or set the PublishingBucketName parameter" in (
+        caught.value.message
+    )
+    assert destination_s3.list_objects_v2(Bucket=PUBLISHING_BUCKET)["KeyCount"] == 0

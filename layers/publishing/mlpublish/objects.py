@@ -34,19 +34,27 @@ def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
 
     A bucket this pipeline created is tagged first and set up again on every release, so a
     set-up cut short is completed by the next run; a bucket it did not create is left as
-    its owner configured it.
+    its owner configured it. Either way it must be in ``region``, the model package's.
     """
+    located: str | None = None
     try:
         with transient_errors(f"checking bucket {bucket}"):
-            s3.head_bucket(Bucket=bucket)
+            located = s3.head_bucket(Bucket=bucket).get("BucketRegion")
         exists = True
     except ClientError as exc:
         if error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
             raise ArtifactCopyFailed(
                 f"publishing bucket {bucket} exists but is not usable ({error_code(exc)}); it must be "
-                "owned by this account, or set the PublishingBucketName parameter to another name"
+                f"owned by this account and be in {region}, or set the PublishingBucketName parameter to "
+                "another name (empty: the pipeline makes mlpublish-ACCOUNT-REGION)"
             ) from exc
         exists = False
+    if located is not None and located != region:
+        raise ArtifactCopyFailed(
+            f"publishing bucket {bucket} is in {located}, but this release publishes in {region} and SageMaker "
+            f"reads a model package's artifacts only in its own region; recreate the bucket in {region}, or set "
+            f"the PublishingBucketName parameter to a bucket in {region}"
+        )
     if exists and not _managed(s3, bucket):
         return
     if not exists:
