@@ -28,8 +28,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         registry_for=EcrRegistry,
         account_id=account_id(config.region),
         source_region=config.region,
-        default_publishing_region=config.publishing_region,
-        publishing_bucket=config.publishing_bucket,
+        publishing=config.publishing,
         validation_role_arn=config.validation_role_arn,
     )
     logger.info("release resolved", extra={"resource_name": release.resource_name, "fingerprint": release.fingerprint})

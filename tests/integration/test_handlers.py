@@ -28,15 +28,16 @@ from tests.fixtures.moto_world import (
 )
 from tests.fixtures.releases import (
     ACCOUNT,
-    PUBLISHING_BUCKET,
     PUBLISHING_REGION,
     SOURCE_REGION,
     VALIDATION_ROLE_ARN,
     release_document,
 )
 
+from mlpublish.aws import client
 from mlpublish.errors import InvalidRelease, PipelineError, PreflightFailed, ReleaseNotFound
 from mlpublish.images.registry import EcrRegistry
+from mlpublish.preflight import PUBLISHING_REGIONS
 from mlpublish.state import Announcement, Release
 
 pytestmark = pytest.mark.integration
@@ -44,6 +45,10 @@ pytestmark = pytest.mark.integration
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 RELEASE_URI = f"s3://{PIPELINE_BUCKET}/{RELEASE_KEY}"
 EXECUTION = f"arn:aws:states:{SOURCE_REGION}:{ACCOUNT}:execution:mlpublish:acme-sentiment-1-2-0-0123456789ab"
+# The stack as samconfig deploys it (template defaults): us-east-1 unless a release names its
+# region, as the example release does (PUBLISHING_REGION, us-east-2).
+STACK_PUBLISHING_REGION = "us-east-1"
+STACK_ALLOWED_REGIONS = ",".join(sorted(PUBLISHING_REGIONS))
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -53,9 +58,10 @@ def stack_env(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> pytest.
     """The environment template.yaml gives every function (STATE_MACHINE_ARN: the trigger's)."""
     environment = {
         "AWS_REGION": SOURCE_REGION,
-        "PUBLISHING_REGION": PUBLISHING_REGION,
+        "PUBLISHING_REGION": STACK_PUBLISHING_REGION,
+        "ALLOWED_PUBLISHING_REGIONS": STACK_ALLOWED_REGIONS,
+        "PUBLISHING_BUCKET_NAME": "",
         "PIPELINE_BUCKET": PIPELINE_BUCKET,
-        "PUBLISHING_BUCKET": PUBLISHING_BUCKET,
         "VALIDATION_ROLE_ARN": VALIDATION_ROLE_ARN,
         "RELEASE_PREFIX": "releases/",
         "STATE_MACHINE_ARN": f"arn:aws:states:{SOURCE_REGION}:{ACCOUNT}:stateMachine:mlpublish",
@@ -115,7 +121,7 @@ def seller(stack_env: pytest.MonkeyPatch, moto_aws: None, release_yaml: Callable
     etags = upload_artifacts(s3)
     upload_release(s3, release_yaml())
     digest = push_image(boto3.client("ecr", region_name=SOURCE_REGION))
-    return {"s3": s3, "etags": etags, "digest": digest}
+    return {"s3": s3, "etags": etags, "digest": digest, "env": stack_env}
 
 
 def published_images(release: dict[str, Any]) -> list[dict[str, Any]]:
@@ -253,6 +259,130 @@ def test_given_an_inline_release_then_resolve_needs_no_release_file(
 
     assert release["release_uri"] is None
     assert release["spec"]["product"]["name"] == "acme-sentiment"
+
+
+# --- a release's publishing region, end to end -------------------------------------------
+
+
+def uris_in(value: Any) -> list[str]:
+    """Every S3 URI and ECR image URI anywhere in a request."""
+    if isinstance(value, dict):
+        return [uri for item in value.values() for uri in uris_in(item)]
+    if isinstance(value, list):
+        return [uri for item in value for uri in uris_in(item)]
+    if isinstance(value, str) and (value.startswith("s3://") or ".dkr.ecr." in value):
+        return [value]
+    return []
+
+
+def bucket_region(bucket: str) -> str:
+    location = boto3.client("s3", region_name=SOURCE_REGION).get_bucket_location(Bucket=bucket)
+    return str(location["LocationConstraint"] or "us-east-1")
+
+
+def copy_artifacts(release: dict[str, Any], lambda_context: FakeLambdaContext) -> list[dict[str, Any]]:
+    event = {
+        "objects": release["objects"],
+        "source_region": release["source_region"],
+        "publishing_region": release["publishing_region"],
+    }
+    copied: list[dict[str, Any]] = load_handler("copy_artifacts")(event, lambda_context)
+    return copied
+
+
+def test_given_a_us_east_2_release_on_a_us_east_1_stack_then_its_artifacts_and_model_package_are_all_in_us_east_2(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    assert (STACK_PUBLISHING_REGION, PUBLISHING_REGION) == ("us-east-1", "us-east-2")
+    requests: list[dict[str, Any]] = []
+    client("sagemaker", PUBLISHING_REGION).meta.events.register(
+        "provide-client-params.sagemaker.CreateModelPackage", lambda params, **_: requests.append(params)
+    )
+
+    release = load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+    copy_artifacts(release, lambda_context)
+    resource = load_handler("create_model_package")(
+        {"release": release, "images": published_images(release)}, lambda_context
+    )
+
+    us_east_2_bucket = f"mlpublish-{ACCOUNT}-us-east-2"
+    assert (release["publishing_region"], release["publishing_bucket"]) == ("us-east-2", us_east_2_bucket)
+    assert bucket_region(us_east_2_bucket) == "us-east-2"
+    publishing_s3 = boto3.client("s3", region_name="us-east-2")
+    for item in release["objects"]:
+        head = publishing_s3.head_object(Bucket=item["destination_bucket"], Key=item["destination_key"])
+        assert head["Metadata"]["mlpublish-source-etag"] == item["etag"]
+    buckets = {bucket["Name"] for bucket in publishing_s3.list_buckets()["Buckets"]}
+    assert f"mlpublish-{ACCOUNT}-us-east-1" not in buckets
+    assert resource["arn"].startswith(f"arn:aws:sagemaker:us-east-2:{ACCOUNT}:model-package/")
+    [request] = requests
+    uris = uris_in(request)
+    s3_uris = [uri for uri in uris if uri.startswith("s3://")]
+    image_uris = [uri for uri in uris if not uri.startswith("s3://")]
+    assert len(s3_uris) == 3  # model data, validation input, validation output
+    assert {uri.removeprefix("s3://").split("/", 1)[0] for uri in s3_uris} == {us_east_2_bucket}
+    assert image_uris != []
+    assert {uri.split(".")[3] for uri in image_uris} == {"us-east-2"}  # ACCOUNT.dkr.ecr.REGION.amazonaws.com/...
+
+
+def test_given_a_release_naming_no_region_then_it_publishes_to_the_stacks_region_and_bucket(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    release = load_handler("resolve_release")({"release": release_document(publishing_region=None)}, lambda_context)
+    copy_artifacts(release, lambda_context)
+
+    assert release["publishing_region"] == "us-east-1"
+    assert release["publishing_bucket"] == f"mlpublish-{ACCOUNT}-us-east-1"
+    assert bucket_region(release["publishing_bucket"]) == "us-east-1"
+
+
+def test_given_a_sellers_bucket_in_the_stack_region_and_a_release_for_another_then_resolve_refuses_it(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="acme-marketplace")
+    seller["env"].setenv("PUBLISHING_BUCKET_NAME", "acme-marketplace")
+
+    with pytest.raises(PreflightFailed) as caught:
+        load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+
+    [reason] = caught.value.reasons
+    assert reason.startswith("publishing_region: us-east-2 is not the stack's PublishingRegion us-east-1, the only ")
+    assert "PublishingBucketName bucket acme-marketplace" in reason
+    assert "publish to us-east-1" in reason
+    assert "PublishingBucketName empty" in reason
+
+
+def test_given_a_sellers_bucket_in_the_release_region_then_artifacts_go_there_and_its_setup_is_kept(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    s3 = boto3.client("s3", region_name=PUBLISHING_REGION)
+    s3.create_bucket(Bucket="acme-marketplace", CreateBucketConfiguration={"LocationConstraint": PUBLISHING_REGION})
+    seller["env"].setenv("PUBLISHING_REGION", PUBLISHING_REGION)
+    seller["env"].setenv("PUBLISHING_BUCKET_NAME", "acme-marketplace")
+
+    release = load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+    copy_artifacts(release, lambda_context)
+
+    assert release["publishing_bucket"] == "acme-marketplace"
+    assert release["validation_output_uri"].startswith("s3://acme-marketplace/")
+    assert {item["destination_bucket"] for item in release["objects"]} == {"acme-marketplace"}
+    assert len(s3.list_objects_v2(Bucket="acme-marketplace")["Contents"]) == 2
+    with pytest.raises(s3.exceptions.ClientError, match="NoSuchTagSet"):
+        s3.get_bucket_tagging(Bucket="acme-marketplace")  # not taken over: the seller's own bucket
+
+
+def test_given_a_stack_not_allowing_the_release_region_then_resolve_refuses_it_naming_the_parameter(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    seller["env"].setenv("ALLOWED_PUBLISHING_REGIONS", "us-east-1,eu-west-1")
+
+    with pytest.raises(PreflightFailed) as caught:
+        load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+
+    assert caught.value.reasons == [
+        "publishing_region: us-east-2 is not one of the stack's AllowedPublishingRegions (us-east-1, eu-west-1); "
+        "publish to one of those, or add us-east-2 to the AllowedPublishingRegions parameter and redeploy the stack"
+    ]
 
 
 # --- resolve_release failures -----------------------------------------------------------

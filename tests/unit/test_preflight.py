@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,16 @@ from tests.fixtures.releases import (
 from mlpublish.errors import PreflightFailed
 from mlpublish.preflight import PUBLISHING_REGIONS, MiB, check_release
 from mlpublish.release import ReleaseSpec
+from mlpublish.settings import PublishingConfig
 
 pytestmark = pytest.mark.unit
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 INPUT_URI = f"s3://{ARTIFACT_BUCKET}/{INPUT_KEY}"
 OTHER_ACCOUNT = "111122223333"
+EVERY_REGION = tuple(sorted(PUBLISHING_REGIONS))
+# The stack as samconfig deploys it: us-east-1 by default, any publishing region allowed, a bucket per region.
+STACK = PublishingConfig(default_region="us-east-1", allowed_regions=EVERY_REGION)
 
 
 def check(
@@ -32,10 +37,13 @@ def check(
     *,
     account_id: str = ACCOUNT,
     publishing_region: str = PUBLISHING_REGION,
+    publishing: PublishingConfig = STACK,
     input_size: int | None = 1024,
 ) -> None:
     sizes = {} if input_size is None else {spec.validation.input: input_size}
-    check_release(spec, account_id=account_id, publishing_region=publishing_region, object_sizes=sizes)
+    check_release(
+        spec, account_id=account_id, publishing_region=publishing_region, publishing=publishing, object_sizes=sizes
+    )
 
 
 def problems(spec: ReleaseSpec, **kwargs: Any) -> list[str]:
@@ -79,6 +87,65 @@ def test_given_an_opt_in_or_unknown_region_then_publishing_there_is_refused_with
     assert reason.startswith(f"publishing_region: {region} is not a Marketplace publishing region; use one of ")
     assert "us-east-1" in reason
     assert "eu-west-1" in reason
+
+
+def test_given_the_stacks_default_allowed_regions_then_they_are_every_publishing_region() -> None:
+    parameter = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)["Parameters"]["AllowedPublishingRegions"]
+
+    assert re.fullmatch(parameter["AllowedPattern"], parameter["Default"])
+    assert set(parameter["Default"].split(",")) == PUBLISHING_REGIONS
+
+
+# --- where this stack may publish --------------------------------------------------------
+
+
+def test_given_a_release_for_a_region_the_stack_does_not_allow_then_it_is_refused_naming_the_parameter() -> None:
+    stack = PublishingConfig(default_region="us-east-1", allowed_regions=("us-east-1", "eu-west-1"))
+
+    assert problems(release_spec(), publishing=stack) == [
+        "publishing_region: us-east-2 is not one of the stack's AllowedPublishingRegions (us-east-1, eu-west-1); "
+        "publish to one of those, or add us-east-2 to the AllowedPublishingRegions parameter and redeploy the stack"
+    ]
+
+
+def test_given_no_region_in_the_release_and_a_stack_default_it_does_not_allow_then_the_default_is_named() -> None:
+    stack = PublishingConfig(default_region="us-east-1", allowed_regions=("eu-west-1",))
+
+    [reason] = problems(release_spec(publishing_region=None), publishing_region="us-east-1", publishing=stack)
+
+    assert reason.startswith(
+        "publishing_region: not set, so the stack's PublishingRegion us-east-1 applies, but it is not one of the "
+        "stack's AllowedPublishingRegions (eu-west-1); "
+    )
+
+
+def test_given_a_sellers_bucket_and_a_release_for_another_region_then_it_is_refused_with_both_ways_out() -> None:
+    stack = PublishingConfig(default_region="us-east-1", allowed_regions=EVERY_REGION, bucket_name="acme-marketplace")
+
+    assert problems(release_spec(), publishing=stack) == [
+        "publishing_region: us-east-2 is not the stack's PublishingRegion us-east-1, the only region its "
+        "PublishingBucketName bucket acme-marketplace serves (SageMaker reads a model package's artifacts only in "
+        "the package's region); publish to us-east-1 (publishing_region: us-east-1, or leave it out), or redeploy "
+        "the stack with PublishingBucketName empty so that each region gets its own bucket, mlpublish-ACCOUNT-REGION"
+    ]
+
+
+def test_given_a_sellers_bucket_and_a_release_for_another_region_the_stack_does_not_allow_then_both_are_said() -> None:
+    stack = PublishingConfig(default_region="us-east-1", allowed_regions=("us-east-1",), bucket_name="acme-marketplace")
+
+    allowed, bucket = problems(release_spec(), publishing=stack)
+
+    assert allowed.startswith("publishing_region: us-east-2 is not one of the stack's AllowedPublishingRegions")
+    assert bucket.startswith("publishing_region: us-east-2 is not the stack's PublishingRegion us-east-1")
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "stack-default"])
+def test_given_a_sellers_bucket_and_a_release_for_its_region_then_it_may_publish(named: bool) -> None:
+    stack = PublishingConfig(default_region="us-east-2", allowed_regions=EVERY_REGION, bucket_name="acme-marketplace")
+
+    check(
+        release_spec(publishing_region="us-east-2" if named else None), publishing_region="us-east-2", publishing=stack
+    )
 
 
 def test_given_an_image_in_another_account_then_marketplace_ownership_is_explained() -> None:

@@ -44,7 +44,8 @@ from mlpublish.errors import (
     TransientAwsError,
 )
 from mlpublish.images.registry import FetchedManifest
-from mlpublish.preflight import STATE_BUDGET
+from mlpublish.objects import publishing_bucket
+from mlpublish.preflight import PUBLISHING_REGIONS, STATE_BUDGET
 from mlpublish.release import Product, ReleaseSpec
 from mlpublish.resolve import (
     execution_name,
@@ -56,6 +57,7 @@ from mlpublish.resolve import (
     resolve_release,
     resource_name,
 )
+from mlpublish.settings import PublishingConfig
 from mlpublish.state import PinSet, StartInput, Trigger
 
 pytestmark = pytest.mark.unit
@@ -68,7 +70,15 @@ DIGEST = "sha256:" + "1" * 64
 MODEL_ETAG = "0f343b0931126a20f133d67c2b018a3b"
 INPUT_ETAG = "9e107d9d372bb6826bd81d3542a419d6"
 PUBLISHING_BUCKET = f"mlpublish-{ACCOUNT}-{PUBLISHING_REGION}"
+SELLERS_BUCKET = "acme-marketplace-artifacts"
 DEFAULT_ROLE = f"arn:aws:iam::{ACCOUNT}:role/mlpublish-validation"
+
+
+def stack(default_region: str = "us-east-1", bucket_name: str = "") -> PublishingConfig:
+    """A stack deployed with these PublishingRegion and PublishingBucketName, allowing every region."""
+    return PublishingConfig(
+        default_region=default_region, allowed_regions=tuple(sorted(PUBLISHING_REGIONS)), bucket_name=bucket_name
+    )
 
 
 def pins(**changes: Any) -> PinSet:
@@ -85,8 +95,7 @@ def resolved(spec: ReleaseSpec | None = None, pinset: PinSet | None = None, **kw
     arguments: dict[str, Any] = {
         "account_id": ACCOUNT,
         "source_region": SOURCE_REGION,
-        "default_publishing_region": "us-east-1",
-        "publishing_bucket": PUBLISHING_BUCKET,
+        "publishing": stack(),
         "validation_role_arn": DEFAULT_ROLE,
     }
     arguments.update(kwargs)
@@ -294,10 +303,66 @@ def test_given_a_release_then_it_is_pinned_named_and_routed_to_the_publishing_re
 
 
 def test_given_no_publishing_region_in_the_spec_then_the_stacks_applies() -> None:
-    release = resolved(release_spec(publishing_region=None), default_publishing_region="eu-west-1")
+    release = resolved(release_spec(publishing_region=None), publishing=stack("eu-west-1"))
 
     assert release.publishing_region == "eu-west-1"
     assert release.fingerprint == fingerprint(release_spec(publishing_region=None), pins(), "eu-west-1")
+
+
+# --- the publishing bucket follows the release's region ----------------------------------
+
+
+def test_given_a_us_east_2_release_on_a_us_east_1_stack_then_everything_goes_to_the_us_east_2_bucket() -> None:
+    release = resolved(release_spec(publishing_region="us-east-2"), publishing=stack("us-east-1"))
+
+    assert release.publishing_bucket == f"mlpublish-{ACCOUNT}-us-east-2"
+    assert {item.destination_bucket for item in release.objects} == {f"mlpublish-{ACCOUNT}-us-east-2"}
+    assert release.validation_output_uri.startswith(f"s3://mlpublish-{ACCOUNT}-us-east-2/")
+
+
+def test_given_a_release_naming_no_region_then_the_stack_regions_bucket_is_used() -> None:
+    release = resolved(release_spec(publishing_region=None), publishing=stack("eu-west-1"))
+
+    assert release.publishing_bucket == f"mlpublish-{ACCOUNT}-eu-west-1"
+    assert {item.destination_bucket for item in release.objects} == {f"mlpublish-{ACCOUNT}-eu-west-1"}
+
+
+@pytest.mark.parametrize("region", sorted(PUBLISHING_REGIONS))
+def test_given_any_publishing_region_then_its_bucket_name_is_a_valid_s3_name_that_names_it(region: str) -> None:
+    name = publishing_bucket(stack(), account_id=ACCOUNT, region=region)
+
+    assert name == f"mlpublish-{ACCOUNT}-{region}"
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", name)
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "stack-default"])
+def test_given_a_sellers_bucket_and_a_release_for_its_region_then_the_sellers_bucket_is_used(named: bool) -> None:
+    spec = release_spec(publishing_region="us-east-2" if named else None)
+
+    release = resolved(spec, publishing=stack("us-east-2", bucket_name=SELLERS_BUCKET))
+
+    assert release.publishing_bucket == SELLERS_BUCKET
+    assert {item.destination_bucket for item in release.objects} == {SELLERS_BUCKET}
+    assert release.validation_output_uri.startswith(f"s3://{SELLERS_BUCKET}/")
+
+
+def test_given_a_sellers_bucket_and_a_release_for_another_region_then_resolve_refuses_it() -> None:
+    with pytest.raises(PreflightFailed) as caught:
+        resolved(release_spec(publishing_region="us-east-2"), publishing=stack("us-east-1", bucket_name=SELLERS_BUCKET))
+
+    [reason] = caught.value.reasons
+    assert reason.startswith("publishing_region: us-east-2 is not the stack's PublishingRegion us-east-1")
+    assert SELLERS_BUCKET in reason
+
+
+def test_given_a_release_for_a_region_the_stack_does_not_allow_then_resolve_refuses_it() -> None:
+    narrow = PublishingConfig(default_region="us-east-1", allowed_regions=("us-east-1",))
+
+    with pytest.raises(PreflightFailed) as caught:
+        resolved(release_spec(publishing_region="us-east-2"), publishing=narrow)
+
+    [reason] = caught.value.reasons
+    assert "AllowedPublishingRegions" in reason
 
 
 def with_environment(containers: int, variables: int, length: int) -> ReleaseSpec:
@@ -469,8 +534,7 @@ def resolve_inline(registry: FakeRegistry, digest: str) -> Any:
         registry_for=lambda region: regions.append(region) or registry,
         account_id=ACCOUNT,
         source_region=SOURCE_REGION,
-        default_publishing_region="us-east-1",
-        publishing_bucket=PUBLISHING_BUCKET,
+        publishing=stack(),
         validation_role_arn=DEFAULT_ROLE,
     )
     assert regions == [SOURCE_REGION]

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import ArtifactCopyFailed, SourceChanged
+from mlpublish.settings import PublishingConfig
 from mlpublish.state import CopiedObject, PinnedObject
 
 SOURCE_ETAG = "mlpublish-source-etag"
@@ -26,6 +27,22 @@ _TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, multipart_chunk
 
 
 MANAGED_BY = {"Key": "managed-by", "Value": "mlpublish"}
+
+
+def derived_bucket(account_id: str, region: str) -> str:
+    """The publishing bucket of one region when the stack names none: SageMaker reads a model
+    package's artifacts only in the package's own region, so each region has its own bucket.
+    template.yaml grants ``mlpublish-ACCOUNT-*`` to match this name."""
+    return f"mlpublish-{account_id}-{region}"
+
+
+def publishing_bucket(config: PublishingConfig, *, account_id: str, region: str) -> str:
+    """The bucket a release publishing in ``region`` copies its artifacts to.
+
+    A PublishingBucketName the seller set is a bucket in the stack's PublishingRegion;
+    preflight refuses releases for any other region before they get here.
+    """
+    return config.bucket_name or derived_bucket(account_id, region)
 
 
 def ensure_bucket(s3: Any, bucket: str, region: str) -> None:

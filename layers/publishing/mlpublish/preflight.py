@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mlpublish.errors import PreflightFailed
 from mlpublish.release import ReleaseSpec
+from mlpublish.settings import PublishingConfig
 from mlpublish.state import Release
 
 KiB = 1024
@@ -50,18 +51,15 @@ def check_release(
     *,
     account_id: str,
     publishing_region: str,
+    publishing: PublishingConfig,
     object_sizes: dict[str, int],
 ) -> None:
     """Raise PreflightFailed listing every broken rule; return quietly when all hold.
 
-    ``object_sizes`` maps each s3:// URI the release names to its size in bytes.
+    ``publishing`` is what the stack allows; ``object_sizes`` maps each s3:// URI the
+    release names to its size in bytes.
     """
-    problems: list[str] = []
-    if publishing_region not in PUBLISHING_REGIONS:
-        problems.append(
-            f"publishing_region: {publishing_region} is not a Marketplace publishing region; "
-            f"use one of {', '.join(sorted(PUBLISHING_REGIONS))}"
-        )
+    problems = region_problems(spec, publishing_region, publishing)
     for index, container in enumerate(spec.containers):
         ref = container.image_ref
         if ref.registry_id != account_id:
@@ -97,6 +95,39 @@ def check_release(
             "rule(s); fix the release file:",
             reasons=problems,
         )
+
+
+def region_problems(spec: ReleaseSpec, publishing_region: str, publishing: PublishingConfig) -> list[str]:
+    """Whether this stack can publish in ``publishing_region``: a Marketplace region, one of
+    the stack's AllowedPublishingRegions (its IAM policies cover only those), and, when the
+    seller fixed PublishingBucketName, that bucket's region (the stack's PublishingRegion)."""
+    if publishing_region not in PUBLISHING_REGIONS:
+        return [
+            f"publishing_region: {publishing_region} is not a Marketplace publishing region; "
+            f"use one of {', '.join(sorted(PUBLISHING_REGIONS))}"
+        ]
+    problems = []
+    default = publishing.default_region
+    chosen = (
+        f"publishing_region: {publishing_region}"
+        if spec.publishing_region
+        else f"publishing_region: not set, so the stack's PublishingRegion {publishing_region} applies, but it"
+    )
+    if publishing_region not in publishing.allowed_regions:
+        problems.append(
+            f"{chosen} is not one of the stack's AllowedPublishingRegions "
+            f"({', '.join(publishing.allowed_regions)}); publish to one of those, or add {publishing_region} to "
+            "the AllowedPublishingRegions parameter and redeploy the stack"
+        )
+    if publishing.bucket_name and publishing_region != default:
+        problems.append(
+            f"{chosen} is not the stack's PublishingRegion {default}, the only region its PublishingBucketName "
+            f"bucket {publishing.bucket_name} serves (SageMaker reads a model package's artifacts only in the "
+            f"package's region); publish to {default} (publishing_region: {default}, or leave it out), or "
+            "redeploy the stack with PublishingBucketName empty so that each region gets its own bucket, "
+            "mlpublish-ACCOUNT-REGION"
+        )
+    return problems
 
 
 def check_state_size(release: Release) -> None:

@@ -20,7 +20,9 @@ from mlpublish import preflight
 from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import InvalidRelease, ReleaseNotFound
 from mlpublish.images.copy import RegistryFactory, check_publishable
+from mlpublish.objects import publishing_bucket
 from mlpublish.release import ImageRef, ReleaseSpec, canonical_json, parse_release, parse_s3_uri, validate_release
+from mlpublish.settings import PublishingConfig
 from mlpublish.state import PinnedImage, PinnedObject, PinSet, Release, StartInput
 
 
@@ -142,13 +144,23 @@ def resolve(
     pins: PinSet,
     account_id: str,
     source_region: str,
-    default_publishing_region: str,
-    publishing_bucket: str,
+    publishing: PublishingConfig,
     validation_role_arn: str,
 ) -> Release:
-    """Build the pinned Release after checking every Marketplace rule."""
-    publishing_region = spec.publishing_region or default_publishing_region
-    preflight.check_release(spec, account_id=account_id, publishing_region=publishing_region, object_sizes=pins.sizes)
+    """Build the pinned Release after checking every Marketplace rule.
+
+    The release publishes in its own publishing_region (the stack's PublishingRegion when it
+    names none), and everything it copies goes to that region's publishing bucket.
+    """
+    publishing_region = spec.publishing_region or publishing.default_region
+    preflight.check_release(
+        spec,
+        account_id=account_id,
+        publishing_region=publishing_region,
+        publishing=publishing,
+        object_sizes=pins.sizes,
+    )
+    destination_bucket = publishing_bucket(publishing, account_id=account_id, region=publishing_region)
     fp = fingerprint(spec, pins, publishing_region)
     name = resource_name(spec, fp)
     images = [
@@ -174,7 +186,7 @@ def resolve(
                 source_key=key,
                 etag=etag,
                 size=pins.sizes[uri],
-                destination_bucket=publishing_bucket,
+                destination_bucket=destination_bucket,
                 # Content-addressed by ETag: a new upload never overwrites what an existing
                 # model package points to.
                 destination_key=(
@@ -192,9 +204,9 @@ def resolve(
         account_id=account_id,
         source_region=source_region,
         publishing_region=publishing_region,
-        publishing_bucket=publishing_bucket,
+        publishing_bucket=destination_bucket,
         validation_role_arn=validation_role_arn,
-        validation_output_uri=f"s3://{publishing_bucket}/validation-output/{name}/",
+        validation_output_uri=f"s3://{destination_bucket}/validation-output/{name}/",
         images=images,
         objects=objects,
     )
@@ -210,8 +222,7 @@ def resolve_release(
     registry_for: RegistryFactory,
     account_id: str,
     source_region: str,
-    default_publishing_region: str,
-    publishing_bucket: str,
+    publishing: PublishingConfig,
     validation_role_arn: str,
 ) -> Release:
     """ResolveRelease: load the spec, pin its sources, check every rule and every image.
@@ -227,8 +238,7 @@ def resolve_release(
         pins=pins,
         account_id=account_id,
         source_region=source_region,
-        default_publishing_region=default_publishing_region,
-        publishing_bucket=publishing_bucket,
+        publishing=publishing,
         validation_role_arn=validation_role_arn,
     )
     found = check_publishable(release.images, release.publishing_region, registry_for)

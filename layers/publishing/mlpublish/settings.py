@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import os
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from mlpublish.errors import PipelineError
+
+
+def _comma_separated(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+class PublishingConfig(BaseModel):
+    """Where the stack lets releases publish: its PublishingRegion, AllowedPublishingRegions
+    and PublishingBucketName parameters."""
+
+    model_config = ConfigDict(frozen=True)
+
+    default_region: str = Field(description="For releases that name no publishing_region")
+    allowed_regions: tuple[str, ...] = Field(min_length=1)
+    bucket_name: str = Field(
+        default="",
+        description="A bucket the seller made in default_region; empty: one bucket per region, made on first use",
+    )
 
 
 class Settings(BaseModel):
@@ -16,11 +36,24 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     region: str = Field(alias="AWS_REGION", description="The stack's (source) region")
-    publishing_region: str = Field(alias="PUBLISHING_REGION")
+    publishing_region: str = Field(alias="PUBLISHING_REGION", description="Default publishing region")
+    allowed_publishing_regions: Annotated[tuple[str, ...], BeforeValidator(_comma_separated)] = Field(
+        alias="ALLOWED_PUBLISHING_REGIONS", min_length=1, description="Comma-separated in the environment"
+    )
+    publishing_bucket_name: str = Field(
+        alias="PUBLISHING_BUCKET_NAME", description="The PublishingBucketName parameter; may be empty"
+    )
     pipeline_bucket: str = Field(alias="PIPELINE_BUCKET", description="Holds release files")
-    publishing_bucket: str = Field(alias="PUBLISHING_BUCKET", description="Bucket in the publishing region")
     validation_role_arn: str = Field(alias="VALIDATION_ROLE_ARN")
     release_prefix: str = Field(default="releases/", alias="RELEASE_PREFIX")
+
+    @property
+    def publishing(self) -> PublishingConfig:
+        return PublishingConfig(
+            default_region=self.publishing_region,
+            allowed_regions=self.allowed_publishing_regions,
+            bucket_name=self.publishing_bucket_name,
+        )
 
 
 class TriggerSettings(Settings):

@@ -94,8 +94,10 @@ class Release(_State):
     resource_name: str = Field(description="Model package / algorithm name, deterministic")
     account_id: str
     source_region: str
-    publishing_region: str
-    publishing_bucket: str
+    publishing_region: str = Field(description="The spec's publishing_region, else the stack's PublishingRegion")
+    publishing_bucket: str = Field(
+        description="In publishing_region: PublishingBucketName, else mlpublish-ACCOUNT-REGION of that region"
+    )
     validation_role_arn: str
     validation_output_uri: str
     images: list[PinnedImage]
