@@ -6,6 +6,8 @@
    peak Python memory, and their ratios.
 2. Waiting: the whole pipeline in the sandbox with validation taking 45 minutes and 6 hours
    of virtual time; prints state transitions and real seconds, showing the poll backoff.
+3. Lambda concurrency: a 15-container release with ``--lambda-concurrency 1`` and with the
+   default (as many invocations at once as Map and Parallel start), side by side.
 
 Figures are from this machine and this run; they include moto's own overhead (the upload
 goes through botocore's base64 JSON encoding and moto's request parsing) and so understate
@@ -262,12 +264,66 @@ def bench_waiting() -> None:
     print("validation polls (3 transitions each): at once, after 5, 10, 20 min, every 15 to the first hour, then 30.")
 
 
+def _fifteen_containers(root: Path, tmp: Path) -> Path:
+    """The example release as a 15-container inference pipeline."""
+    import yaml
+
+    document = yaml.safe_load((root / "events" / "release.example.yaml").read_text())
+    inference = document["containers"][0]
+    stages = [
+        {"name": f"stage{index:02d}", "image": inference["image"].replace("acme/sentiment:", f"acme/stage{index:02d}:")}
+        for index in range(14)
+    ]
+    document["containers"] = [*stages, inference]
+    path = tmp / "fifteen.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def bench_lambda_concurrency() -> None:
+    """A 15-container release with one Lambda invocation at a time, and as Map/Parallel allow."""
+    from sandbox.cli import main as sandbox_main
+
+    print("\n## Lambda concurrency: a 15-container release (each Lambda in its own worker process)")
+    print(f"{'concurrency':>12} {'real s':>7} {'invocations':>12} {'cold starts':>12} {'max concurrent':>15}")
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        sys.path.insert(0, str(root / "tests"))
+        from fixtures.images import write_layout
+
+        image = write_layout(tmp / "image", "oci").path
+        release = _fifteen_containers(root, tmp)
+        images = [arg for index in range(14) for arg in ("--image", f"stage{index:02d}={image}")]
+        images += ["--image", f"inference={image}"]
+        figures = {}
+        for concurrency in ("1", "default"):
+            out = tmp / f"report-{concurrency}.json"
+            limit = ["--lambda-concurrency", concurrency] if concurrency != "default" else []
+            started = time.perf_counter()
+            with out.open("w") as stream, redirect_stdout(stream):
+                code = sandbox_main(
+                    ["run", "--release", str(release), *images, "--json", "--log-file", str(tmp / "lambda.log"), *limit]
+                )
+            real = time.perf_counter() - started
+            report = json.loads(out.read_text())
+            functions = report["lambda"].values()
+            figures[concurrency] = real
+            print(
+                f"{concurrency:>12} {real:>7.2f} {sum(f['invocations'] for f in functions):>12} "
+                f"{sum(f['cold_starts'] for f in functions):>12} {max(f['max_concurrent'] for f in functions):>15}"
+                + ("" if code == 0 else f"  (exit {code}: {report['status']})")
+            )
+    print(f"speed-up of the default over one at a time: {figures['1'] / figures['default']:.2f}x (2 cores)")
+
+
 def main() -> int:
     _environment()
     warnings.simplefilter("ignore")
     print("# mlpublish benchmarks")
     bench_blob_copy()
     bench_waiting()
+    bench_lambda_concurrency()
     return 0
 
 

@@ -98,8 +98,10 @@ def publish_by(publish_image: Callable[..., CliRun]) -> Callable[[str], CliRun]:
     """``publish_by(trigger)``: a Docker v2 image released by that trigger, which then fires again."""
 
     def run(trigger: str) -> CliRun:
+        # As a seller deploys it for upload triggers: the artifact bucket is watched.
+        watched = ["--parameter-overrides", "WatchedBuckets=acme-ml-artifacts"] if trigger == "s3-upload" else []
         return publish_image(
-            "docker-v2", "--trigger", trigger, "--validation-minutes", str(VALIDATION_MINUTES), "--repeat"
+            "docker-v2", "--trigger", trigger, "--validation-minutes", str(VALIDATION_MINUTES), "--repeat", *watched
         )
 
     return run
