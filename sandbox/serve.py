@@ -14,11 +14,11 @@ Exit codes: 0 stopped by a signal, 1 the sandbox failed, 2 bad usage (nothing wa
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import logging
 import shlex
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -102,10 +102,6 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_OK
     except (StackConfigError, LambdaEnvironmentError) as exc:
         return _usage_error(str(exc))
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            return _usage_error(f"--port {args.port}: address in use; choose another port, or 0 for a free one")
-        return _failed(exc, args.log_file)
     except Exception as exc:  # a sandbox defect: say so plainly, with where to look
         return _failed(exc, args.log_file)
     finally:
@@ -175,10 +171,13 @@ def commands(info: dict[str, Any]) -> list[str]:
         f"aws stepfunctions list-executions --state-machine-arn {q(machine)}"
         " --query 'executions[].[name,status]' --output text",
         'aws stepfunctions describe-execution --execution-arn "$EXECUTION_ARN" --query status --output text',
-        f"aws sqs receive-message --queue-url {q(queues['notifications'])} --max-number-of-messages 10"
-        " --wait-time-seconds 5 --query 'Messages[].Body' --output text",
-        f"aws sqs receive-message --queue-url {q(queues['events'])} --max-number-of-messages 10"
-        " --wait-time-seconds 5 --query 'Messages[].Body' --output text",
+        *(
+            # --endpoint-url: AWS CLI v1 sends sqs commands to queue.amazonaws.com whatever
+            # AWS_ENDPOINT_URL says (aws/aws-cli#8737).
+            f'aws sqs receive-message --endpoint-url "$AWS_ENDPOINT_URL" --queue-url {q(queues[which])}'
+            " --max-number-of-messages 10 --wait-time-seconds 5 --query 'Messages[].Body' --output text"
+            for which in ("notifications", "events")
+        ),
     ]
 
 
@@ -220,6 +219,20 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--port {args.port}: a TCP port is 0 (any free port) to 65535")
     if not args.log_file.parent.is_dir():
         raise ValueError(f"--log-file {args.log_file}: directory {args.log_file.parent} does not exist")
+    _check_port(args.port)
+
+
+def _check_port(port: int) -> None:
+    """The port can be listened on (werkzeug would print a message and exit 1 once deployed)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise ValueError(f"--port {port}: {reason}; choose another port, or 0 for a free one") from exc
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
