@@ -136,9 +136,17 @@ class _Environment:
     dead: bool = False
 
     def kill(self) -> None:
+        """Stop the worker. Any thread may call it: the channel is shut down, which wakes a
+        thread waiting on it with end-of-stream, but closed only by ``close`` (closing an fd
+        another thread is polling lets the number be reused under it)."""
         self.dead = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.channel.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.kill()
         with contextlib.suppress(OSError):
             self.channel.close()
 
@@ -205,7 +213,13 @@ class LambdaWorkers(Extension):
         for module in PRELOAD:
             command += ["--preload", module]
         self._zygote = subprocess.Popen(
-            command, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env={}
+            command,
+            pass_fds=(child.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            env={},
+            start_new_session=True,  # a Ctrl-C at the terminal is the sandbox's to handle, not the workers'
         )
         child.close()
         self._control = parent
@@ -218,7 +232,7 @@ class LambdaWorkers(Extension):
             environments, self._all = self._all, []
             self._idle.clear()
         for environment in environments:
-            environment.kill()
+            environment.close()
         if self._control is not None:
             self._control.close()
             self._control = None
@@ -289,7 +303,7 @@ class LambdaWorkers(Extension):
         try:
             if environment.init_error is not None:
                 reply: dict[str, Any] | None = {"payload": environment.init_error, "errored": True}
-                environment.kill()
+                environment.close()
             else:
                 wait = FAULT_TIMEOUT_AFTER_SECONDS if fault and fault.kind == "timeout" else timeout
                 message = {
@@ -306,13 +320,13 @@ class LambdaWorkers(Extension):
                 stats.max_duration_s = max(stats.max_duration_s, elapsed)
         if reply is None and not environment.dead:
             # Still running at its deadline: Lambda stops the environment.
-            environment.kill()
+            environment.close()
             with self._lock:
                 stats.timeouts += 1
             self._write_log(f"{request_id} Task timed out after {timeout:.2f} seconds\n")
             return _error_payload("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), True, ""
         if reply is None or reply.get("type") == "crash":
-            environment.kill()
+            environment.close()
             with self._lock:
                 stats.crashes += 1
             why = (reply or {}).get("reason") or "signal: killed"
