@@ -113,6 +113,8 @@ def _rest_routes(service_name: str) -> list[_RestRoute]:
     routes = []
     for name in model.operation_names:
         operation = model.operation_model(name)
+        if operation.deprecated:  # e.g. PutBucketLifecycle, which shares its route with its successor
+            continue
         uri, _, query = operation.http["requestUri"].partition("?")
         pattern = re.sub(r"\\\{[^}]+\\\+\\\}", ".+", re.escape(uri))
         pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", pattern)

@@ -17,6 +17,7 @@ from tests.fixtures.releases import (
     release_spec,
 )
 
+from mlpublish import preflight
 from mlpublish.errors import PreflightFailed
 from mlpublish.preflight import PUBLISHING_REGIONS, MiB, check_release
 from mlpublish.release import ReleaseSpec
@@ -152,9 +153,19 @@ def test_given_an_image_in_another_account_then_marketplace_ownership_is_explain
     spec = release_spec(account=OTHER_ACCOUNT)
 
     assert problems(spec) == [
-        f"containers.0.image: the image is in account {OTHER_ACCOUNT}, but Marketplace only accepts ECR "
-        f"repositories owned by the seller account {ACCOUNT}; push the image to your own ECR first"
+        f"containers.0.image: the image is in account {OTHER_ACCOUNT}, but the pipeline publishes from the "
+        f"seller account {ACCOUNT} (its stack's), and Marketplace only accepts ECR repositories owned by that "
+        "account; push the image to your own ECR first, or deploy the stack in the image's account"
     ]
+
+
+def test_given_an_image_in_another_account_when_sources_are_checked_then_refused_before_any_read() -> None:
+    with pytest.raises(PreflightFailed) as raised:
+        preflight.check_image_accounts(release_spec(account=OTHER_ACCOUNT), account_id=ACCOUNT)
+
+    assert OTHER_ACCOUNT in raised.value.reasons[0]
+    assert ACCOUNT in raised.value.reasons[0]
+    preflight.check_image_accounts(release_spec(), account_id=ACCOUNT)
 
 
 @pytest.mark.parametrize("key", ["model.tgz", "model.tar", "model.zip", "model.tar.gz.bak"])

@@ -46,6 +46,29 @@ PUBLISHING_REGIONS = frozenset(
 BATCH_PAYLOAD_LIMIT_MB = 100
 
 
+def image_account_problems(spec: ReleaseSpec, account_id: str) -> list[str]:
+    """Images outside the stack's account: Marketplace takes only the seller's own repositories."""
+    return [
+        f"containers.{index}.image: the image is in account {container.image_ref.registry_id}, but the "
+        f"pipeline publishes from the seller account {account_id} (its stack's), and Marketplace only "
+        "accepts ECR repositories owned by that account; push the image to your own ECR first, or "
+        "deploy the stack in the image's account"
+        for index, container in enumerate(spec.containers)
+        if container.image_ref.registry_id != account_id
+    ]
+
+
+def check_image_accounts(spec: ReleaseSpec, *, account_id: str) -> None:
+    """Raise PreflightFailed before anything is read from an account that is not the stack's."""
+    problems = image_account_problems(spec, account_id)
+    if problems:
+        raise PreflightFailed(
+            f"release {spec.product.name} {spec.product.version} names images outside the seller account; "
+            "fix the release file:",
+            reasons=problems,
+        )
+
+
 def check_release(
     spec: ReleaseSpec,
     *,
@@ -60,14 +83,8 @@ def check_release(
     release names to its size in bytes.
     """
     problems = region_problems(spec, publishing_region, publishing)
+    problems += image_account_problems(spec, account_id)
     for index, container in enumerate(spec.containers):
-        ref = container.image_ref
-        if ref.registry_id != account_id:
-            problems.append(
-                f"containers.{index}.image: the image is in account {ref.registry_id}, but Marketplace "
-                f"only accepts ECR repositories owned by the seller account {account_id}; push the "
-                "image to your own ECR first"
-            )
         if container.model_data is not None and not container.model_data.endswith(".tar.gz"):
             problems.append(
                 f"containers.{index}.model_data: SageMaker extracts model data as a gzipped tar "
