@@ -1,13 +1,20 @@
-"""The local AWS: template.yaml, the state machine and the handlers run in-process on moto.
+"""The local AWS: template.yaml, the state machine and the handlers run on moto, as AWS runs them.
 
 ``python -m sandbox run`` (cli.py) plays a seller publishing a release (runner.py) against
-the real stack deployed into moto's CloudFormation (stack.py) and reports what a subscriber
-saw (report.py). moto (pinned exactly) is extended only where it lacks what AWS does, each
+the real stack deployed into moto's CloudFormation (stack.py) from a samconfig environment,
+in the seller's region and account, and reports what a subscriber saw (report.py);
+``python -m sandbox serve`` (serve.py) keeps it up for the real AWS CLI. moto serves AWS's
+APIs on a loopback endpoint (server.py) that the Lambda workers and the CLI call; each
+request is named and attributed to the caller's credentials (audit.py). moto (pinned exactly) is extended only where it lacks what AWS does, each
 gap in its own module, installed explicitly and undone afterwards (never at import time):
 
 - extension.py      the install and undo every extension shares (``undo = ext.install()``, ``with ext:``)
 - clock.py          Wait states and Retry back-offs advance a virtual clock instead of sleeping
-- ext_lambda.py     Lambda functions run their real handler in-process (moto needs Docker)
+- ext_lambda.py     Lambda functions run in worker processes forked from a Python 3.13 zygote
+                    (lambda_bootstrap.py) holding only the runtime's SDK and the layer
+                    (lambda_env.py): the template's Handler, Environment, Timeout, MemorySize,
+                    role credentials per environment, parallel invocations, crash/timeout faults
+- ext_stepfunctions.py  Step Functions calls other services as its role, in the stack's account
 - ext_ecr.py        ECR stores and verifies blobs, serves GetDownloadUrlForLayer over
                     loopback HTTP, rejects manifests with missing blobs, emits push events,
                     scans images on the virtual clock; fault injection (corrupt-blob)
