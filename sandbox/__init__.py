@@ -5,8 +5,10 @@ the real stack deployed into moto's CloudFormation (stack.py) from a samconfig e
 in the seller's region and account, and reports what a subscriber saw (report.py);
 ``python -m sandbox serve`` (serve.py) keeps it up for the real AWS CLI. moto serves AWS's
 APIs on a loopback endpoint (server.py) that the Lambda workers and the CLI call; each
-request is named and attributed to the caller's credentials (audit.py). moto (pinned exactly) is extended only where it lacks what AWS does, each
-gap in its own module, installed explicitly and undone afterwards (never at import time):
+request is named and attributed to the caller's credentials (audit.py).
+
+moto (pinned exactly) is extended only where it lacks what AWS does, each gap in its own
+module, installed explicitly and undone afterwards (never at import time):
 
 - extension.py      the install and undo every extension shares (``undo = ext.install()``, ``with ext:``)
 - clock.py          Wait states and Retry back-offs advance a virtual clock instead of sleeping
