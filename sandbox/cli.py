@@ -60,7 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
         "crash:FUNCTION[:after=N] (an execution environment dies after N AWS calls), "
         "timeout:FUNCTION (one invocation overruns its Timeout); FUNCTION e.g. CopyBlob; repeatable",
     )
-    stack = run.add_argument_group("the stack, deployed as a seller deploys it")
+    stack = add_stack_arguments(run)
+    stack.add_argument(
+        "--lambda-concurrency",
+        type=int,
+        metavar="N",
+        help="at most N Lambda invocations at once (default: as many as Map and Parallel start)",
+    )
+    run.add_argument("--model-data", type=Path, help="model.tar.gz to upload (default: a tiny sample)")
+    run.add_argument("--validation-input", type=Path, help="validation input to upload (default: sample CSV)")
+    run.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
+    add_log_arguments(run)
+    from sandbox import serve  # serve.py imports this module
+
+    serve.add_parser(commands)
+    return parser
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """--region, --account-id, --config-env, --parameter-overrides: the stack as a seller deploys it."""
+    stack = parser.add_argument_group("the stack, deployed as a seller deploys it")
     stack.add_argument("--region", default=DEFAULT_REGION, help="the stack's region (default: %(default)s)")
     stack.add_argument("--account-id", default=DEFAULT_ACCOUNT, help="the seller's AWS account (default: %(default)s)")
     stack.add_argument(
@@ -73,26 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE ...",
         help="template parameters over the samconfig environment's, as for sam deploy",
     )
-    stack.add_argument(
-        "--lambda-concurrency",
-        type=int,
-        metavar="N",
-        help="at most N Lambda invocations at once (default: as many as Map and Parallel start)",
-    )
-    run.add_argument("--model-data", type=Path, help="model.tar.gz to upload (default: a tiny sample)")
-    run.add_argument("--validation-input", type=Path, help="validation input to upload (default: sample CSV)")
-    run.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
-    run.add_argument(
+    return stack
+
+
+def add_log_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--log-file",
         type=Path,
         default=Path(tempfile.gettempdir()) / "mlpublish-sandbox.log",
         help="where the Lambdas' logs go (default: %(default)s)",
     )
-    run.add_argument("--verbose", action="store_true", help="show the Lambdas' logs on stderr instead")
-    from sandbox import serve  # serve.py imports this module
-
-    serve.add_parser(commands)
-    return parser
+    parser.add_argument("--verbose", action="store_true", help="show the Lambdas' logs on stderr instead")
 
 
 def main(argv: list[str] | None = None) -> int:

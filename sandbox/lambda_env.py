@@ -51,13 +51,14 @@ class LambdaEnvironment:
 
     def layer_packages(self) -> dict[str, str]:
         """Distribution name -> version of everything installed into the layer."""
-        return _installed(self.layer_deps_dir)
+        return installed(self.layer_deps_dir)
 
     def runtime_packages(self) -> dict[str, str]:
-        return _installed(self.runtime_dir)
+        return installed(self.runtime_dir)
 
 
-def _installed(directory: Path) -> dict[str, str]:
+def installed(directory: Path) -> dict[str, str]:
+    """Distribution name (PEP 503) -> version, from the *.dist-info directories pip or sam left."""
     found = {}
     for info in directory.glob("*.dist-info"):
         name, _, version = info.name.removesuffix(".dist-info").rpartition("-")

@@ -20,14 +20,14 @@ import shlex
 import signal
 import socket
 import sys
-import tempfile
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from sandbox import cli
 from sandbox.cli import ACCOUNT_PATTERN, EXIT_FAILED, EXIT_OK, REGION_PATTERN, _quiet, _usage_error
 from sandbox.lambda_env import LambdaEnvironmentError
-from sandbox.runner import DEFAULT_ACCOUNT, DEFAULT_REGION, RunOptions, Sandbox
+from sandbox.runner import RunOptions, Sandbox
 from sandbox.stack import StackConfigError, parse_parameter_overrides
 
 EXAMPLE_RELEASE = "events/release.example.yaml"
@@ -47,28 +47,11 @@ def add_parser(commands: Any) -> None:
         description="Deploy the stack (nothing seeded) and keep the local AWS up on 127.0.0.1 for the real AWS "
         "CLI until SIGINT or SIGTERM; print the endpoint, stack outputs, credentials and commands to paste.",
     )
-    serve.add_argument("--region", default=DEFAULT_REGION, help="the stack's region (default: %(default)s)")
-    serve.add_argument("--account-id", default=DEFAULT_ACCOUNT, help="the seller's AWS account (default: %(default)s)")
-    serve.add_argument(
-        "--config-env", default="default", help="samconfig.toml environment to deploy (default: %(default)s)"
-    )
-    serve.add_argument(
-        "--parameter-overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE ...",
-        help="template parameters over the samconfig environment's, as for sam deploy",
-    )
+    cli.add_stack_arguments(serve)
     serve.add_argument(
         "--port", type=int, default=0, help="port on 127.0.0.1 (default: 0, a free port; the one taken is printed)"
     )
-    serve.add_argument(
-        "--log-file",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "mlpublish-sandbox.log",
-        help="where the Lambdas' logs go (default: %(default)s)",
-    )
-    serve.add_argument("--verbose", action="store_true", help="show the Lambdas' logs on stderr instead")
+    cli.add_log_arguments(serve)
     serve.add_argument(
         "--json", action="store_true", help="print one JSON object on one line (endpoint, outputs, credentials, ...)"
     )

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from sandbox.lambda_env import LambdaEnvironment, LambdaEnvironmentError, ensure_environment, normalise
+from sandbox.lambda_env import LambdaEnvironment, LambdaEnvironmentError, ensure_environment, installed
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -262,11 +262,7 @@ def lambda_environment(logical_id: str, properties: dict[str, Any], placeholders
 
 def dist_infos(directory: Path) -> dict[str, str]:
     """Distribution name (PEP 503) -> version, from the *.dist-info directories pip or sam left."""
-    found = {}
-    for info in directory.glob("*.dist-info"):
-        name, _, version = info.name.removesuffix(".dist-info").rpartition("-")
-        found[normalise(name)] = version
-    return found
+    return installed(directory)
 
 
 def compare_packages(built: dict[str, str], expected: dict[str, str]) -> list[str]:
