@@ -102,7 +102,9 @@ def add_log_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path(tempfile.gettempdir()) / "mlpublish-sandbox.log",
         help="where the Lambdas' logs go (default: %(default)s)",
     )
-    parser.add_argument("--verbose", action="store_true", help="show the Lambdas' logs on stderr instead")
+    parser.add_argument(
+        "--verbose", action="store_true", help="the sandbox's own logs on stderr (the Lambdas' stay in --log-file)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,11 +299,14 @@ class _Progress:
 
 @contextlib.contextmanager
 def _quiet(log_file: Path | None) -> Iterator[None]:
-    """The Lambdas' logs and moto's chatter go to a log file (or stderr with --verbose).
+    """moto's and the sandbox's chatter go to the log file (or stderr with --verbose); the Lambda
+    workers write their own logs to the log file.
 
     stdout carries only progress or the JSON report.
     """
-    stream: TextIO = sys.stderr if log_file is None else log_file.open("w")
+    if log_file is not None:
+        log_file.write_text("")  # a fresh log; appended to, as the workers append to it too
+    stream: TextIO = sys.stderr if log_file is None else log_file.open("a")
     root = logging.getLogger()
     handler = logging.StreamHandler(stream)
     saved = root.handlers[:], root.level
