@@ -126,3 +126,17 @@ def test_given_fifteen_containers_when_released_then_blob_copies_run_concurrentl
     assert len(fifteen.reported["images"]) == 15
     assert fifteen.reported["lambda"]["CopyBlob"]["max_concurrent"] > 1
     assert fifteen.reported["lambda"]["PlanImage"]["max_concurrent"] > 1
+
+
+def test_given_a_region_that_does_not_exist_when_run_then_announced_and_exit_1_without_traceback(
+    publish: Callable[..., CliRun], image: Callable[[str], WrittenLayout], release_file: Callable[..., Path]
+) -> None:
+    release = release_file("us-east-3", lambda document: document.update(publishing_region="us-east-3"))
+
+    run = publish("--release", release, "--image", image("docker-v2").path)
+
+    assert run.exit_code == 1
+    assert "Traceback" not in run.stderr
+    assert run.reported["failure"]["stage"] == "ResolveRelease"
+    assert "us-east-3 is not a Marketplace publishing region" in " ".join(run.reported["failure"]["reasons"])
+    assert run.reported["model_packages"] == []
