@@ -306,6 +306,9 @@ def bench_lambda_concurrency() -> None:
                     ["run", "--release", str(release), *images, "--json", "--log-file", str(tmp / "lambda.log"), *limit]
                 )
             real = time.perf_counter() - started
+            if code == 2 or not out.read_text().strip():
+                print(f"{concurrency:>12} did not run (exit {code})")
+                return
             report = json.loads(out.read_text())
             functions = report["lambda"].values()
             figures[concurrency] = real
@@ -314,7 +317,8 @@ def bench_lambda_concurrency() -> None:
                 f"{sum(f['cold_starts'] for f in functions):>12} {max(f['max_concurrent'] for f in functions):>15}"
                 + ("" if code == 0 else f"  (exit {code}: {report['status']})")
             )
-    print(f"speed-up of the default over one at a time: {figures['1'] / figures['default']:.2f}x (2 cores)")
+    speed_up = figures["1"] / figures["default"]
+    print(f"speed-up of the default over one at a time: {speed_up:.2f}x ({os.cpu_count()} cores)")
 
 
 def main() -> int:

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+import boto3
+
 from mlpublish.errors import InvalidRelease
 from sandbox.ext_ecr import FAULT_CORRUPT_BLOB
 from sandbox.ext_lambda import Fault
@@ -185,11 +187,24 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK if final["status"] == "SUCCEEDED" else EXIT_FAILED
 
 
+def check_place(account_id: str, region: str) -> None:
+    """The account and region a stack is deployed in are real ones."""
+    if not ACCOUNT_PATTERN.fullmatch(account_id):
+        raise ValueError(f"--account-id {account_id}: an AWS account id is 12 digits")
+    regions = boto3.session.Session().get_available_regions("cloudformation")
+    if not REGION_PATTERN.fullmatch(region) or region not in regions:
+        raise ValueError(f"--region {region}: not an AWS region; use one of {', '.join(regions)}")
+
+
+def check_log_file(path: Path) -> None:
+    if path.is_dir():
+        raise ValueError(f"--log-file {path}: is a directory; name a file")
+    if not path.parent.is_dir():
+        raise ValueError(f"--log-file {path}: directory {path.parent} does not exist")
+
+
 def _check_stack_options(args: argparse.Namespace) -> None:
-    if not ACCOUNT_PATTERN.fullmatch(args.account_id):
-        raise ValueError(f"--account-id {args.account_id}: an AWS account id is 12 digits")
-    if not REGION_PATTERN.fullmatch(args.region):
-        raise ValueError(f"--region {args.region}: not an AWS region name (e.g. us-west-2)")
+    check_place(args.account_id, args.region)
     if args.lambda_concurrency is not None and args.lambda_concurrency < 1:
         raise ValueError("--lambda-concurrency must be 1 or more")
 
@@ -203,8 +218,7 @@ def _check_files(args: argparse.Namespace) -> None:
     ):
         if path is not None and not path.is_file():
             raise ValueError(f"{option} {path}: no such file")
-    if not args.log_file.parent.is_dir():
-        raise ValueError(f"--log-file {args.log_file}: directory {args.log_file.parent} does not exist")
+    check_log_file(args.log_file)
 
 
 def _open_images(values: list[str], containers: list[str]) -> dict[str, OciLayout]:
@@ -242,6 +256,7 @@ def run(spec: Any, options: RunOptions, layouts: dict[str, OciLayout], progress:
             f"{stack.account_id}, region {stack.region}; releases publish to {sandbox.publishing_region}"
         )
         progress.say("parameters: " + " ".join(f"{key}={value}" for key, value in sorted(stack.parameters.items())))
+        sandbox.check_faults()
         unwatched = sandbox.unwatched_upload()
         if unwatched:
             raise StackConfigError(unwatched)

@@ -63,6 +63,8 @@ PRELOAD = (
     "aws_lambda_powertools.tracing",
     "aws_lambda_powertools.utilities.typing",
 )
+#: Lambda's limit on a function's init phase.
+INIT_SECONDS = 10.0
 #: How long a fault-injected timeout lets the handler run before the deadline "passes".
 FAULT_TIMEOUT_AFTER_SECONDS = 1.0
 
@@ -133,20 +135,24 @@ class _Environment:
     init_error: dict[str, Any] | None = None
     calls: int = 0  # AWS calls in the current invocation
     crash_after: int | None = None  # an armed crash fault
+    fired: bool = False
     dead: bool = False
+    closed: bool = False
 
     def kill(self) -> None:
         """Stop the worker. Any thread may call it: the channel is shut down, which wakes a
         thread waiting on it with end-of-stream, but closed only by ``close`` (closing an fd
         another thread is polling lets the number be reused under it)."""
         self.dead = True
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+        if not self.closed:  # once closed, the pid may belong to another process
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             self.channel.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self.kill()
+        self.closed = True
         with contextlib.suppress(OSError):
             self.channel.close()
 
@@ -182,6 +188,8 @@ class LambdaWorkers(Extension):
         self.log_path = log_path
         self._slots = threading.BoundedSemaphore(concurrency) if concurrency else None
         self._faults = list(faults or [])
+        self.fired: list[Fault] = []
+        self.init_seconds = INIT_SECONDS
         self._functions: dict[str, _Deployed] = {}  # function name -> code
         self._idle: dict[str, list[_Environment]] = defaultdict(list)
         self._all: list[_Environment] = []
@@ -263,6 +271,9 @@ class LambdaWorkers(Extension):
             environment.calls += 1
             crash = environment.crash_after is not None and environment.calls > environment.crash_after
         if crash:
+            environment.fired = True
+            with self._lock:
+                self.fired.append(Fault("crash", environment.short_name, environment.crash_after or 0))
             environment.kill()
             raise DropRequest
 
@@ -289,8 +300,8 @@ class LambdaWorkers(Extension):
         self, function: LambdaFunction, deployed: _Deployed, event: Any, request_id: str
     ) -> tuple[str, bool, str]:
         name = deployed.short_name
-        fault = self._take_fault(name)
         environment = self._checkout(function, deployed)
+        fault = self._take_fault(name)
         with self._lock:
             stats = self._stats[name]
             stats.invocations += 1
@@ -300,10 +311,13 @@ class LambdaWorkers(Extension):
             environment.crash_after = fault.after if fault and fault.kind == "crash" else None
         timeout = float(function.timeout)
         started = time.monotonic()
+        reply: dict[str, Any] | None
         try:
             if environment.init_error is not None:
-                reply: dict[str, Any] | None = {"payload": environment.init_error, "errored": True}
-                environment.close()
+                reply = {"payload": environment.init_error, "errored": True}
+                if environment.init_error.get("errorType") == "Lambda.Unknown":
+                    reply = {"type": "crash", "reason": environment.init_error["errorMessage"]}
+                self._discard(environment)
             else:
                 wait = FAULT_TIMEOUT_AFTER_SECONDS if fault and fault.kind == "timeout" else timeout
                 message = {
@@ -318,15 +332,19 @@ class LambdaWorkers(Extension):
             with self._lock:
                 stats.running -= 1
                 stats.max_duration_s = max(stats.max_duration_s, elapsed)
+        if fault is not None and fault.kind == "crash" and not environment.fired:
+            self._rearm(fault)  # the invocation made too few calls for it: the next one gets it
+        if reply is not None and not environment.dead and self._over_memory(environment, int(function.memory_size)):
+            reply = {"type": "crash", "reason": "Runtime.OutOfMemory: memory used exceeded MemorySize"}
         if reply is None and not environment.dead:
             # Still running at its deadline: Lambda stops the environment.
-            environment.close()
+            self._discard(environment)
             with self._lock:
                 stats.timeouts += 1
             self._write_log(f"{request_id} Task timed out after {timeout:.2f} seconds\n")
             return _error_payload("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), True, ""
         if reply is None or reply.get("type") == "crash":
-            environment.close()
+            self._discard(environment)
             with self._lock:
                 stats.crashes += 1
             why = (reply or {}).get("reason") or "signal: killed"
@@ -358,8 +376,32 @@ class LambdaWorkers(Extension):
             for fault in self._faults:
                 if fault.matches(short_name):
                     self._faults.remove(fault)
+                    if fault.kind == "timeout":
+                        self.fired.append(fault)
                     return fault
         return None
+
+    def _rearm(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.insert(0, fault)
+
+    @property
+    def unfired(self) -> list[Fault]:
+        """Faults that found no invocation to fire in (yet)."""
+        with self._lock:
+            return list(self._faults)
+
+    def _over_memory(self, environment: _Environment, memory_mb: int) -> bool:
+        """Lambda stops an environment whose resident memory passed MemorySize; the peak counts,
+        however briefly it was reached."""
+        try:
+            status = Path(f"/proc/{environment.pid}/status").read_text()
+        except OSError:
+            return False
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) > memory_mb * 1024
+        return False
 
     # ------------------------------------------------------------ environments
     def _checkout(self, function: LambdaFunction, deployed: _Deployed) -> _Environment:
@@ -371,6 +413,13 @@ class LambdaWorkers(Extension):
                 if not environment.dead:
                     return environment
         return self._cold_start(key, function, deployed)
+
+    def _discard(self, environment: _Environment) -> None:
+        environment.close()
+        with self._lock:
+            self._by_key.pop(environment.access_key, None)
+            if environment in self._all:
+                self._all.remove(environment)
 
     def _checkin(self, environment: _Environment) -> None:
         with self._lock:
@@ -419,13 +468,23 @@ class LambdaWorkers(Extension):
             self._all.append(environment)
             self._by_key[role.access_key_id] = environment
             self._stats[deployed.short_name].cold_starts += 1
-        ready, _ = lambda_bootstrap.receive(parent)
+        # Lambda gives init 10 s, then tries again within the invocation's Timeout.
+        parent.settimeout(max(self.init_seconds, float(function.timeout)))
+        try:
+            ready, _ = lambda_bootstrap.receive(parent)
+        except TimeoutError:
+            environment.kill()
+            seconds = max(self.init_seconds, float(function.timeout))
+            environment.init_error = _error("Sandbox.Timedout", f"Task timed out after {seconds:.2f} seconds (init)")
+            with self._lock:
+                self._stats[deployed.short_name].timeouts += 1
+            return environment
+        parent.settimeout(None)
         if ready is None:
             environment.dead = True
-            environment.init_error = {
-                "errorType": "Runtime.ExitError",
-                "errorMessage": "the execution environment exited during init (out of memory or a crash)",
-            }
+            environment.init_error = _error(
+                "Lambda.Unknown", "Runtime.ExitError: the execution environment exited during init (crash or memory)"
+            )
         else:
             environment.init_error = ready.get("error")
         return environment
@@ -484,6 +543,10 @@ def _as_event(event: Any) -> Any:
         except ValueError:
             return event
     return {} if event is None else event
+
+
+def _error(error_type: str, message: str) -> dict[str, Any]:
+    return {"errorMessage": message, "errorType": error_type}
 
 
 def _error_payload(error_type: str, message: str) -> str:

@@ -5,8 +5,8 @@ moto 5.2.5's ASL interpreter makes its service calls (Lambda Invoke, ``sns:publi
 moto maps to its default account (123456789012) whatever account the state machine is in: a
 stack deployed in a seller's own account would invoke functions that do not exist there.
 This extension signs those clients with credentials of the state machine's role (an STS
-session in the stack's account), as Step Functions does, so every call lands in that account
-and the emulator can tell the state machine's calls from the functions'.
+session in the stack's account), as Step Functions does, so every call lands in that account.
+(The calls stay in the sandbox's process; the IAM audit sees only the functions' calls.)
 """
 
 from __future__ import annotations

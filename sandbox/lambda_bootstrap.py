@@ -29,6 +29,8 @@ import traceback
 from typing import Any
 
 _HEADER = struct.Struct(">I")
+#: Address space a worker may reserve beyond its MemorySize (thread stacks, malloc arenas).
+ADDRESS_SPACE_HEADROOM_MB = 512
 
 
 def send(channel: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
@@ -85,6 +87,8 @@ def _load_handler(handler: str) -> Any:
     module_name, _, attribute = handler.rpartition(".")
     try:
         module = importlib.import_module(module_name)
+    except MemoryError:
+        raise
     except Exception as exc:  # reported as Lambda reports an import failure
         raise _InitError("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}") from exc
     function = getattr(module, attribute, None)
@@ -192,8 +196,10 @@ def _become_environment(spec: dict[str, Any], channel_fd: int, log_fd: int, cont
     os.environ.update(spec["environment"])
     os.chdir(spec["cwd"])
     sys.path[:0] = spec["sys_path"]
-    memory = int(spec["memory_mb"]) * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    # Lambda bounds resident memory, which the sandbox checks (peak RSS against MemorySize);
+    # this bound on address space only stops a runaway allocation from taking the machine.
+    address_space = (int(spec["memory_mb"]) + ADDRESS_SPACE_HEADROOM_MB) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     channel = socket.socket(fileno=channel_fd)
     try:
         serve_environment(channel, spec)

@@ -86,6 +86,9 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "published_objects": [],
         "model_package": None,
         "notices": sandbox.notices(),
+        "faults_fired": [f"{fault.kind}:{fault.function}" for fault in sandbox.lambdas.fired]
+        if sandbox.lambdas
+        else [],
     }
     if delivery.deduplicated:
         # No new execution: the trigger found this content already published or in flight.
@@ -182,7 +185,8 @@ def describe_model_package(sandbox: Sandbox, arn: str) -> dict[str, Any] | None:
 
 
 def published_objects(sandbox: Sandbox, package: dict[str, Any] | None) -> list[dict[str, str]]:
-    """Every S3 object the model package references, with the region of its bucket."""
+    """Every S3 location the model package references (model data, validation input and
+    output), with the region of its bucket."""
     if not package:
         return []
     uris: list[str] = []
@@ -192,8 +196,8 @@ def published_objects(sandbox: Sandbox, package: dict[str, Any] | None) -> list[
     for profile in package.get("ValidationSpecification", {}).get("ValidationProfiles", []):
         job = profile.get("TransformJobDefinition", {})
         source = job.get("TransformInput", {}).get("DataSource", {}).get("S3DataSource", {}).get("S3Uri")
-        if source:
-            uris.append(source)
+        output = job.get("TransformOutput", {}).get("S3OutputPath")
+        uris += [uri for uri in (source, output) if uri]
     s3 = sandbox.aws("s3")
     found = []
     for uri in uris:

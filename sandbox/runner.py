@@ -36,11 +36,12 @@ from sandbox.ext_ecr import EcrExtension, ScanOutcome
 from sandbox.ext_events import WholeEventTargets
 from sandbox.ext_lambda import Fault, LambdaWorkers
 from sandbox.ext_sagemaker import EVERY, SageMakerValidation, ValidationOutcome
+from sandbox.ext_sqs import EventSourcePoller
 from sandbox.ext_stepfunctions import StateMachineCredentials
 from sandbox.lambda_env import ensure_environment
 from sandbox.oci import OciLayout, push_layout
 from sandbox.server import EmulatorServer
-from sandbox.stack import DeployedStack, deploy, read_samconfig
+from sandbox.stack import DeployedStack, StackConfigError, deploy, read_samconfig
 
 _CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
@@ -134,6 +135,7 @@ class Sandbox:
             ),
         )
         self.events = WholeEventTargets()
+        self.poller = EventSourcePoller()
         self.stack: DeployedStack | None = None
         self._capture: dict[str, str] = {}
         self._credentials: dict[str, dict[str, str]] = {}
@@ -195,7 +197,7 @@ class Sandbox:
                     faults=self.options.lambda_faults,
                 )
                 self.server.observers.append(self.lambdas.observe)
-                for extension in (self.clock, self.lambdas, self.ecr, self.sagemaker, self.events):
+                for extension in (self.clock, self.lambdas, self.poller, self.ecr, self.sagemaker, self.events):
                     stack.enter_context(extension)
                 self.stack = deploy(
                     ROOT,
@@ -397,11 +399,15 @@ class Sandbox:
         """Accounts of the release's images other than the stack's."""
         return sorted({c.image_ref.registry_id for c in self.spec.containers} - {self.account_id})
 
+    def foreign_regions(self) -> list[str]:
+        """Regions of the release's images other than the stack's."""
+        return sorted({c.image_ref.region for c in self.spec.containers} - {self.source_region})
+
     def effective_trigger(self) -> Trigger:
         """The chosen trigger, unless its event cannot reach the stack: a push in another account
-        raises no event on the stack's bus, so the release is started by hand and the pipeline's
-        preflight judges it, as it would on AWS."""
-        if self.options.trigger == "ecr-push" and self.foreign_accounts():
+        or region raises no event on the stack's bus, so the release is started by hand and the
+        pipeline judges it, as it would on AWS."""
+        if self.options.trigger == "ecr-push" and (self.foreign_accounts() or self.foreign_regions()):
             return "manual"
         return self.options.trigger
 
@@ -409,11 +415,29 @@ class Sandbox:
         """What the run does differently from what was asked, and why."""
         found = []
         if self.effective_trigger() != self.options.trigger:
+            where = [
+                *(f"account {account}" for account in self.foreign_accounts()),
+                *(f"region {region}" for region in self.foreign_regions()),
+            ]
             found.append(
-                f"the images are in account {', '.join(self.foreign_accounts())}, not the stack's account "
-                f"{self.account_id}: their push events do not reach the stack, so the release is started by hand"
+                f"the images are in {', '.join(where)}, not the stack's account {self.account_id} and region "
+                f"{self.source_region}: their push events do not reach the stack's event bus (forward them with "
+                "a rule there), so the release is started by hand"
             )
+        for fault in self.lambdas.unfired if self.lambdas else []:
+            found.append(f"--fault {fault.kind}:{fault.function} did not fire: no invocation of it made enough calls")
         return found
+
+    def check_faults(self) -> None:
+        """Every Lambda fault names a function of the stack."""
+        assert self.stack is not None
+        names = sorted(self.stack.short_names.values())
+        for fault in self.options.lambda_faults:
+            if not any(fault.matches(name) for name in names):
+                raise StackConfigError(
+                    f"--fault {fault.kind}:{fault.function}: the stack has no such function; use one of "
+                    f"{', '.join(names)} (or their logical ids, e.g. {names[0]}Function)"
+                )
 
     def unwatched_upload(self) -> str | None:
         """Why an s3-upload run could not start anything, or None."""
@@ -446,6 +470,7 @@ class Sandbox:
         return {item["executionArn"] for item in pages["executions"]}
 
     def _await_new(self, known: set[str], clock_before: float, *, allow_none: bool = False) -> Delivery:
+        self.poller.wait_idle()  # the trigger has handled every event the seeding raised
         new = sorted(self._executions() - known)
         if not new:
             if not allow_none or not known:

@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from sandbox import cli
-from sandbox.cli import ACCOUNT_PATTERN, EXIT_FAILED, EXIT_OK, REGION_PATTERN, _quiet, _usage_error
+from sandbox.cli import EXIT_FAILED, EXIT_OK, _quiet, _usage_error
 from sandbox.lambda_env import LambdaEnvironmentError
 from sandbox.runner import RunOptions, Sandbox
 from sandbox.stack import StackConfigError, parse_parameter_overrides
@@ -194,14 +194,10 @@ def render(info: dict[str, Any]) -> str:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    if not ACCOUNT_PATTERN.fullmatch(args.account_id):
-        raise ValueError(f"--account-id {args.account_id}: an AWS account id is 12 digits")
-    if not REGION_PATTERN.fullmatch(args.region):
-        raise ValueError(f"--region {args.region}: not an AWS region name (e.g. us-west-2)")
+    cli.check_place(args.account_id, args.region)
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port}: a TCP port is 0 (any free port) to 65535")
-    if not args.log_file.parent.is_dir():
-        raise ValueError(f"--log-file {args.log_file}: directory {args.log_file.parent} does not exist")
+    cli.check_log_file(args.log_file)
     _check_port(args.port)
 
 

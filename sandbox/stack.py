@@ -6,7 +6,7 @@ from the template's own properties, so the deployed system is the one the templa
 
 * local ``CodeUri``/``ContentUri``/``DefinitionUri`` are what ``sam build``/``sam package``
   turn into S3 locations; here they point at small placeholder zips, and the sandbox's
-  in-process Lambda runs the code from the directory the template names;
+  Lambda workers run the code from the directory the template names;
 * moto's S3 bucket ignores ``NotificationConfiguration``; it is applied through the S3 API;
 * moto creates CloudFormation state machines in a backend that does not execute, and does
   not apply ``DefinitionSubstitutions``; each substitution is added to the stack as an

@@ -140,3 +140,39 @@ def test_given_a_region_that_does_not_exist_when_run_then_announced_and_exit_1_w
     assert run.reported["failure"]["stage"] == "ResolveRelease"
     assert "us-east-3 is not a Marketplace publishing region" in " ".join(run.reported["failure"]["reasons"])
     assert run.reported["model_packages"] == []
+
+
+def test_given_a_fault_for_a_function_the_stack_lacks_when_run_then_usage_error_naming_the_functions(
+    publish_image: Callable[..., CliRun],
+) -> None:
+    run = publish_image("docker-v2", "--fault", "crash:CopyBlobb")
+
+    assert run.exit_code == 2
+    assert "--fault crash:CopyBlobb: the stack has no such function" in run.stderr
+    assert "CopyBlob," in run.stderr
+
+
+def test_given_images_in_another_region_than_the_stack_when_pushed_then_started_by_hand_and_ready(
+    publish: Callable[..., CliRun], image: Callable[[str], WrittenLayout], release_file: Callable[..., Path]
+) -> None:
+    def in_us_east_1(document: dict[str, Any]) -> None:
+        document["containers"][0]["image"] = document["containers"][0]["image"].replace("us-west-2", "us-east-1")
+
+    run = publish("--release", release_file("source-us-east-1", in_us_east_1), "--image", image("docker-v2").path)
+
+    assert run.exit_code == 0, run.stderr
+    assert any("region us-east-1" in notice and "started by hand" in notice for notice in run.reported["notices"])
+
+
+def test_given_the_stack_region_is_the_publishing_region_when_one_lambda_at_a_time_then_no_call_waits_on_the_trigger(
+    publish: Callable[..., CliRun], image: Callable[[str], WrittenLayout], release_file: Callable[..., Path]
+) -> None:
+    release = release_file("same-region", lambda document: document.update(publishing_region="us-west-2"))
+
+    run = publish("--release", release, "--image", image("docker-v2").path, "--lambda-concurrency", "1")
+
+    # The published image's push event reaches the trigger through SQS, polled apart from
+    # PutManifest's own call: PutManifest does not wait for it (nor for a slot it holds).
+    assert run.exit_code == 0, run.stderr
+    assert run.reported["lambda"]["PutManifest"]["max_duration_s"] < 10
+    assert run.reported["lambda"]["Trigger"]["invocations"] >= 2

@@ -26,6 +26,7 @@ from moto import mock_aws
 from sandbox.audit import ApiAudit
 from sandbox.clock import VirtualClock
 from sandbox.ext_lambda import Fault, LambdaWorkers
+from sandbox.ext_sqs import EventSourcePoller
 from sandbox.lambda_env import LambdaEnvironment, ensure_environment
 from sandbox.server import EmulatorServer
 
@@ -42,6 +43,8 @@ import time
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 
+if os.environ.get("INIT_SLEEP"):
+    time.sleep(float(os.environ["INIT_SLEEP"]))
 if os.environ.get("IMPORT_LOG"):
     with open(os.environ["IMPORT_LOG"], "a") as log:
         log.write("cold start\\n")
@@ -67,7 +70,7 @@ def lambda_handler(event, context):
     if event.get("sleep"):
         time.sleep(event["sleep"])
     if event.get("allocate_mb"):
-        hoard = bytearray(event["allocate_mb"] * 1024 * 1024)
+        hoard = b"x" * (event["allocate_mb"] * 1024 * 1024)  # touched: resident, not only reserved
     if event.get("import"):
         __import__(event["import"])
     calls = [boto3.client("sts").get_caller_identity()["Arn"] for _ in range(event.get("calls", 0))]
@@ -129,7 +132,7 @@ def world(lambda_environment: LambdaEnvironment, tmp_path: Path, monkeypatch: py
         code_dir.mkdir()
         (code_dir / "app.py").write_text(HANDLER_SOURCE)
 
-        def create(name: str = "publisher", *, timeout: int = 30, memory: int = 256) -> str:
+        def create(name: str = "publisher", *, timeout: int = 30, memory: int = 256, init_sleep: float = 0) -> str:
             archive = io.BytesIO()
             with zipfile.ZipFile(archive, "w") as zf:
                 zf.writestr("app.py", "placeholder: the sandbox runs the registered directory")
@@ -146,6 +149,7 @@ def world(lambda_environment: LambdaEnvironment, tmp_path: Path, monkeypatch: py
                         "GREETING": "configured at cold start",
                         "IMPORT_LOG": str(tmp_path / f"{name}-imports.log"),
                         "RECORD_FILE": str(tmp_path / f"{name}-events.jsonl"),
+                        "INIT_SLEEP": str(init_sleep or ""),
                     }
                 },
             )
@@ -260,6 +264,32 @@ def test_given_a_handler_over_its_memory_size_when_invoked_then_lambda_unknown_o
     assert world.workers.stats()["publisher"]["crashes"] == 1
 
 
+def test_given_an_init_that_overruns_its_limit_when_invoked_then_sandbox_timedout_and_not_stuck(world: World) -> None:
+    world.workers.init_seconds = 0.5
+    world.create(timeout=1, init_sleep=30)
+
+    error, kind = invoke("publisher", {})
+
+    assert kind is not None
+    assert error["errorType"] == "Sandbox.Timedout"
+    assert "(init)" in error["errorMessage"]
+    assert world.workers.stats()["publisher"]["timeouts"] == 1
+
+
+def test_given_a_crash_fault_when_an_invocation_makes_too_few_calls_then_the_next_invocation_gets_it(
+    world: World,
+) -> None:
+    world.create("Crashing")
+
+    _, quiet_error = invoke("Crashing", {"calls": 1})
+    crashed, _ = invoke("Crashing", {"calls": 2})
+
+    assert quiet_error is None
+    assert crashed["errorType"] == "Lambda.Unknown"
+    assert [fault.function for fault in world.workers.fired] == ["Crashing"]
+    assert world.workers.unfired == []
+
+
 def test_given_a_crash_fault_after_one_call_when_invoked_then_lambda_unknown_once_then_it_works(
     world: World,
 ) -> None:
@@ -358,6 +388,31 @@ def test_given_sqs_event_source_mapping_when_message_sent_then_handler_receives_
     events = [json.loads(line) for line in (world.tmp_path / "publisher-events.jsonl").read_text().splitlines()]
     assert [record["body"] for record in events[0]["Records"]] == ['{"release": "r1"}']
     assert events[0]["Records"][0]["eventSourceARN"] == queue_arn
+
+
+def test_given_a_background_poller_when_a_message_is_sent_then_the_sender_does_not_wait_for_the_function(
+    world: World,
+) -> None:
+    function_arn = world.create()
+    sqs = client("sqs")
+    queue_url = sqs.create_queue(QueueName="polled")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    client("lambda").create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=function_arn)
+    with EventSourcePoller() as poller:
+        started = time.monotonic()
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"sleep": 1.5}))
+        sent_after = time.monotonic() - started
+        poller.wait_idle()
+
+    events = [json.loads(line) for line in (world.tmp_path / "publisher-events.jsonl").read_text().splitlines()]
+    assert sent_after < 1.0
+    assert json.loads(events[0]["Records"][0]["body"]) == {"sleep": 1.5}
+    assert (
+        sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+            "ApproximateNumberOfMessages"
+        ]
+        == "0"
+    )
 
 
 def test_given_function_without_registered_code_when_invoked_then_error_names_the_sandbox_gap(world: World) -> None:

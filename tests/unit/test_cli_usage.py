@@ -65,3 +65,31 @@ def test_given_an_image_for_an_unknown_container_when_run_then_the_containers_ar
 
     assert code == EXIT_USAGE
     assert "encoder is not a container of the release (inference)" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--region", "us-east-3"], "--region us-east-3: not an AWS region; use one of"),
+        (["--account-id", "12345"], "--account-id 12345: an AWS account id is 12 digits"),
+        (["--lambda-concurrency", "0"], "--lambda-concurrency must be 1 or more"),
+        (["--fault", "explode:CopyBlob"], "use crash:FUNCTION[:after=N] or timeout:FUNCTION"),
+        (["--parameter-overrides", "NoEquals"], "write it as Key=Value"),
+    ],
+)
+def test_given_bad_stack_or_lambda_options_when_run_then_it_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], layout: Path, args: list[str], says: str
+) -> None:
+    code, err = run(capsys, "--release", EXAMPLE, "--image", layout, *args)
+
+    assert code == EXIT_USAGE
+    assert says in err
+
+
+def test_given_a_directory_as_log_file_when_run_then_it_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], layout: Path, tmp_path: Path
+) -> None:
+    code, err = run(capsys, "--release", EXAMPLE, "--image", layout, "--log-file", tmp_path)
+
+    assert code == EXIT_USAGE
+    assert "is a directory; name a file" in err

@@ -88,7 +88,7 @@ def run_serve(tmp_path: Path, *args: str) -> int:
     ("args", "says"),
     [
         (["--account-id", "12345"], "--account-id 12345: an AWS account id is 12 digits"),
-        (["--region", "west"], "--region west: not an AWS region name"),
+        (["--region", "west"], "--region west: not an AWS region; use one of"),
         (["--port", "70000"], "--port 70000: a TCP port is 0 (any free port) to 65535"),
         (["--parameter-overrides", "PublishingRegion"], "parameter override 'PublishingRegion': write it as Key=Value"),
         (["--log-file", "/nonexistent/x.log"], "--log-file /nonexistent/x.log: directory /nonexistent does not exist"),

@@ -1,0 +1,119 @@
+"""SQS event source mappings poll in the background, as Lambda's pollers do.
+
+moto 5.2.5 invokes a queue's mapped function synchronously inside ``Queue.add_message``: the
+caller of SendMessage (or the EventBridge rule, or the S3 or ECR call that raised the event)
+waits for the function to finish. On AWS a poller picks the message up later, apart from the
+sender. The difference matters: a Lambda whose ECR push raises an event the trigger consumes
+would otherwise wait for the trigger inside its own call (and, under a concurrency limit,
+for a slot it holds itself).
+
+This extension takes the mappings out of ``add_message`` and delivers each queue's messages
+from one background thread, with moto's own batch, delete and visibility logic. ``wait_idle``
+lets the sandbox wait until every message sent so far has been delivered.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from contextlib import ExitStack
+from typing import Any
+from unittest.mock import patch
+
+from moto.sqs.models import Queue, sqs_backends
+
+from sandbox.extension import Extension
+
+
+class EventSourcePoller(Extension):
+    """Deliver SQS messages to mapped functions from a poller thread."""
+
+    def __init__(self) -> None:
+        self._pending: deque[Queue] = deque()
+        self._busy = 0
+        self._condition = threading.Condition()
+        self._swap = threading.Lock()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def _patch(self, stack: ExitStack) -> None:
+        original = Queue.add_message
+        poller = self
+
+        def add_message(queue: Queue, message: Any) -> None:
+            with poller._swap:  # the mappings are hidden from moto's inline delivery
+                mappings = queue.lambda_event_source_mappings
+                queue.lambda_event_source_mappings = {}
+                try:
+                    original(queue, message)
+                finally:
+                    queue.lambda_event_source_mappings = mappings
+            if any(mapping.enabled for mapping in mappings.values()):
+                poller._schedule(queue)
+
+        stack.enter_context(patch.object(Queue, "add_message", add_message))
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="sandbox-sqs-poller", daemon=True)
+        self._thread.start()
+        stack.callback(self._stop)
+
+    def wait_idle(self, timeout: float = 600.0) -> None:
+        """Return once every message sent so far has been handed to its function and handled."""
+        with self._condition:
+            if not self._condition.wait_for(lambda: not self._pending and not self._busy, timeout):
+                raise TimeoutError(f"SQS event source mappings still busy after {timeout} s")
+
+    def _schedule(self, queue: Queue) -> None:
+        with self._condition:
+            self._pending.append(queue)
+            self._condition.notify_all()
+
+    def _stop(self) -> None:
+        with self._condition:
+            self._stopping = True
+            self._condition.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                self._condition.wait_for(lambda: self._pending or self._stopping)
+                if self._stopping:
+                    return
+                queue = self._pending.popleft()
+                self._busy += 1
+            try:
+                _deliver(queue)
+            finally:
+                with self._condition:
+                    self._busy -= 1
+                    self._condition.notify_all()
+
+
+def _deliver(queue: Queue) -> None:
+    """One poll of each enabled mapping, as moto's ``add_message`` does it inline."""
+    from moto.awslambda.utils import get_backend
+
+    backend = sqs_backends[queue.account_id][queue.region]
+    for arn, mapping in list(queue.lambda_event_source_mappings.items()):
+        if not mapping.enabled:
+            continue
+        messages = backend.receive_message(
+            queue.name,
+            mapping.batch_size,
+            0,
+            queue.visibility_timeout,  # type: ignore[attr-defined]
+        )
+        if not messages:
+            continue
+        delivered = get_backend(queue.account_id, queue.region).send_sqs_batch(arn, messages, queue.queue_arn)
+        for message in messages:
+            if delivered:
+                backend.delete_message(queue.name, message.receipt_handle)  # type: ignore[arg-type]
+            else:  # visible again, for the next poll
+                backend.change_message_visibility(
+                    queue.name,
+                    message.receipt_handle,  # type: ignore[arg-type]
+                    visibility_timeout=0,
+                )
