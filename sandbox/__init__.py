@@ -17,6 +17,7 @@ module, installed explicitly and undone afterwards (never at import time):
                     (lambda_env.py): the template's Handler, Environment, Timeout, MemorySize,
                     role credentials per environment, parallel invocations, crash/timeout faults
 - ext_stepfunctions.py  Step Functions calls other services as its role, in the stack's account
+- ext_sqs.py        SQS event source mappings deliver from a background poller, not inside SendMessage
 - ext_ecr.py        ECR stores and verifies blobs, serves GetDownloadUrlForLayer over
                     loopback HTTP, rejects manifests with missing blobs, emits push events,
                     scans images on the virtual clock; fault injection (corrupt-blob)
