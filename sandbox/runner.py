@@ -301,6 +301,7 @@ class Sandbox:
                 Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
             )
         s3.put_object(Bucket=bucket, Key=key, Body=body)
+        self.poller.wait_idle()  # a seller's steps are apart in time: each event is handled before the next
 
     def _model_data(self) -> bytes:
         path = self.options.model_data
@@ -343,6 +344,7 @@ class Sandbox:
             with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
                 ecr.create_repository(repositoryName=ref.repository)
             digests.append(push_layout(layout, ecr, ref.repository, ref.tag or "latest").digest)
+            self.poller.wait_idle()
         return digests[0]
 
     def seed_and_trigger(self, layouts: Layouts) -> tuple[str, Delivery]:
