@@ -70,6 +70,7 @@ class FakeRepository:
     tags: list[dict[str, str]]
     blobs: dict[str, bytes] = field(default_factory=dict)
     images: dict[str, dict[str, Any]] = field(default_factory=dict)  # digest -> manifest, type, tags
+    mutability: str = "MUTABLE"
 
 
 class FakeEcr:
@@ -123,12 +124,14 @@ class FakeEcr:
             raise client_error("RepositoryAlreadyExistsException", "CreateRepository")
         repository = self.add_repository(name)
         repository.tags = kwargs.get("tags", [])
+        repository.mutability = kwargs.get("imageTagMutability", "MUTABLE")
         return {"repository": {"repositoryName": name, "repositoryUri": repository.uri}}
 
     def describe_repositories(self, **kwargs: Any) -> dict[str, Any]:
         self._call("DescribeRepositories", kwargs)
         name = kwargs["repositoryNames"][0]
-        return {"repositories": [{"repositoryUri": self.repository(name, "DescribeRepositories").uri}]}
+        repository = self.repository(name, "DescribeRepositories")
+        return {"repositories": [{"repositoryUri": repository.uri, "imageTagMutability": repository.mutability}]}
 
     def batch_get_image(self, **kwargs: Any) -> dict[str, Any]:
         self._call("BatchGetImage", kwargs)
@@ -602,7 +605,7 @@ def test_given_an_oci_index_when_copied_then_it_is_published_as_a_docker_v2_imag
     destination = world.destination_ecr.repositories[DESTINATION_REPOSITORY]
     stored = destination.images[plan.published_digest]
     assert stored["media_type"] == m.DOCKER_V2_MANIFEST
-    assert stored["tags"] == ["1.0"]
+    assert stored["tags"] == [f"mlpublish-{plan.published_digest[7:19]}"]  # a repository the seller made
     assert json.loads(stored["manifest"])["mediaType"] == m.DOCKER_V2_MANIFEST
     for blob in blobs:
         assert destination.blobs[blob.digest] == world.source_ecr.repositories[SOURCE_REPOSITORY].blobs[blob.digest]
@@ -637,6 +640,35 @@ def test_given_a_published_manifest_when_put_again_then_the_result_is_unchanged(
     again = put_manifest(plan.target, plan.published_digest, world.source, world.destination, copied)
 
     assert again == first
+
+
+def test_given_a_repository_the_pipeline_creates_when_published_then_tags_are_immutable_and_the_source_tag_is_set(
+    world: World,
+) -> None:
+    digest, _ = push_image(world.source_ecr)
+    plan = plan_image(target_for(digest), world.source, world.destination)
+    copy_all(world, plan)
+
+    put_manifest(plan.target, plan.published_digest, world.source, world.destination)
+
+    repository = world.destination_ecr.repositories[DESTINATION_REPOSITORY]
+    assert world.destination_ecr.called("CreateRepository")[0]["imageTagMutability"] == "IMMUTABLE"
+    assert repository.images[plan.published_digest]["tags"] == ["1.0"]
+
+
+def test_given_a_sellers_mutable_repository_holding_the_tag_when_published_then_the_sellers_tag_is_not_moved(
+    world: World,
+) -> None:
+    digest, _ = push_image(world.source_ecr)
+    sellers = world.destination_ecr.push_manifest(DESTINATION_REPOSITORY, b'{"schemaVersion": 2}', None, tag="1.0")
+    plan = plan_image(target_for(digest), world.source, world.destination)
+    copy_all(world, plan)
+
+    put_manifest(plan.target, plan.published_digest, world.source, world.destination)
+
+    repository = world.destination_ecr.repositories[DESTINATION_REPOSITORY]
+    assert repository.images[sellers]["tags"] == ["1.0"]
+    assert world.destination_ecr.called("PutImage")[0]["imageTag"] == f"mlpublish-{plan.published_digest[7:19]}"
 
 
 def test_given_an_untagged_source_when_published_then_no_tag_is_set(world: World) -> None:

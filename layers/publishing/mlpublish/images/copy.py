@@ -182,9 +182,8 @@ def put_manifest(
             f"{target.destination_region}; re-run the release to copy them:",
             reasons=[f"{blob.digest} ({blob.size} bytes)" for blob in blobs if blob.digest in missing],
         )
-    destination.put_manifest(
-        repository, resolved.published.raw, DOCKER_V2_MANIFEST, tag=_published_tag(target, published_digest)
-    )
+    tag = _published_tag(target, published_digest, immutable=destination.tags_are_immutable(repository))
+    destination.put_manifest(repository, resolved.published.raw, DOCKER_V2_MANIFEST, tag=tag)
     uploaded = {item.digest: item for item in copied if not item.skipped}
     ours = [blob for blob in blobs if blob.digest in uploaded]
     return PublishedImage(
@@ -276,15 +275,16 @@ def _pinned_digest(target: CopyTarget) -> str:
     return target.source.digest
 
 
-def _published_tag(target: CopyTarget, published_digest: str) -> str | None:
-    """The source tag in another repository. Publishing from the source region writes into
-    the seller's own repository: there the published image gets its own deterministic tag,
-    so the seller's tag is never moved and rules expiring untagged images spare it."""
+def _published_tag(target: CopyTarget, published_digest: str, *, immutable: bool) -> str | None:
+    """The source tag where no tag can move (the repositories the pipeline creates are
+    immutable); anywhere else, in a repository the seller may tag by hand, only a tag of the
+    pipeline's own, derived from the digest, so no tag of the seller's is ever moved (and
+    rules expiring untagged images spare the image it named)."""
     same_repository = (target.source.region, target.source.repository) == (
         target.destination_region,
         target.destination_repository,
     )
-    if not same_repository:
+    if immutable and not same_repository:
         return target.source.tag
     return f"{PUBLISHED_TAG_PREFIX}{published_digest.removeprefix('sha256:')[:12]}"
 

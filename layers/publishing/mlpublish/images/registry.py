@@ -73,6 +73,8 @@ class ImageRegistry(Protocol):
 
     def put_manifest(self, repository: str, raw: bytes, media_type: str, tag: str | None = None) -> str: ...
 
+    def tags_are_immutable(self, repository: str) -> bool: ...
+
 
 class EcrRegistry:
     """ECR in one region."""
@@ -114,7 +116,8 @@ class EcrRegistry:
         """Create the repository if missing and return its URI; an existing one is left as is.
 
         Scan on push stays off: ECR allows one basic scan per image per 24 h, and the
-        ScanImages stage starts the scan it waits for.
+        ScanImages stage starts the scan it waits for. Tags are immutable in what the pipeline
+        creates: a version once published under a tag keeps it.
         """
         where = self._where(name)
         with self._refusals("CreateRepository", where):
@@ -123,7 +126,7 @@ class EcrRegistry:
                     repositoryName=name,
                     tags=[MANAGED_BY_TAG],
                     imageScanningConfiguration={"scanOnPush": False},
-                    imageTagMutability="MUTABLE",
+                    imageTagMutability="IMMUTABLE",
                 )
             except ClientError as exc:
                 if aws.error_code(exc) != "RepositoryAlreadyExistsException":
@@ -247,6 +250,13 @@ class EcrRegistry:
                     raise
                 self._require_existing(repository, digest, tag)
         return digest
+
+    def tags_are_immutable(self, repository: str) -> bool:
+        """Whether no tag in the repository can be moved to another image."""
+        where = self._where(repository)
+        with self._refusals("DescribeRepositories", where):
+            found = self._ecr.describe_repositories(repositoryNames=[repository])["repositories"]
+        return bool(found) and found[0].get("imageTagMutability") == "IMMUTABLE"
 
     def _require_existing(self, repository: str, digest: str, tag: str | None) -> None:
         """After "already exists": fine if this digest is there with this tag, else a conflict."""
