@@ -2,12 +2,12 @@
 
 Each record is processed on its own; a record that fails is reported back to SQS
 (partial batch response), retried, and after five tries lands in the dead-letter queue,
-whose alarm notifies the topic.
+whose alarm notifies the topic. A record that can never start anything (malformed, or its
+release file deleted) is logged with why, counted (RefusedTriggers) and not retried.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -18,8 +18,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.aws import client
+from mlpublish.errors import RecordRefused
 from mlpublish.settings import trigger_settings
-from mlpublish.trigger import EventBridgeEvent, ReleaseCatalog, start_for_event
+from mlpublish.trigger import ReleaseCatalog, parse_record, start_for_event
 
 METRIC_BY_OUTCOME = {"started": "ReleasesStarted", "duplicate": "DuplicateTriggers", "waiting": "ReleasesWaiting"}
 
@@ -33,7 +34,15 @@ catalog = ReleaseCatalog(client("s3", config.region), config.pipeline_bucket, co
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
-    event = EventBridgeEvent.model_validate(json.loads(record.body))
+    try:
+        start_for_record(record)
+    except RecordRefused as exc:
+        logger.error("trigger record refused", extra={"reason": str(exc), "message_id": record.message_id})
+        metrics.add_metric(name="RefusedTriggers", unit=MetricUnit.Count, value=1)
+
+
+def start_for_record(record: SQSRecord) -> None:
+    event = parse_record(record.body)
     started = start_for_event(
         event,
         catalog=catalog,

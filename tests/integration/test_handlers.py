@@ -532,8 +532,8 @@ def test_given_a_failed_resolve_then_the_failure_announcement_names_stage_and_re
 # --- trigger ----------------------------------------------------------------------------
 
 
-def test_given_a_batch_with_a_malformed_record_then_only_that_record_is_reported_failed(
-    seller: dict[str, Any], lambda_context: FakeLambdaContext
+def test_given_a_batch_with_a_malformed_record_then_it_is_refused_with_a_log_line_and_not_retried(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext, caplog: pytest.LogCaptureFixture
 ) -> None:
     sfn = boto3.client("stepfunctions", region_name=SOURCE_REGION)
     arn = create_state_machine(sfn)
@@ -545,9 +545,31 @@ def test_given_a_batch_with_a_malformed_record_then_only_that_record_is_reported
 
     response = load_handler("trigger")(batch, lambda_context)
 
-    assert response == {"batchItemFailures": [{"itemIdentifier": malformed["messageId"]}]}
+    assert response == {"batchItemFailures": []}  # retrying the same bytes cannot help
+    [refused] = [record for record in caplog.records if record.getMessage() == "trigger record refused"]
+    assert refused.levelname == "ERROR"
+    assert refused.message_id == malformed["messageId"]  # type: ignore[attr-defined]
+    assert "not an EventBridge event" in refused.reason  # type: ignore[attr-defined]
     executions = sfn.list_executions(stateMachineArn=arn)["executions"]
     assert len(executions) == 2  # the push (sample digest) and the upload (pushed digest) differ in content
+
+
+def test_given_an_upload_of_a_release_file_deleted_since_then_it_is_refused_naming_it_and_not_retried(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    create_state_machine(boto3.client("stepfunctions", region_name=SOURCE_REGION))
+    batch = sample_event("sqs-trigger-batch.json")
+    record = copy.deepcopy(batch["Records"][1])
+    body = json.loads(record["body"])
+    body["detail"]["bucket"]["name"] = PIPELINE_BUCKET
+    body["detail"]["object"]["key"] = "releases/gone.yaml"
+    record["body"] = json.dumps(body)
+
+    response = load_handler("trigger")({"Records": [record]}, lambda_context)
+
+    assert response == {"batchItemFailures": []}
+    [refused] = [record for record in caplog.records if record.getMessage() == "trigger record refused"]
+    assert f"s3://{PIPELINE_BUCKET}/releases/gone.yaml was deleted" in refused.reason  # type: ignore[attr-defined]
 
 
 def test_given_the_same_batch_delivered_twice_then_no_release_starts_twice(

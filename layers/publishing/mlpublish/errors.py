@@ -22,6 +22,11 @@ class PipelineError(Exception):
         return self.message + "\n" + "\n".join(f"- {reason}" for reason in self.reasons)
 
 
+class RecordRefused(PipelineError):
+    """A trigger record that can never start anything (malformed, or its file is gone): logged
+    with why and dropped, since retrying it would only fill the dead-letter queue."""
+
+
 class InvalidRelease(PipelineError):
     """The release specification is invalid (field path + reason in ``reasons``)."""
 

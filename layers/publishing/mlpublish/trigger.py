@@ -16,10 +16,10 @@ from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlpublish.aws import error_code, transient_errors
-from mlpublish.errors import InvalidRelease, PipelineError, ReleaseNotFound
+from mlpublish.errors import InvalidRelease, PipelineError, RecordRefused, ReleaseNotFound
 from mlpublish.release import ReleaseSpec, parse_release
 from mlpublish.resolve import execution_name, fingerprint, pin, release_objects
 from mlpublish.state import PinSet, StartInput, Trigger, TriggerKind
@@ -115,8 +115,16 @@ class ReleaseCatalog:
         return True
 
     def load(self, key: str) -> ReleaseSpec:
-        with transient_errors(f"reading {self.uri(key)}"):
-            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        try:
+            with transient_errors(f"reading {self.uri(key)}"):
+                response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
+                raise RecordRefused(
+                    f"release file {self.uri(key)} was deleted before the trigger read it; nothing to start "
+                    "(upload it again to start the release)"
+                ) from exc
+            raise
         return parse_release(response["Body"].read(), source=self.uri(key))
 
     def all(self) -> list[tuple[str, ReleaseSpec]]:
@@ -291,6 +299,17 @@ def _unresolvable_name(key: str, trigger: Trigger) -> str:
     return f"{slug}-{hashlib.sha256(trigger.ref.encode()).hexdigest()[:12]}"
 
 
+def parse_record(body: str) -> EventBridgeEvent:
+    """The EventBridge event an SQS record carries; RecordRefused says why a body is not one."""
+    try:
+        return EventBridgeEvent.model_validate(json.loads(body))
+    except ValueError as exc:  # JSON or model errors: the same body fails the same way every time
+        raise RecordRefused(
+            f"the trigger queue received a record that is not an EventBridge event ({exc}); only the stack's "
+            "ECR push and S3 upload rules should send to it"
+        ) from exc
+
+
 def start_for_event(
     event: EventBridgeEvent,
     *,
@@ -301,6 +320,31 @@ def start_for_event(
     publishing_region: str,
 ) -> list[Started]:
     """Start every release the event concerns; an empty list means none uses it."""
+    try:
+        return _start_for_event(
+            event,
+            catalog=catalog,
+            sfn=sfn,
+            state_machine_arn=state_machine_arn,
+            ecr_for=ecr_for,
+            publishing_region=publishing_region,
+        )
+    except ValidationError as exc:
+        raise RecordRefused(
+            f"the {event.detail_type} event from {event.source} lacks what the trigger reads ({exc.error_count()} "
+            f"problem(s): {exc.errors()[0]['loc']} {exc.errors()[0]['msg']})"
+        ) from exc
+
+
+def _start_for_event(
+    event: EventBridgeEvent,
+    *,
+    catalog: ReleaseCatalog,
+    sfn: Any,
+    state_machine_arn: str,
+    ecr_for: Any,
+    publishing_region: str,
+) -> list[Started]:
     if event.detail_type == "ECR Image Action":
         push = EcrPushDetail.model_validate(event.detail)
         trigger = Trigger(kind="ecr-push", ref=f"{push.repository_name}@{push.image_digest}")
@@ -316,7 +360,7 @@ def start_for_event(
             key = upload.release_key or upload.key
             return [_start_unresolvable(sfn, state_machine_arn, key, catalog.uri(key), trigger)]
     else:
-        raise PipelineError(
+        raise RecordRefused(
             f"unexpected event {event.source}/{event.detail_type}; the trigger queue only takes ECR pushes "
             "and S3 uploads (check the EventBridge rules)"
         )
