@@ -189,6 +189,7 @@ class LambdaWorkers(Extension):
         self._slots = threading.BoundedSemaphore(concurrency) if concurrency else None
         self._faults = list(faults or [])
         self.fired: list[Fault] = []
+        self.last_errors: dict[str, str] = {}  # short name -> the last error a handler reported
         self.init_seconds = INIT_SECONDS
         self._functions: dict[str, _Deployed] = {}  # function name -> code
         self._idle: dict[str, list[_Environment]] = defaultdict(list)
@@ -353,6 +354,8 @@ class LambdaWorkers(Extension):
         self._checkin(environment)
         payload = reply["payload"]
         if reply.get("errored"):
+            with self._lock:
+                self.last_errors[name] = f"{payload.get('errorType')}: {payload.get('errorMessage')}"
             return json.dumps({**payload, "requestId": request_id}), True, ""
         return json.dumps(payload), False, ""
 

@@ -14,6 +14,7 @@ lets the sandbox wait until every message sent so far has been delivered.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from contextlib import ExitStack
@@ -24,12 +25,14 @@ from moto.sqs.models import Queue, sqs_backends
 
 from sandbox.extension import Extension
 
+logger = logging.getLogger(__name__)
+
 
 class EventSourcePoller(Extension):
     """Deliver SQS messages to mapped functions from a poller thread."""
 
     def __init__(self) -> None:
-        self._pending: deque[Queue] = deque()
+        self._pending: deque[tuple[Queue, dict[str, Any]]] = deque()
         self._busy = 0
         self._condition = threading.Condition()
         self._swap = threading.Lock()
@@ -49,7 +52,9 @@ class EventSourcePoller(Extension):
                 finally:
                     queue.lambda_event_source_mappings = mappings
             if any(mapping.enabled for mapping in mappings.values()):
-                poller._schedule(queue)
+                # Delivered with the mappings as they were now: the poller must not read the
+                # queue's own attribute, which is empty while another message is being added.
+                poller._schedule(queue, dict(mappings))
 
         stack.enter_context(patch.object(Queue, "add_message", add_message))
         self._stopping = False
@@ -63,9 +68,9 @@ class EventSourcePoller(Extension):
             if not self._condition.wait_for(lambda: not self._pending and not self._busy, timeout):
                 raise TimeoutError(f"SQS event source mappings still busy after {timeout} s")
 
-    def _schedule(self, queue: Queue) -> None:
+    def _schedule(self, queue: Queue, mappings: dict[str, Any]) -> None:
         with self._condition:
-            self._pending.append(queue)
+            self._pending.append((queue, mappings))
             self._condition.notify_all()
 
     def _stop(self) -> None:
@@ -81,22 +86,24 @@ class EventSourcePoller(Extension):
                 self._condition.wait_for(lambda: self._pending or self._stopping)
                 if self._stopping:
                     return
-                queue = self._pending.popleft()
+                queue, mappings = self._pending.popleft()
                 self._busy += 1
             try:
-                _deliver(queue)
+                _deliver(queue, mappings)
+            except Exception:  # a delivery that fails must not stop the poller for every later message
+                logger.exception("SQS event source mapping delivery failed for %s", queue.name)
             finally:
                 with self._condition:
                     self._busy -= 1
                     self._condition.notify_all()
 
 
-def _deliver(queue: Queue) -> None:
+def _deliver(queue: Queue, mappings: dict[str, Any]) -> None:
     """One poll of each enabled mapping, as moto's ``add_message`` does it inline."""
     from moto.awslambda.utils import get_backend
 
     backend = sqs_backends[queue.account_id][queue.region]
-    for arn, mapping in list(queue.lambda_event_source_mappings.items()):
+    for arn, mapping in mappings.items():
         if not mapping.enabled:
             continue
         messages = backend.receive_message(

@@ -5,8 +5,9 @@ moto 5.2.5's ASL interpreter makes its service calls (Lambda Invoke, ``sns:publi
 moto maps to its default account (123456789012) whatever account the state machine is in: a
 stack deployed in a seller's own account would invoke functions that do not exist there.
 This extension signs those clients with credentials of the state machine's role (an STS
-session in the stack's account), as Step Functions does, so every call lands in that account.
-(The calls stay in the sandbox's process; the IAM audit sees only the functions' calls.)
+session in the stack's account), as Step Functions does, so every call lands in that account;
+given the emulator's endpoint, the calls go over HTTP like everyone else's, so the emulator
+sees them (IAM audit, fault injection).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from sandbox.extension import Extension
 class StateMachineCredentials(Extension):
     """Sign the interpreter's service calls with ``access_key`` (and its secret and token)."""
 
-    def __init__(self, access_key: str, secret_key: str, session_token: str) -> None:
+    def __init__(self, access_key: str, secret_key: str, session_token: str, *, endpoint: str | None = None) -> None:
+        self.endpoint = endpoint
         self.credentials = {
             "aws_access_key_id": access_key,
             "aws_secret_access_key": secret_key,
@@ -38,7 +40,7 @@ class StateMachineCredentials(Extension):
         }
 
     def client_for(self, region: str, service: str, state_credentials: Any = None) -> BaseClient:
-        """moto's ``boto_client_for`` with the state machine's credentials (intercepted in-process)."""
+        """moto's ``boto_client_for`` with the state machine's credentials."""
         return boto3.client(
             service_name=service,
             region_name=region,
@@ -48,6 +50,7 @@ class StateMachineCredentials(Extension):
                 connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
                 read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
             ),
+            endpoint_url=self.endpoint,
             **self.credentials,
         )
 

@@ -111,6 +111,7 @@ def serve_environment(channel: socket.socket, spec: dict[str, Any]) -> None:
         init_error = None
     except _InitError as exc:
         handler, init_error = None, _error(exc.error_type, str(exc))
+        print(f"[ERROR] {exc.error_type}: {exc}", file=sys.stderr, flush=True)  # as Lambda logs a failed init
     except MemoryError:
         _out_of_memory(channel)
     send(channel, {"type": "ready", "init_seconds": time.perf_counter() - started, "error": init_error})

@@ -211,7 +211,10 @@ class Sandbox:
                 self.audit.register(machine["AWS_ACCESS_KEY_ID"], "StateMachine")
                 stack.enter_context(
                     StateMachineCredentials(
-                        machine["AWS_ACCESS_KEY_ID"], machine["AWS_SECRET_ACCESS_KEY"], machine["AWS_SESSION_TOKEN"]
+                        machine["AWS_ACCESS_KEY_ID"],
+                        machine["AWS_SECRET_ACCESS_KEY"],
+                        machine["AWS_SESSION_TOKEN"],
+                        endpoint=self.server.endpoint,
                     )
                 )
                 for function_name, code_dir in self.stack.code_dirs.items():
@@ -476,6 +479,9 @@ class Sandbox:
         new = sorted(self._executions() - known)
         if not new:
             if not allow_none or not known:
+                failed = self.lambdas.last_errors.get("Trigger") if self.lambdas else None
+                if failed:
+                    raise NothingStarted(f"the trigger failed ({failed}); see its log in {self.lambda_log}")
                 raise NothingStarted(
                     f"the trigger started no execution: on AWS the release would wait for a source it "
                     f"cannot find; see the trigger's log in {self.lambda_log}"
