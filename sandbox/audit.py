@@ -74,6 +74,8 @@ def iam_actions(service: str, operation: str) -> list[str]:
     """The IAM actions an API call needs (the common rule plus S3's exceptions)."""
     if service == "s3" and operation in S3_ACTIONS:
         return S3_ACTIONS[operation]
+    if (service, operation) == ("lambda", "Invoke"):
+        return ["lambda:InvokeFunction"]
     action = f"{IAM_PREFIX.get(service, service)}:{operation}"
     return [] if action in UNAUTHORISED else [action, *EXTRA_ACTIONS.get(action, [])]
 

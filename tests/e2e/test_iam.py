@@ -11,6 +11,7 @@ import fnmatch
 import os
 from collections import defaultdict
 from contextlib import redirect_stdout
+from typing import Any
 from unittest.mock import patch
 
 import pytest
@@ -32,24 +33,32 @@ SCENARIOS = [
 ]
 
 
+STATE_MACHINE = "StateMachine"
+
+
 def granted_actions() -> dict[str, list[str]]:
-    """Allowed actions per function logical id, from the translated template's roles."""
+    """Allowed actions per function logical id (and for the state machine, "StateMachine"),
+    from the translated template's roles."""
     template, _ = _prepare(load_template(ROOT / "template.yaml"), ROOT)
     with patch.dict(os.environ, {"AWS_DEFAULT_REGION": "us-west-2"}):  # samtranslator wants one
         resources = translate(template, {})["Resources"]
     granted: dict[str, list[str]] = {}
     for logical_id, resource in resources.items():
-        if resource["Type"] != "AWS::Lambda::Function":
-            continue
-        role = resources[resource["Properties"]["Role"]["Fn::GetAtt"][0]]
-        actions: list[str] = []
-        for policy in role["Properties"].get("Policies", []):
-            for statement in policy["PolicyDocument"]["Statement"]:
-                if statement.get("Effect") == "Allow":
-                    action = statement["Action"]
-                    actions.extend([action] if isinstance(action, str) else action)
-        granted[logical_id] = actions
+        if resource["Type"] == "AWS::Lambda::Function":
+            granted[logical_id] = role_actions(resources[resource["Properties"]["Role"]["Fn::GetAtt"][0]])
+        elif resource["Type"] == "AWS::StepFunctions::StateMachine":
+            granted[STATE_MACHINE] = role_actions(resources[resource["Properties"]["RoleArn"]["Fn::GetAtt"][0]])
     return granted
+
+
+def role_actions(role: dict[str, Any]) -> list[str]:
+    actions: list[str] = []
+    for policy in role["Properties"].get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if statement.get("Effect") == "Allow":
+                action = statement["Action"]
+                actions.extend([action] if isinstance(action, str) else action)
+    return actions
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +77,9 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
                 sandbox.redeliver()
             assert sandbox.stack is not None
             logical = {physical: name for name, physical in sandbox.stack.resources.items()}
+        logical[STATE_MACHINE] = STATE_MACHINE  # its service integrations, signed as its role
         for principal, actions in sandbox.audit.actions.items():
-            if principal in logical:  # functions; the state machine's own calls are not checked here
-                recorded[logical[principal]].update(actions)
+            recorded[logical[principal]].update(actions)
     return recorded
 
 
@@ -93,5 +102,7 @@ def test_given_every_release_path_when_handlers_call_aws_then_their_policies_all
 def test_given_every_release_path_then_each_step_function_was_exercised(calls: dict[str, set[str]]) -> None:
     # Guards the check above: a function that made no call was not checked at all.
     silent = {name for name in granted_actions() if name not in calls and name != "BuildAnnouncementFunction"}
+    # The state machine's own calls are checked too: invoking each function, then SNS and EventBridge.
+    assert {"lambda:InvokeFunction", "sns:Publish", "events:PutEvents"} <= calls[STATE_MACHINE]
 
     assert silent == set()
