@@ -149,6 +149,11 @@ def _protocol(service_name: str) -> str:
     return str(botocore.session.get_session().get_service_model(service_name).protocol)
 
 
+def protocol_of(signing_name: str) -> str:
+    """The wire protocol of a service named by its signing name (json, query, rest-xml, ...)."""
+    return _protocol(SERVICES[signing_name])
+
+
 def name_request(method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> ApiCall | None:
     """The signed AWS API call an HTTP request is, or None (unsigned, or a service not known here)."""
     lowered = {key.lower(): value for key, value in headers.items()}
@@ -194,6 +199,7 @@ class ApiAudit:
         self._principals: dict[str, str] = {}  # access key -> principal (a function name)
         self.actions: dict[str, set[str]] = defaultdict(set)
         self.calls: dict[str, int] = defaultdict(int)
+        self.operations: set[tuple[str, str]] = set()  # (service, operation) the stack called
 
     def register(self, access_key: str, principal: str) -> None:
         with self._lock:
@@ -210,6 +216,7 @@ class ApiAudit:
         with self._lock:
             self.actions[principal].update(call.actions)
             self.calls[principal] += 1
+            self.operations.add((call.service, call.operation))
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

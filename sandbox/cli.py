@@ -21,6 +21,8 @@ from typing import Any, TextIO
 import boto3
 
 from mlpublish.errors import InvalidRelease
+from sandbox.api_faults import KINDS as API_FAULT_KINDS
+from sandbox.api_faults import ApiFault
 from sandbox.ext_ecr import FAULT_CORRUPT_BLOB
 from sandbox.ext_lambda import Fault
 from sandbox.lambda_env import LambdaEnvironmentError
@@ -60,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FAULT",
         help=f"inject a fault: {FAULT_CORRUPT_BLOB} (the source registry serves a corrupt blob), "
         "crash:FUNCTION[:after=N] (an execution environment dies after N AWS calls), "
-        "timeout:FUNCTION (one invocation overruns its Timeout); FUNCTION e.g. CopyBlob; repeatable",
+        "timeout:FUNCTION (one invocation overruns its Timeout); FUNCTION e.g. CopyBlob; "
+        "throttle|5xx|lost:SERVICE:OPERATION[:times=N] (AWS throttles, fails, or loses the answer of the next "
+        "N calls the stack makes, e.g. lost:sagemaker:CreateModelPackage); repeatable",
     )
     stack = add_stack_arguments(run)
     stack.add_argument(
@@ -131,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         return _usage_error("--validation-minutes must be zero or more")
     try:
         registry_faults = [fault for fault in args.fault if fault == FAULT_CORRUPT_BLOB]
-        lambda_faults = [Fault.parse(fault) for fault in args.fault if fault != FAULT_CORRUPT_BLOB]
+        api_faults = [ApiFault.parse(fault) for fault in args.fault if fault.partition(":")[0] in API_FAULT_KINDS]
+        lambda_faults = [
+            Fault.parse(fault)
+            for fault in args.fault
+            if fault != FAULT_CORRUPT_BLOB and fault.partition(":")[0] not in API_FAULT_KINDS
+        ]
         overrides: dict[str, str] = {}
         for text in args.parameter_overrides:
             overrides.update(parse_parameter_overrides(text))
@@ -153,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         parameter_overrides=overrides,
         lambda_concurrency=args.lambda_concurrency,
         lambda_faults=lambda_faults,
+        api_faults=api_faults,
         log_file=args.log_file,
     )
     progress = _Progress(enabled=not args.json)

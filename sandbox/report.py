@@ -89,6 +89,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "faults_fired": [f"{fault.kind}:{fault.function}" for fault in sandbox.lambdas.fired]
         if sandbox.lambdas
         else [],
+        "api_faults": sandbox.api_faults.report(),
     }
     if delivery.deduplicated:
         # No new execution: the trigger found this content already published or in flight.

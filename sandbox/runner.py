@@ -30,6 +30,7 @@ from typing import Any, Literal
 import boto3
 
 from mlpublish.release import ReleaseSpec, parse_release, parse_s3_uri
+from sandbox.api_faults import ApiFault, ApiFaults
 from sandbox.audit import ApiAudit
 from sandbox.clock import VirtualClock
 from sandbox.ext_ecr import EcrExtension, ScanOutcome
@@ -76,6 +77,7 @@ class RunOptions:
     # The Lambda service.
     lambda_concurrency: int | None = None
     lambda_faults: list[Fault] = field(default_factory=list)
+    api_faults: list[ApiFault] = field(default_factory=list)
     log_file: Path | None = None
 
 
@@ -120,6 +122,8 @@ class Sandbox:
         self.clock = VirtualClock()
         self.audit = ApiAudit()
         self.server = EmulatorServer(port)
+        # Faults of AWS hit the stack's calls only (a principal the audit knows), not the seller's.
+        self.api_faults = ApiFaults(options.api_faults, is_ours=lambda key: self.audit.principal(key) is not None)
         self.lambda_log = options.log_file or Path(tempfile.gettempdir()) / "mlpublish-sandbox.log"
         self.lambdas: LambdaWorkers | None = None
         self.ecr = EcrExtension(self.clock, scan_outcome=options.scan, fault=options.fault)
@@ -196,7 +200,7 @@ class Sandbox:
                     concurrency=self.options.lambda_concurrency,
                     faults=self.options.lambda_faults,
                 )
-                self.server.observers.append(self.lambdas.observe)
+                self.server.observers += [self.lambdas.observe, self.api_faults.observe]
                 for extension in (self.clock, self.lambdas, self.poller, self.ecr, self.sagemaker, self.events):
                     stack.enter_context(extension)
                 self.stack = deploy(

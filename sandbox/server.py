@@ -27,8 +27,20 @@ from sandbox.audit import ApiCall, name_request
 Observer = Callable[[ApiCall], None]
 
 
-class DropRequest(Exception):
+class Intercept(Exception):
+    """Raised by an observer: answer this request with ``status``/``body`` instead of moto's.
+    With ``after``, moto runs the request first and its answer is lost (a lost response)."""
+
+    def __init__(self, status: str, body: bytes, content_type: str = "text/plain", *, after: bool = False) -> None:
+        super().__init__(status)
+        self.status, self.body, self.content_type, self.after = status, body, content_type, after
+
+
+class DropRequest(Intercept):
     """Raised by an observer: answer this request with a 500 and do not run it."""
+
+    def __init__(self) -> None:
+        super().__init__("500 Internal Server Error", b"dropped by the sandbox's fault injection")
 
 
 class _Observed:
@@ -56,9 +68,12 @@ class _Observed:
             try:
                 for observer in self.observers:
                     observer(call)
-            except DropRequest:
-                start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
-                return [b"dropped by the sandbox's fault injection"]
+            except Intercept as intercept:
+                if intercept.after:  # the request takes effect; its answer never arrives
+                    for _ in self.app(environ, lambda *_args, **_kwargs: None):
+                        pass
+                start_response(intercept.status, [("Content-Type", intercept.content_type)])
+                return [intercept.body]
         result: Iterable[bytes] = self.app(environ, start_response)
         return result
 
