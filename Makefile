@@ -17,7 +17,7 @@ DEB_PACKAGES := umoci skopeo runc debootstrap
 # Offline commands (validate, lint) still want a region and credentials to exist.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 
-.PHONY: help venv sam-venv awscli-venv deb lint test unit integration e2e demo build layer-check deploy bench clean
+.PHONY: faults help venv sam-venv awscli-venv deb lint test unit integration e2e demo build layer-check deploy bench clean
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ integration: venv deb ## handlers and domain against moto
 
 e2e: venv awscli-venv deb ## the whole state machine in the sandbox
 	$(VENV)/bin/pytest -m e2e -q
+
+faults: venv deb ## the full fault-injection matrix: every AWS operation the stack calls, throttled, failing, losing answers
+	$(VENV)/bin/pytest -m faults -q
 
 test: lint awscli-venv deb ## everything CI runs: lint, static checks, sam build, layer-check, the whole pytest suite
 	$(MAKE) --no-print-directory layer-check

@@ -74,6 +74,12 @@ class ApiFaults:
             fault.fired += 1
         raise error_for(fault.kind, call.service)
 
+    def recover(self) -> None:
+        """AWS is well again: no fault fires any more."""
+        with self._lock:
+            for fault in self.faults:
+                fault.times = fault.fired
+
     def report(self) -> list[dict[str, object]]:
         with self._lock:
             return [{"fault": fault.label, "fired": fault.fired} for fault in self.faults]

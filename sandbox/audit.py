@@ -10,6 +10,7 @@ recorded actions with the policies template.yaml gives each function.
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from collections import defaultdict
@@ -19,7 +20,8 @@ from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-import botocore.session
+from botocore.loaders import Loader
+from botocore.model import ServiceModel
 
 # S3 operations whose IAM action is not s3:<Operation> (Service Authorization Reference).
 S3_ACTIONS = {
@@ -110,8 +112,15 @@ class _RestRoute:
 
 
 @cache
+def _service_model(service_name: str) -> ServiceModel:
+    """The service's model as botocore ships it: from a loader of our own, since a client's
+    customisations edit the loaded model in place (S3 clients strip ``/{Bucket}`` from paths)."""
+    return ServiceModel(copy.deepcopy(Loader().load_service_model(service_name, "service-2")), service_name)
+
+
+@cache
 def _rest_routes(service_name: str) -> list[_RestRoute]:
-    model = botocore.session.get_session().get_service_model(service_name)
+    model = _service_model(service_name)
     routes = []
     for name in model.operation_names:
         operation = model.operation_model(name)
@@ -146,7 +155,7 @@ def _rest_routes(service_name: str) -> list[_RestRoute]:
 
 @cache
 def _protocol(service_name: str) -> str:
-    return str(botocore.session.get_session().get_service_model(service_name).protocol)
+    return str(_service_model(service_name).protocol)
 
 
 def protocol_of(signing_name: str) -> str:
