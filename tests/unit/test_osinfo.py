@@ -7,15 +7,23 @@ import hashlib
 import io
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 
 import pytest
 from tests.fixtures.images import digest_of
 
+from mlpublish.errors import ImageScanBlocked
 from mlpublish.images.manifests import DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR
-from mlpublish.images.osinfo import BlobOpener, OsDetection, OsRelease, detect_os, parse_os_release
+from mlpublish.images.osinfo import (
+    BlobOpener,
+    OsDetection,
+    OsRelease,
+    OsReleaseUnresolved,
+    detect_os,
+    parse_os_release,
+)
 from mlpublish.state import BlobRef
 
 pytestmark = pytest.mark.unit
@@ -259,10 +267,6 @@ def test_given_an_image_built_from_scratch_then_every_layer_is_read_and_it_has_n
     assert registry.opened == [layer.digest for layer in layers]
 
 
-def test_given_a_dangling_symlink_to_usr_lib_os_release_then_the_image_has_no_os(registry: FakeRegistry) -> None:
-    assert detect(registry, registry.layer(symlink("etc/os-release", "../usr/lib/os-release"))).absent
-
-
 def test_given_an_os_ecr_cannot_scan_then_it_is_found_and_named_but_not_scannable(registry: FakeRegistry) -> None:
     detection = detect(registry, registry.layer(file("etc/os-release", GENTOO)))
 
@@ -332,21 +336,115 @@ def test_given_a_deadline_that_has_passed_then_reading_stops_and_the_os_is_unkno
     assert detection.unknown == "reading the layers took longer than allowed"
 
 
-def test_given_a_layer_that_is_not_a_gzip_tar_then_the_os_is_unknown_rather_than_absent(
+# --- when os-release cannot be resolved in the layers read: an error, never "not detected" ----
+
+
+def unresolved(registry: FakeRegistry, *layers: BlobRef) -> OsReleaseUnresolved:
+    with pytest.raises(OsReleaseUnresolved) as caught:
+        detect(registry, *layers)
+    assert isinstance(caught.value, ImageScanBlocked)  # refused as an image ECR cannot scan
+    assert caught.value.layers == tuple(layer.digest for layer in layers)
+    return caught.value
+
+
+def test_given_a_symlink_loop_between_the_two_os_release_paths_then_it_is_an_error_naming_the_loop_and_the_fix(
     registry: FakeRegistry,
 ) -> None:
+    layer = registry.layer(
+        symlink("etc/os-release", "../usr/lib/os-release"), symlink("usr/lib/os-release", "../../etc/os-release")
+    )
+
+    error = unresolved(registry, layer)
+
+    assert error.problem.startswith(
+        "/etc/os-release is a symlink loop: /etc/os-release -> /usr/lib/os-release -> /etc/os-release; "
+        "/usr/lib/os-release is a symlink loop: /usr/lib/os-release -> /etc/os-release -> /usr/lib/os-release; "
+    )
+    assert "make /etc/os-release a regular file, or a relative symlink to ../usr/lib/os-release" in error.problem
+    assert "UnscannableImage" in error.problem
+
+
+def test_given_a_symlink_to_itself_then_it_is_a_loop(registry: FakeRegistry) -> None:
+    error = unresolved(registry, registry.layer(symlink("etc/os-release", "os-release")))
+
+    assert error.problem.startswith("/etc/os-release is a symlink loop: /etc/os-release -> /etc/os-release;")
+
+
+def test_given_a_symlink_to_usr_lib_os_release_that_no_layer_has_then_it_is_a_dangling_link_error(
+    registry: FakeRegistry,
+) -> None:
+    error = unresolved(registry, registry.layer(symlink("etc/os-release", "../usr/lib/os-release")))
+
+    assert error.problem.startswith(
+        "/etc/os-release is a dangling symlink: it points to /usr/lib/os-release, which no layer has; "
+    )
+    assert str(error).startswith("the image's OS cannot be told: /etc/os-release is a dangling symlink")
+
+
+def test_given_usr_lib_os_release_deleted_by_a_later_layer_then_the_link_to_it_dangles(
+    registry: FakeRegistry,
+) -> None:
+    lower = registry.layer(symlink("etc/os-release", "../usr/lib/os-release"), file("usr/lib/os-release", DEBIAN))
+    upper = registry.layer(whiteout("usr/lib/os-release"))
+
+    error = unresolved(registry, lower, upper)
+
+    assert "dangling symlink: it points to /usr/lib/os-release" in error.problem
+
+
+def test_given_a_symlink_to_a_path_outside_those_read_then_it_is_an_error_naming_the_target(
+    registry: FakeRegistry,
+) -> None:
+    error = unresolved(registry, registry.layer(symlink("etc/os-release", "/nonexistent/os-release")))
+
+    assert error.problem.startswith(
+        "/etc/os-release is a symlink to /nonexistent/os-release, outside the os-release paths read "
+        "(/etc/os-release, /usr/lib/os-release); "
+    )
+
+
+@pytest.mark.parametrize(
+    ("member", "what"),
+    [
+        (directory("etc/os-release"), "/etc/os-release is a directory"),
+        (hardlink("etc/os-release", "usr/share/os-release"), "/etc/os-release is a hard link to /usr/share/os-release"),
+    ],
+)
+def test_given_os_release_that_is_not_a_regular_file_then_it_is_an_error_saying_what_it_is(
+    registry: FakeRegistry, member: Member, what: str
+) -> None:
+    assert unresolved(registry, registry.layer(member)).problem.startswith(what)
+
+
+def test_given_a_broken_etc_os_release_but_a_good_usr_lib_one_then_the_fallback_is_read_as_os_release_5_says(
+    registry: FakeRegistry,
+) -> None:
+    layer = registry.layer(symlink("etc/os-release", "/nonexistent"), file("usr/lib/os-release", DEBIAN))
+
+    detection = detect(registry, layer)
+
+    assert detection.os is not None
+    assert detection.os.id == "debian"
+
+
+def test_given_a_layer_that_is_not_a_gzip_tar_then_it_is_an_error_naming_the_layer_and_the_fix(
+    registry: FakeRegistry,
+) -> None:
+    base = registry.layer(file("etc/os-release", DEBIAN))
     broken = b"\x1f\x8b\x08\x00" + b"\x00" * 200
     registry.blobs[digest_of(broken)] = broken
     layer = BlobRef(digest=digest_of(broken), size=len(broken), media_type=DOCKER_LAYER_GZIP)
 
-    detection = detect(registry, layer)
+    error = unresolved(registry, base, layer)
 
-    assert (detection.os, detection.absent) == (None, False)
-    assert detection.unknown is not None
-    assert layer.digest in detection.unknown
+    assert error.problem.startswith(
+        f"/etc/os-release cannot be resolved: layer 2 of 2 ({layer.digest}) is not a readable, complete tar ("
+    )
+    assert error.problem.endswith("and push it again")
+    assert "docker buildx build --platform linux/amd64" in error.problem
 
 
-def test_given_a_gzip_layer_whose_checksum_fails_then_the_os_is_unknown_rather_than_absent(
+def test_given_a_gzip_layer_whose_checksum_fails_then_it_is_an_error_rather_than_not_detected(
     registry: FakeRegistry,
 ) -> None:
     layer = registry.layer(file("usr/local/bin/serve", "#!/bin/sh\n"))
@@ -354,11 +452,58 @@ def test_given_a_gzip_layer_whose_checksum_fails_then_the_os_is_unknown_rather_t
     data[-8] ^= 0x01  # the gzip trailer's CRC32: only reading to the end finds it
     registry.blobs[layer.digest] = bytes(data)
 
-    detection = detect(registry, layer)
+    assert "CRC check failed" in unresolved(registry, layer).problem
 
-    assert not detection.absent
-    assert detection.unknown is not None
-    assert "CRC check failed" in detection.unknown
+
+def truncated(registry: FakeRegistry, data: bytes, *, gzipped: bool) -> BlobRef:
+    blob = gzip.compress(data, mtime=0) if gzipped else data
+    registry.blobs[digest_of(blob)] = blob
+    return BlobRef(
+        digest=digest_of(blob), size=len(blob), media_type=DOCKER_LAYER_GZIP if gzipped else DOCKER_LAYER_TAR
+    )
+
+
+def end_of_members(whole: bytes) -> int:
+    """Where the end-of-archive block of a tar starts."""
+    with tarfile.open(fileobj=io.BytesIO(whole)) as tar:
+        tar.getmembers()
+        return tar.offset
+
+
+@pytest.mark.parametrize("gzipped", [True, False], ids=["gzip", "plain"])
+@pytest.mark.parametrize(
+    ("cut", "why"),
+    [
+        pytest.param(
+            lambda whole: whole[: end_of_members(whole) - 1000],
+            "unexpected end of data",
+            id="inside-the-last-members-data",
+        ),
+        pytest.param(
+            lambda whole: whole[: end_of_members(whole)],
+            "it ends after 5632 bytes, before its last member and end-of-archive block (6144)",
+            id="without-end-of-archive-block",
+        ),
+    ],
+)
+def test_given_a_tar_cut_short_after_os_release_then_it_is_an_error_although_a_stream_read_ends_quietly(
+    registry: FakeRegistry, gzipped: bool, cut: Callable[[bytes], bytes], why: str
+) -> None:
+    # os-release first and whole: os-release was found, yet the layer was cut.
+    whole = tar_of(file("etc/os-release", DEBIAN), file("opt/program/predictor.py", "#" * 4000 + "\n"))
+    layer = truncated(registry, cut(whole), gzipped=gzipped)
+
+    error = unresolved(registry, layer)
+
+    assert f"is not a readable, complete tar ({why})" in error.problem
+
+
+def test_given_a_whole_tar_then_the_completeness_check_passes(registry: FakeRegistry) -> None:
+    whole = tar_of(file("etc/os-release", DEBIAN), file("opt/program/predictor.py", "#" * 4000 + "\n"))
+
+    detection = detect(registry, truncated(registry, whole, gzipped=False))
+
+    assert detection.os is not None
 
 
 # --- the os-release format ------------------------------------------------------------------

@@ -11,12 +11,19 @@ runtime stacks them (OCI image-spec ``layer.md``): a later entry replaces an ear
 ``.wh.NAME`` deletes NAME and ``.wh..wh..opq`` empties its directory. As os-release(5)
 says, ``/etc/os-release`` is read first (often a symlink to ``../usr/lib/os-release``) and
 ``/usr/lib/os-release`` is the fallback.
+
+Layers left unread for lack of budget or time leave the OS unknown. Layers that were read
+but in which os-release cannot be resolved (a symlink loop, a dangling link, a layer that
+is not a readable or complete tar) raise OsReleaseUnresolved: ECR could not tell the OS of
+such an image either, and a container runtime could not unpack a broken layer.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import json
 import posixpath
 import shlex
 import tarfile
@@ -29,7 +36,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from mlpublish.images.manifests import DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR
+from mlpublish.errors import BlobDigestMismatch, ImageScanBlocked, UnsupportedImage
+from mlpublish.images.manifests import BUILD_HINT, DEFAULT_PLATFORM, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR
 from mlpublish.state import BlobRef
 
 if TYPE_CHECKING:
@@ -47,7 +55,9 @@ OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")  # in the order os-r
 MAX_OS_RELEASE_BYTES = 64 * 1024
 MAX_SYMLINK_HOPS = 8
 DRAIN_CHUNK = 64 * 1024
+TAR_BLOCK = 512
 MAX_NAME_CHARS = 120  # PRETTY_NAME as stored in the release state
+MAX_CONFIG_BYTES = 8 * MiB  # an image config is JSON of a few KiB; its history makes it larger at most
 
 # os-release IDs of the families ECR basic scanning supports (ECR basic scanning supported
 # OS list, see /work/shared/marketplace-facts.md §8): Amazon Linux, Debian, Ubuntu, CentOS,
@@ -61,6 +71,25 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
 BlobOpener = Callable[[str], AbstractContextManager[Iterable[bytes]]]
+
+OS_RELEASE_FIX = (
+    "ECR tells an image's OS from its os-release file and cannot scan an image whose OS it cannot tell, "
+    "and AWS Marketplace rejects images it cannot scan (UnscannableImage); make /etc/os-release a regular "
+    "file, or a relative symlink to ../usr/lib/os-release that is one (as distributions' base images have "
+    "it), and push the image again"
+)
+
+
+class OsReleaseUnresolved(ImageScanBlocked):
+    """The layers were read, but os-release cannot be resolved in them.
+
+    ``problem`` names the file (or layer) and the fix; ``layers`` are the digests of the
+    image's layers, by which a caller that knows the images names the one concerned.
+    """
+
+    def __init__(self, problem: str, *, layers: Sequence[str]) -> None:
+        super().__init__(f"the image's OS cannot be told: {problem}")
+        self.problem, self.layers = problem, tuple(layers)
 
 
 class OsRelease(BaseModel):
@@ -86,7 +115,8 @@ class OsRelease(BaseModel):
 
 @dataclass(frozen=True)
 class OsDetection:
-    """What the layers say: the OS, no OS at all, or unknown (``unknown`` says why)."""
+    """What the layers say: the OS, no OS at all, or unknown (``unknown`` says why: layers left
+    unread for lack of budget or time, or of a media type not read)."""
 
     os: OsRelease | None
     unknown: str | None = None
@@ -103,16 +133,17 @@ def detect_os(
     """The OS of the image whose layers, bottom first, are ``layers``.
 
     ``open_blob(digest)`` streams a blob's stored bytes. Reading stops, with an unknown
-    result, when the layers are larger than ``budget`` compressed bytes, ``deadline`` (a
-    ``time.monotonic()`` value) passes, a layer cannot be read as a tar, or os-release
-    points somewhere that was not kept.
+    result, when the layers are larger than ``budget`` compressed bytes or ``deadline`` (a
+    ``time.monotonic()`` value) passes. Raises OsReleaseUnresolved when a layer is not a
+    readable, complete tar, or when os-release, present, cannot be followed to a file.
     """
     declared = sum(layer.size for layer in layers)
     if declared > budget:
         return OsDetection(None, f"its layers hold {declared} bytes, more than the {budget} read")
     tree: dict[str, _Entry] = {}
     reader = _Budget(budget, deadline)
-    for layer in layers:
+    digests = [layer.digest for layer in layers]
+    for number, layer in enumerate(layers, start=1):
         if layer.media_type not in (DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR):
             return OsDetection(None, f"layer {layer.digest} has media type {layer.media_type}, which is not read")
         try:
@@ -121,9 +152,66 @@ def detect_os(
         except _OverBudget as exc:
             return OsDetection(None, str(exc))
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            return OsDetection(None, f"layer {layer.digest} could not be read as a tar ({exc})")
+            # Known since the layer was read; dropping it left such images "not detected".
+            raise OsReleaseUnresolved(
+                f"/etc/os-release cannot be resolved: layer {number} of {len(layers)} ({layer.digest}) is not a "
+                f"readable, complete tar ({exc or type(exc).__name__}), and a container runtime could not unpack "
+                "it either; rebuild the image with a tool that writes whole layers (e.g. "
+                f"{BUILD_HINT.format(platform=DEFAULT_PLATFORM)}) and push it again",
+                layers=digests,
+            ) from exc
         changes.apply(tree)
-    return _resolve(tree)
+    found = _resolve(tree)
+    if isinstance(found, list):
+        raise OsReleaseUnresolved("; ".join(found) + f"; {OS_RELEASE_FIX}", layers=digests)
+    return found
+
+
+@dataclass(frozen=True)
+class ImagePlatform:
+    """What an image's config says it runs on: ``os``, ``architecture`` and ``variant`` as written."""
+
+    os: str
+    architecture: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        return "/".join(part for part in (self.os, self.architecture, self.variant) if part)
+
+
+def read_platform(config: BlobRef, open_blob: BlobOpener) -> ImagePlatform:
+    """The platform the image config blob ``config`` (a manifest's config descriptor) declares.
+
+    Read through the same registry adapter as the layers, checked against its digest.
+    """
+    if config.size > MAX_CONFIG_BYTES:
+        raise UnsupportedImage(
+            f"image config {config.digest} is {config.size} bytes, more than the {MAX_CONFIG_BYTES} an image "
+            "config can reasonably hold; rebuild the image and push it again"
+        )
+    data = bytearray()
+    with open_blob(config.digest) as chunks:
+        for chunk in chunks:
+            data += chunk
+            if len(data) > config.size:
+                break
+    actual = "sha256:" + hashlib.sha256(data).hexdigest()
+    if len(data) != config.size or actual != config.digest:
+        raise BlobDigestMismatch(
+            f"the registry served image config {config.digest} as {len(data)} bytes hashing to {actual}; "
+            "nothing was copied. Re-run the release; if it persists, push the image again."
+        )
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise UnsupportedImage(f"image config {config.digest} is not JSON ({exc}); rebuild the image") from exc
+    if not isinstance(document, dict):
+        raise UnsupportedImage(f"image config {config.digest} is not a JSON object; rebuild the image")
+    return ImagePlatform(
+        os=str(document.get("os") or ""),
+        architecture=str(document.get("architecture") or ""),
+        variant=str(document.get("variant") or ""),
+    )
 
 
 def parse_os_release(text: str) -> OsRelease:
@@ -155,6 +243,7 @@ class _Entry:
     kind: Literal["file", "symlink", "other"]
     text: str = ""
     target: str = ""
+    what: str = ""  # what an "other" entry is, e.g. "a directory"
 
 
 @dataclass
@@ -188,6 +277,23 @@ class _Budget:
             raise _OverBudget("reading the layers took longer than allowed")
 
 
+class _Counted(io.RawIOBase):
+    """Counts the bytes read through it: where a tar stream really ends."""
+
+    def __init__(self, stream: io.RawIOBase | gzip.GzipFile) -> None:
+        self._stream, self.count = stream, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._stream.read(len(view)) or b""
+        view[: len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+
 class _ChunkReader(io.RawIOBase):
     """A read()-able view of a chunk iterator that keeps at most one chunk."""
 
@@ -212,8 +318,7 @@ class _ChunkReader(io.RawIOBase):
 
 def _read_layer(chunks: Iterator[bytes], budget: _Budget, *, gzipped: bool) -> _LayerChanges:
     raw = _ChunkReader(chunks, budget)
-    unzipped = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else None
-    stream = unzipped or raw
+    stream = _Counted(gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw)
     changes = _LayerChanges(deleted=set(), emptied=set(), entries={})
     files: dict[str, str] = {}  # every os-release file of this layer, for hard links to it
     with tarfile.open(fileobj=stream, mode="r|") as tar:
@@ -233,11 +338,17 @@ def _read_layer(chunks: Iterator[bytes], budget: _Budget, *, gzipped: bool) -> _
                 changes.entries[path] = _entry(tar, member, path, files)
             elif not member.isdir() and any(_within(candidate, path) for candidate in OS_RELEASE_PATHS):
                 changes.deleted.add(path)  # a file or link replacing etc/ or usr/lib/ hides what was below
-    if unzipped is not None:
-        # To the end, so that gzip checks its CRC: a tar header broken in transit ends the
-        # archive silently, and a cut-short layer must not pass for one without os-release.
-        while unzipped.read(DRAIN_CHUNK):
-            pass
+        end = tar.offset  # where the end-of-archive block should be
+    # To the end, so that gzip checks its CRC: a tar header broken in transit ends the
+    # archive silently, and a cut-short layer must not pass for one without os-release.
+    while stream.read(DRAIN_CHUNK):
+        pass
+    # A stream read ends quietly where the bytes end, even inside a member or without the
+    # end-of-archive block; a tar cut short ends before both.
+    if stream.count < end + TAR_BLOCK:
+        raise tarfile.ReadError(
+            f"it ends after {stream.count} bytes, before its last member and end-of-archive block ({end + TAR_BLOCK})"
+        )
     return changes
 
 
@@ -249,35 +360,52 @@ def _entry(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, files: dict
         return _Entry("file", text=files[path])
     if member.issym():
         return _Entry("symlink", target=member.linkname)
-    if member.islnk() and _path(member.linkname) in files:
-        return _Entry("file", text=files[_path(member.linkname)])
-    return _Entry("other")
+    if member.islnk():
+        if _path(member.linkname) in files:
+            return _Entry("file", text=files[_path(member.linkname)])
+        return _Entry("other", what=f"a hard link to /{_path(member.linkname)}, which is not read")
+    return _Entry("other", what="a directory" if member.isdir() else "not a regular file")
 
 
-def _resolve(tree: dict[str, _Entry]) -> OsDetection:
-    unknown: list[str] = []
+def _resolve(tree: dict[str, _Entry]) -> OsDetection | list[str]:
+    """The OS, no OS (neither path exists), or why the os-release there cannot be resolved.
+
+    As os-release(5) reads them, /usr/lib/os-release is the fallback when /etc/os-release
+    cannot be opened, so a broken /etc/os-release is a problem only without that fallback.
+    """
+    problems: list[str] = []
     for path in OS_RELEASE_PATHS:
         found = _follow(tree, path)
         if isinstance(found, OsRelease):
             return OsDetection(found)
-        if found is not None:
-            unknown.append(found)
-    return OsDetection(None, "; ".join(unknown) or None)
+        if found is not None and found not in problems:
+            problems.append(found)
+    return problems or OsDetection(None)
 
 
 def _follow(tree: dict[str, _Entry], path: str) -> OsRelease | str | None:
-    """The os-release at ``path`` after symlinks; None if absent; a reason if it cannot be read."""
-    current = path
-    for _ in range(MAX_SYMLINK_HOPS):
+    """The os-release at ``path`` after symlinks; None if absent; why it cannot be resolved."""
+    chain = [path]
+    while len(chain) <= MAX_SYMLINK_HOPS:
+        current = chain[-1]
         entry = tree.get(current)
         if entry is None:
-            # A link to the other os-release path that is not there is as good as no file.
-            return None if current in OS_RELEASE_PATHS else f"/{path} links to /{current}, which is not read"
+            if current == path:
+                return None
+            if current in OS_RELEASE_PATHS:
+                return f"/{path} is a dangling symlink: it points to /{current}, which no layer has"
+            return (
+                f"/{path} is a symlink to /{current}, outside the os-release paths read "
+                "(/etc/os-release, /usr/lib/os-release)"
+            )
         if entry.kind == "file":
             return parse_os_release(entry.text)
         if entry.kind == "other":
-            return f"/{current} is not a regular file"
-        current = _path(posixpath.join(posixpath.dirname(current), entry.target))  # absolute targets too
+            return f"/{current} is {entry.what}" if current == path else f"/{path} points to /{current}, {entry.what}"
+        target = _path(posixpath.join(posixpath.dirname(current), entry.target))  # absolute targets too
+        if target in chain:
+            return f"/{path} is a symlink loop: {' -> '.join('/' + hop for hop in [*chain, target])}"
+        chain.append(target)
     return f"/{path} is a chain of more than {MAX_SYMLINK_HOPS} symlinks"
 
 
