@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
+import io
 import json
 import sys
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,10 +20,13 @@ from moto.ecr.models import ecr_backends
 from tests.conftest import FakeLambdaContext
 from tests.fixtures.images import base_layer
 from tests.fixtures.moto_world import (
+    DOCKER_MANIFEST,
     EVENTS,
     PIPELINE_BUCKET,
     RELEASE_KEY,
     create_state_machine,
+    image_config,
+    manifest,
     push_image,
     sample_event,
     upload_artifacts,
@@ -28,14 +34,17 @@ from tests.fixtures.moto_world import (
 )
 from tests.fixtures.releases import (
     ACCOUNT,
+    ARTIFACT_BUCKET,
+    MODEL_KEY,
     PUBLISHING_REGION,
+    REPOSITORY,
     SOURCE_REGION,
     VALIDATION_ROLE_ARN,
     release_document,
 )
 
 from mlpublish.aws import client
-from mlpublish.errors import InvalidRelease, PipelineError, PreflightFailed, ReleaseNotFound
+from mlpublish.errors import InvalidRelease, PipelineError, PreflightFailed, ReleaseNotFound, SourceChanged
 from mlpublish.images.registry import EcrRegistry
 from mlpublish.preflight import PUBLISHING_REGIONS
 from mlpublish.state import Announcement, Release
@@ -100,15 +109,18 @@ def _forget_handlers() -> Iterator[None]:
         del sys.modules[name]
 
 
-def serve_debian_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+def serve_debian_layers(monkeypatch: pytest.MonkeyPatch, configs: dict[str, bytes] | None = None) -> None:
     """moto keeps no layer bytes and has no GetDownloadUrlForLayer: the source registry serves
-    the fixtures' Debian base layer for every blob, so ResolveRelease can tell the image's OS."""
+    the image configs of the fixtures' images (or ``configs``, by digest) and the fixtures'
+    Debian base layer for every other blob, so ResolveRelease can tell the image's platform and OS."""
+    served = {"sha256:" + hashlib.sha256(image_config(seed)).hexdigest(): image_config(seed) for seed in "12"}
+    served.update(configs or {})
 
     @contextmanager
     def open_blob(
         registry: EcrRegistry, repository: str, digest: str, registry_id: str | None = None
     ) -> Iterator[Iterator[bytes]]:
-        yield iter([base_layer("amd64").blob])
+        yield iter([served.get(digest, base_layer("amd64").blob)])
 
     monkeypatch.setattr(EcrRegistry, "open_blob", open_blob)
 
@@ -456,6 +468,63 @@ def test_given_a_release_breaking_marketplace_rules_then_resolve_fails_with_pref
 
     [reason] = caught.value.reasons
     assert reason.startswith("publishing_region: ap-east-1 is not a Marketplace publishing region")
+
+
+def test_given_an_arm64_image_then_resolve_refuses_it_from_its_config_naming_the_build_fix(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    config = json.dumps({"architecture": "arm64", "os": "linux", "variant": "v8"}).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    document = json.loads(manifest("1"))
+    document["config"].update(size=len(config), digest=config_digest)
+    body = json.dumps(document)
+    boto3.client("ecr", region_name=SOURCE_REGION).put_image(
+        repositoryName=REPOSITORY,
+        imageManifest=body,
+        imageManifestMediaType=DOCKER_MANIFEST,
+        imageDigest="sha256:" + hashlib.sha256(body.encode()).hexdigest(),  # as ECR derives it
+        imageTag="1.2.0-arm64",
+    )
+    serve_debian_layers(seller["env"], configs={config_digest: config})
+    release = release_document(tag="1.2.0-arm64")
+
+    with pytest.raises(PreflightFailed) as caught:
+        load_handler("resolve_release")({"release": release}, lambda_context)
+
+    [reason] = caught.value.reasons
+    assert reason.startswith("containers.0.image: ")
+    assert f"is built for linux/arm64/v8 (its image config {config_digest} says so)" in reason
+    assert "build for linux/amd64: docker buildx build --platform linux/amd64" in reason
+
+
+def test_given_a_zip_uploaded_as_model_tar_gz_then_resolve_refuses_it_after_reading_only_its_first_bytes(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("model.json", "{}" * 50_000)
+    seller["s3"].put_object(Bucket=ARTIFACT_BUCKET, Key=MODEL_KEY, Body=buffer.getvalue())
+
+    with pytest.raises(PreflightFailed) as caught:
+        load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+
+    assert caught.value.reasons == [
+        f"containers.0.model_data: s3://{ARTIFACT_BUCKET}/{MODEL_KEY} is a ZIP archive (it starts with PK), but "
+        "SageMaker extracts model data as a gzip-compressed tar into /opt/ml/model; make one from the directory "
+        "SageMaker should find in /opt/ml/model with `tar czf model.tar.gz -C model .` and upload it there"
+    ]
+
+
+def test_given_model_data_overwritten_after_the_trigger_pinned_it_then_resolve_says_the_source_changed(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    model_uri = f"s3://{ARTIFACT_BUCKET}/{MODEL_KEY}"
+    pinned = {"etags": {model_uri: seller["etags"][model_uri]}, "sizes": {model_uri: 100}}
+    seller["s3"].put_object(Bucket=ARTIFACT_BUCKET, Key=MODEL_KEY, Body=b"PK\x03\x04 uploaded since")
+    event = {"release_uri": RELEASE_URI, "pins": pinned, "trigger": {"kind": "s3-upload"}}
+
+    with pytest.raises(SourceChanged, match=f"{model_uri} was overwritten after the release pinned it"):
+        load_handler("resolve_release")(event, lambda_context)
 
 
 def test_given_an_incomplete_environment_then_the_cold_start_names_what_is_missing(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
 import yaml
 from tests.fixtures.releases import (
@@ -246,3 +249,65 @@ def test_given_every_rule_broken_then_all_problems_are_reported_in_one_error() -
         "validation.input",
     ]
     assert error.message == "release acme-sentiment 1.2.0 breaks 5 Marketplace rule(s); fix the release file:"
+
+
+# --- the platform validation runs on -----------------------------------------------------------
+
+
+def with_platform(platform: str) -> ReleaseSpec:
+    document = release_document()
+    document["containers"][0]["platform"] = platform
+    return release_spec(document)
+
+
+@pytest.mark.parametrize("platform", ["linux/arm64", "linux/arm64/v8", "linux/arm/v7", "windows/amd64"])
+def test_given_a_container_asking_for_a_platform_other_than_linux_amd64_then_it_is_refused_with_the_build_fix(
+    platform: str,
+) -> None:
+    assert problems(with_platform(platform)) == [
+        f"containers.0.platform: {platform} cannot run where SageMaker validates the model: validation is a batch "
+        "transform job, and batch transform instance types (ml.m5, ml.c5, ml.m6i, ml.p3, ml.g4dn, ml.g5, ...) are "
+        "x86-64 only; set platform: linux/amd64 (or leave it out) and build for linux/amd64: docker buildx build "
+        "--platform linux/amd64 --provenance=false --sbom=false "
+        "--output type=registry,oci-mediatypes=false,compression=gzip,force-compression=true ..."
+    ]
+
+
+@pytest.mark.parametrize("platform", ["linux/amd64", "linux/amd64/v3", "linux/x86_64"])
+def test_given_a_container_asking_for_linux_amd64_then_the_platform_rule_holds(platform: str) -> None:
+    check(with_platform(platform))
+
+
+def test_given_botocores_batch_transform_instance_types_then_none_is_a_graviton_arm64_family() -> None:
+    # The rule "validation runs on x86-64 only" rests on this enum; a Graviton family for batch
+    # transform (c6g, m7g, r8g, ...) would make it wrong, and this test says so first.
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    transform = model.shape_for("TransformInstanceType").enum
+    realtime = model.shape_for("ProductionVariantInstanceType").enum
+    graviton = re.compile(r"^ml\.[a-z]+\d+g[a-z]*\.")  # c6g, c6gn, m7g, r8gd: a "g" after the generation
+
+    assert [value for value in transform if graviton.match(value)] == []
+    assert any(graviton.match(value) for value in realtime)  # the pattern does find Graviton types
+
+
+# --- the model artifact's first bytes -------------------------------------------------------------
+
+
+def test_given_gzip_bytes_too_few_to_reach_the_tar_header_of_a_larger_object_then_nothing_is_concluded() -> None:
+    head = gzip.compress(os.urandom(4096), mtime=0)[:40]
+
+    assert preflight.model_data_problem("containers.0.model_data", "s3://b/m.tar.gz", head, 10_000) is None
+
+
+def test_given_a_small_complete_gzip_of_too_few_bytes_for_a_tar_then_it_is_refused() -> None:
+    problem = preflight.model_data_problem("containers.0.model_data", "s3://b/m.tar.gz", gzip.compress(b"x"), 21)
+
+    assert problem is not None
+    assert problem.startswith("containers.0.model_data: s3://b/m.tar.gz is gzip-compressed, but what it compresses")
+
+
+def test_given_an_empty_model_artifact_then_it_is_refused_as_empty() -> None:
+    problem = preflight.model_data_problem("containers.0.model_data", "s3://b/m.tar.gz", b"", 0)
+
+    assert problem is not None
+    assert problem.startswith("containers.0.model_data: s3://b/m.tar.gz is empty, but SageMaker extracts")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import random
 import re
 import string
+import tarfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,12 +19,14 @@ from botocore.exceptions import ClientError
 from tests.fixtures.images import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
+    DOCKER_LIST,
     Layer,
     base_layer,
     big_layer,
     canonical,
     digest_of,
     gzipped,
+    image_config,
     make_tar,
     scratch_layer,
 )
@@ -41,6 +48,7 @@ from mlpublish.errors import (
     InvalidRelease,
     PreflightFailed,
     ReleaseNotFound,
+    SourceChanged,
     TransientAwsError,
 )
 from mlpublish.images.registry import FetchedManifest
@@ -418,8 +426,26 @@ class FakeEcr:
 
 
 class FakeS3:
-    def __init__(self, objects: dict[tuple[str, str], tuple[str, int]], error: str = "404") -> None:
+    """HeadObject of objects given as ETag and size; ranged GetObject of the ``bodies`` given."""
+
+    def __init__(
+        self,
+        objects: dict[tuple[str, str], tuple[str, int]],
+        error: str = "404",
+        bodies: dict[tuple[str, str], bytes] | None = None,
+    ) -> None:
         self.objects, self.error, self.calls = objects, error, []  # type: ignore[var-annotated]
+        self.bodies = bodies or {}
+        self.reads: list[dict[str, Any]] = []
+
+    def get_object(self, **request: Any) -> dict[str, Any]:
+        self.reads.append(request)
+        etag, _ = self.objects[(request["Bucket"], request["Key"])]
+        if request.get("IfMatch") not in (None, f'"{etag}"'):
+            raise ClientError({"Error": {"Code": "PreconditionFailed", "Message": "x"}}, "GetObject")
+        body = self.bodies[(request["Bucket"], request["Key"])]
+        first, last = map(int, request["Range"].removeprefix("bytes=").split("-"))
+        return {"Body": io.BytesIO(body[first : last + 1])}
 
     def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
         self.calls.append((Bucket, Key))
@@ -497,15 +523,17 @@ class FakeRegistry:
         data = self.blobs[digest]
         yield (data[start : start + 4096] for start in range(0, len(data), 4096))
 
-    def push(self, *layers: Layer) -> str:
-        """A Docker v2 image of these layers (bottom first); returns its digest."""
+    def push(self, *layers: Layer, arch: str = "amd64", config: bytes | None = None) -> str:
+        """A Docker v2 image of these layers (bottom first) built for linux/``arch``; returns its digest."""
         for layer in layers:
             self.blobs[layer.digest] = layer.blob
+        config = image_config(arch, None, list(layers)) if config is None else config
+        self.blobs[digest_of(config)] = config
         raw = canonical(
             {
                 "schemaVersion": 2,
                 "mediaType": DOCKER_MANIFEST,
-                "config": {"mediaType": DOCKER_CONFIG, "size": 2, "digest": digest_of(b"{}")},
+                "config": {"mediaType": DOCKER_CONFIG, "size": len(config), "digest": digest_of(config)},
                 "layers": [
                     {"mediaType": DOCKER_LAYER_GZIP, "size": len(layer.blob), "digest": layer.digest}
                     for layer in layers
@@ -524,11 +552,26 @@ def os_layer(os_release: str) -> Layer:
     return Layer(gzipped(tar), digest_of(tar), "ADD rootfs.tar /")
 
 
-def resolve_inline(registry: FakeRegistry, digest: str) -> Any:
+def model_tar_gz(size: int = 100) -> bytes:
+    return gzipped(make_tar([("model.json", b"0" * size, 0o644)]))
+
+
+def resolve_inline(
+    registry: FakeRegistry,
+    digest: str,
+    *,
+    model: bytes | None = None,
+    s3: FakeS3 | None = None,
+    document: dict[str, Any] | None = None,
+) -> Any:
     regions: list[str] = []
-    s3 = FakeS3({(ARTIFACT_BUCKET, MODEL_KEY): (MODEL_ETAG, 10), (ARTIFACT_BUCKET, INPUT_KEY): (INPUT_ETAG, 20)})
+    model = model_tar_gz() if model is None else model
+    s3 = s3 or FakeS3(
+        {(ARTIFACT_BUCKET, MODEL_KEY): (MODEL_ETAG, len(model)), (ARTIFACT_BUCKET, INPUT_KEY): (INPUT_ETAG, 20)},
+        bodies={(ARTIFACT_BUCKET, MODEL_KEY): model},
+    )
     release = resolve_release(
-        StartInput(release=release_document()),
+        StartInput(release=document or release_document()),
         s3=s3,
         ecr_for=lambda region: FakeEcr(digest),
         registry_for=lambda region: regions.append(region) or registry,
@@ -537,7 +580,7 @@ def resolve_inline(registry: FakeRegistry, digest: str) -> Any:
         publishing=stack(),
         validation_role_arn=DEFAULT_ROLE,
     )
-    assert regions == [SOURCE_REGION]
+    assert set(regions) == {SOURCE_REGION}
     return release
 
 
@@ -551,7 +594,7 @@ def test_given_an_inline_release_then_resolve_release_pins_it_and_checks_its_ima
     assert release.images[0].source.digest == digest
     assert {item.source_key: item.etag for item in release.objects} == {MODEL_KEY: MODEL_ETAG, INPUT_KEY: INPUT_ETAG}
     assert release.validation_role_arn == DEFAULT_ROLE
-    assert registry.calls == [("acme/sentiment", digest, ACCOUNT)]
+    assert set(registry.calls) == {("acme/sentiment", digest, ACCOUNT)}  # by the platform and the OS checks
 
 
 def test_given_an_image_on_debian_then_resolve_release_records_its_os_for_the_announcement() -> None:
@@ -594,13 +637,260 @@ def test_given_an_image_on_an_os_ecr_cannot_scan_then_resolve_release_blocks_it_
     ]
 
 
-def test_given_an_image_whose_layers_cannot_be_read_then_resolve_release_lets_it_through_with_an_unknown_os() -> None:
+def two_containers() -> dict[str, Any]:
+    """The example with a second container running another image, sharing the model data."""
+    document = release_document()
+    second = dict(document["containers"][0], name="postprocess", image=f"{SOURCE_IMAGE}:post")
+    document["containers"].append(second)
+    return document
+
+
+def test_given_an_image_whose_os_release_is_a_symlink_loop_then_resolve_release_refuses_it_naming_the_container() -> (
+    None
+):
     registry = FakeRegistry()
-    digest = registry.push(Layer(b"not gzip", digest_of(b""), "ADD broken.tar /"))
+    loop = make_tar_with_links(
+        ("etc/os-release", "../usr/lib/os-release"), ("usr/lib/os-release", "../../etc/os-release")
+    )
+    digest = registry.push(Layer(gzipped(loop), digest_of(loop), "ADD rootfs.tar /"))
 
-    release = resolve_inline(registry, digest)
+    with pytest.raises(ImageScanBlocked) as caught:
+        resolve_inline(registry, digest)
 
-    assert release.images[0].os is None  # ScanImages still gates it
+    assert caught.value.message == (
+        f"ECR cannot tell the OS of container inference ({SOURCE_IMAGE}@{digest}), so it cannot scan it, and AWS "
+        "Marketplace rejects images it cannot scan (UnscannableImage); nothing was copied:"
+    )
+    [reason] = caught.value.reasons
+    assert reason.startswith(
+        "/etc/os-release is a symlink loop: /etc/os-release -> /usr/lib/os-release -> /etc/os-release;"
+    )
+    assert reason.endswith(
+        "make /etc/os-release a regular file, or a relative symlink to ../usr/lib/os-release that is one (as "
+        "distributions' base images have it), and push the image again"
+    )
+
+
+def test_given_an_image_whose_layer_is_not_a_readable_tar_then_resolve_release_refuses_it_instead_of_not_detected() -> (
+    None
+):
+    registry = FakeRegistry()
+    broken = Layer(b"\x1f\x8b\x08\x00" + b"\x00" * 64, digest_of(b""), "ADD broken.tar /")
+    digest = registry.push(base_layer("amd64"), broken)
+
+    with pytest.raises(ImageScanBlocked) as caught:
+        resolve_inline(registry, digest)
+
+    assert f"container inference ({SOURCE_IMAGE}@{digest})" in caught.value.message
+    [reason] = caught.value.reasons
+    assert reason.startswith(
+        f"/etc/os-release cannot be resolved: layer 2 of 2 ({broken.digest}) is not a readable, complete tar ("
+    )
+
+
+def make_tar_with_links(*links: tuple[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, target in links:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+# --- what the sources hold: the platform an image is built for, the model artifact's format ---
+
+
+def test_given_an_arm64_image_then_resolve_release_refuses_it_from_its_config_before_reading_a_layer() -> None:
+    registry = FakeRegistry()
+    digest = registry.push(base_layer("arm64"), arch="arm64")
+    config = json.loads(registry.manifests[digest])["config"]["digest"]
+    opened: list[str] = []
+    open_blob = registry.open_blob
+    registry.open_blob = lambda repository, blob, registry_id=None: (
+        opened.append(blob)
+        or open_blob(  # type: ignore[method-assign]
+            repository, blob, registry_id
+        )
+    )
+
+    with pytest.raises(PreflightFailed) as caught:
+        resolve_inline(registry, digest)
+
+    assert caught.value.message == (
+        "release acme-sentiment 1.2.0 has 1 source(s) SageMaker cannot validate; nothing was copied. "
+        "Fix them and start the release again:"
+    )
+    assert caught.value.reasons == [
+        f"containers.0.image: {SOURCE_IMAGE}@{digest} is built for linux/arm64 (its image config {config} says "
+        "so), but SageMaker validates it with a batch transform job on ml.m5.large, and batch transform instance "
+        "types (ml.m5, ml.c5, ml.m6i, ml.p3, ml.g4dn, ml.g5, ...) are x86-64 only, so it must be linux/amd64; "
+        "build for linux/amd64: docker buildx build --platform linux/amd64 --provenance=false --sbom=false "
+        "--output type=registry,oci-mediatypes=false,compression=gzip,force-compression=true ..., and push it again"
+    ]
+    assert opened == [config]  # the OS is not read from the layers of an image refused already
+
+
+def test_given_an_index_whose_amd64_entry_is_an_arm64_image_then_the_config_not_the_index_decides() -> None:
+    registry = FakeRegistry()
+    child = registry.push(base_layer("arm64"), arch="arm64")
+    index = canonical(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_LIST,
+            "manifests": [
+                {
+                    "mediaType": DOCKER_MANIFEST,
+                    "size": len(registry.manifests[child]),
+                    "digest": child,
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                }
+            ],
+        }
+    )
+    registry.manifests[digest_of(index)] = index
+
+    with pytest.raises(PreflightFailed) as caught:
+        resolve_inline(registry, digest_of(index))
+
+    [reason] = caught.value.reasons
+    assert f"{SOURCE_IMAGE}@{digest_of(index)} is built for linux/arm64 (its image config" in reason
+
+
+@pytest.mark.parametrize(
+    ("config", "built_for"),
+    [
+        pytest.param({"os": "windows", "architecture": "amd64"}, "windows/amd64", id="windows"),
+        pytest.param({"os": "linux", "architecture": "arm", "variant": "v7"}, "linux/arm/v7", id="arm-v7"),
+    ],
+)
+def test_given_an_image_config_for_another_platform_then_it_is_named_as_the_config_writes_it(
+    config: dict[str, str], built_for: str
+) -> None:
+    registry = FakeRegistry()
+    digest = registry.push(base_layer("amd64"), config=canonical(config))
+
+    with pytest.raises(PreflightFailed) as caught:
+        resolve_inline(registry, digest)
+
+    assert f"is built for {built_for} (its image config" in caught.value.reasons[0]
+
+
+@pytest.mark.parametrize(
+    "config", [{"os": "linux", "architecture": "amd64", "variant": "v3"}, {"os": "linux", "architecture": "x86_64"}, {}]
+)
+def test_given_an_amd64_image_or_a_config_naming_no_platform_then_the_platform_rule_holds(
+    config: dict[str, str],
+) -> None:
+    registry = FakeRegistry()
+    digest = registry.push(base_layer("amd64"), config=canonical(config))
+
+    assert resolve_inline(registry, digest).images[0].os == "Debian GNU/Linux 12 (bookworm)"
+
+
+def test_given_a_registry_serving_another_config_than_the_manifest_names_then_nothing_is_copied() -> None:
+    registry = FakeRegistry()
+    digest = registry.push(base_layer("amd64"))
+    config = json.loads(registry.manifests[digest])["config"]["digest"]
+    registry.blobs[config] = image_config("arm64", None, [base_layer("amd64")])
+
+    with pytest.raises(BlobDigestMismatch, match=f"the registry served image config {config} as"):
+        resolve_inline(registry, digest)
+
+
+def zip_of(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+MODEL_FIX = (
+    "but SageMaker extracts model data as a gzip-compressed tar into /opt/ml/model; make one from the directory "
+    "SageMaker should find in /opt/ml/model with `tar czf model.tar.gz -C model .` and upload it there"
+)
+
+
+@pytest.mark.parametrize(
+    ("model", "what"),
+    [
+        pytest.param(zip_of("model.json", b"{}"), "a ZIP archive (it starts with PK)", id="zip"),
+        pytest.param(make_tar([("model.json", b"{}", 0o644)]), "an uncompressed tar", id="tar"),
+        pytest.param(
+            gzipped(b'{"weights": [1, 2]}' * 40),
+            "gzip-compressed, but what it compresses is not a tar (no ustar header)",
+            id="gzip-json",
+        ),
+        pytest.param(
+            gzipped(b"{}"), "gzip-compressed, but what it compresses is 2 bytes, too short for a tar", id="gzip-short"
+        ),
+        pytest.param(
+            b"\x1f\x8b\x08\x00garbage" * 10,
+            "a broken gzip stream (Error -3 while decompressing data: ",
+            id="gzip-broken",
+        ),
+        pytest.param(
+            b"PyTorch weights", "not gzip-compressed (it starts with 50 79 54 6f, not the gzip magic 1f 8b)", id="raw"
+        ),
+    ],
+)
+def test_given_model_data_that_is_not_a_gzipped_tar_then_resolve_release_refuses_it_saying_what_it_is(
+    model: bytes, what: str
+) -> None:
+    registry = FakeRegistry()
+    digest = registry.push(base_layer("amd64"))
+
+    with pytest.raises(PreflightFailed) as caught:
+        resolve_inline(registry, digest, model=model)
+
+    [reason] = caught.value.reasons
+    assert reason.startswith(f"containers.0.model_data: {MODEL_URI} is {what}")
+    assert reason.endswith(MODEL_FIX)
+
+
+def test_given_a_large_model_tar_gz_then_only_its_first_64_kib_are_read_once_for_every_container() -> None:
+    registry = FakeRegistry()
+    document = two_containers()
+    model = model_tar_gz(size=0) + os.urandom(1024 * 1024)  # a valid start; the rest is never looked at
+    digest = registry.push(base_layer("amd64"))
+    s3 = FakeS3(
+        {(ARTIFACT_BUCKET, MODEL_KEY): (MODEL_ETAG, len(model)), (ARTIFACT_BUCKET, INPUT_KEY): (INPUT_ETAG, 20)},
+        bodies={(ARTIFACT_BUCKET, MODEL_KEY): model},
+    )
+
+    release = resolve_inline(registry, digest, s3=s3, document=document)
+
+    assert [image.container for image in release.images] == ["inference", "postprocess"]
+    assert s3.reads == [
+        {"Bucket": ARTIFACT_BUCKET, "Key": MODEL_KEY, "Range": "bytes=0-65535", "IfMatch": f'"{MODEL_ETAG}"'}
+    ]
+
+
+def test_given_model_data_overwritten_since_it_was_pinned_then_resolve_release_says_the_source_changed() -> None:
+    registry = FakeRegistry()
+    digest = registry.push(base_layer("amd64"))
+    model = model_tar_gz()
+    s3 = FakeS3(
+        {(ARTIFACT_BUCKET, MODEL_KEY): ("f" * 32, len(model)), (ARTIFACT_BUCKET, INPUT_KEY): (INPUT_ETAG, 20)},
+        bodies={(ARTIFACT_BUCKET, MODEL_KEY): model},
+    )
+    s3.head_object = lambda **request: {"ETag": f'"{MODEL_ETAG}"', "ContentLength": len(model)}  # type: ignore[method-assign]
+
+    with pytest.raises(SourceChanged, match=f"{MODEL_URI} was overwritten after the release pinned it"):
+        resolve_inline(registry, digest, s3=s3)
+
+
+def test_given_an_arm64_image_and_a_zip_model_then_both_are_reported_at_once() -> None:
+    registry = FakeRegistry()
+    digest = registry.push(base_layer("arm64"), arch="arm64")
+
+    with pytest.raises(PreflightFailed) as caught:
+        resolve_inline(registry, digest, model=zip_of("model.json", b"{}"))
+
+    assert [reason.split(":")[0] for reason in caught.value.reasons] == [
+        "containers.0.image",
+        "containers.0.model_data",
+    ]
 
 
 def test_given_an_image_whose_manifest_does_not_match_its_digest_then_resolve_release_refuses_it() -> None:

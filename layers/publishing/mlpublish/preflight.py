@@ -6,7 +6,11 @@ broken rule is reported at once so a seller fixes the release in one round.
 
 from __future__ import annotations
 
+import zlib
+
 from mlpublish.errors import PreflightFailed
+from mlpublish.images.manifests import BUILD_HINT
+from mlpublish.images.osinfo import ImagePlatform
 from mlpublish.release import ReleaseSpec
 from mlpublish.settings import PublishingConfig
 from mlpublish.state import Release
@@ -44,6 +48,38 @@ PUBLISHING_REGIONS = frozenset(
 )
 
 BATCH_PAYLOAD_LIMIT_MB = 100
+
+# SageMaker validates a model package with a batch transform job on validation.instance_type,
+# one of SupportedTransformInstanceTypes. Every family of botocore's TransformInstanceType
+# enum (m4 c4 p2 p3 c5 m5 m6i c6i r6i m7i c7i r7i g4dn g5 g6 g6e trn1 inf2: marketplace-facts
+# §2, from botocore 1.44.5's SageMaker model) is an x86-64 (Intel or AMD) instance; the
+# Graviton families (c6g, m7g, ...) are offered for real-time inference only. So the image
+# that is validated must be linux/amd64. test_preflight checks the enum for Graviton families.
+VALIDATION_PLATFORM = "linux/amd64"
+TRANSFORM_FAMILIES = "ml.m5, ml.c5, ml.m6i, ml.p3, ml.g4dn, ml.g5, ..."
+_AMD64 = frozenset({"amd64", "x86_64", "x86-64"})
+
+# What a model artifact is, told from its first bytes. SageMaker extracts ModelDataUrl as a
+# gzip-compressed tar into /opt/ml/model (marketplace-facts §7); a few KiB of it are enough
+# to tell, so only the first MODEL_DATA_PEEK bytes are read, never the whole object.
+MODEL_DATA_PEEK = 64 * KiB
+GZIP_MAGIC = b"\x1f\x8b"
+TAR_MAGIC_OFFSET = 257  # "ustar" in a POSIX or GNU tar header (the first member's)
+TAR_HEADER = 512
+MODEL_DATA_FIX = (
+    "make one from the directory SageMaker should find in /opt/ml/model with `tar czf model.tar.gz -C model .` "
+    "and upload it there"
+)
+_NOT_GZIP = (
+    (b"PK\x03\x04", "a ZIP archive (it starts with PK)"),
+    (b"PK\x05\x06", "an empty ZIP archive (it starts with PK)"),
+    (b"BZh", "a bzip2 file (it starts with BZh)"),
+    (b"\xfd7zXZ\x00", "an xz file"),
+    (b"\x28\xb5\x2f\xfd", "a zstd file"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\x93NUMPY", "a NumPy array"),
+    (b"\x89HDF", "an HDF5 file"),
+)
 
 
 def image_account_problems(spec: ReleaseSpec, account_id: str) -> list[str]:
@@ -84,6 +120,7 @@ def check_release(
     """
     problems = region_problems(spec, publishing_region, publishing)
     problems += image_account_problems(spec, account_id)
+    problems += platform_problems(spec)
     for index, container in enumerate(spec.containers):
         if container.model_data is not None and not container.model_data.endswith(".tar.gz"):
             problems.append(
@@ -112,6 +149,74 @@ def check_release(
             "rule(s); fix the release file:",
             reasons=problems,
         )
+
+
+def platform_problems(spec: ReleaseSpec) -> list[str]:
+    """Containers asking for a platform other than the one SageMaker validates on."""
+    problems = []
+    for index, container in enumerate(spec.containers):
+        if not _is_validation_platform(*container.platform.lower().split("/")[:2]):
+            problems.append(
+                f"containers.{index}.platform: {container.platform} cannot run where SageMaker validates the "
+                f"model: validation is a batch transform job, and batch transform instance types "
+                f"({TRANSFORM_FAMILIES}) are x86-64 only; set platform: {VALIDATION_PLATFORM} (or leave it out) "
+                f"and build for {VALIDATION_PLATFORM}: {BUILD_HINT.format(platform=VALIDATION_PLATFORM)}"
+            )
+    return problems
+
+
+def image_platform_problem(spec: ReleaseSpec, index: int, image: str, config: str, found: ImagePlatform) -> str | None:
+    """Whether the image config of ``containers[index]`` (``image``, config digest ``config``)
+    declares a platform validation can run; an image config that names none is let through."""
+    if not (found.os or found.architecture) or _is_validation_platform(found.os, found.architecture):
+        return None
+    return (
+        f"containers.{index}.image: {image} is built for {found} (its image config {config} says so), but "
+        f"SageMaker validates it with a batch transform job on {spec.validation.instance_type}, and batch "
+        f"transform instance types ({TRANSFORM_FAMILIES}) are x86-64 only, so it must be {VALIDATION_PLATFORM}; "
+        f"build for {VALIDATION_PLATFORM}: {BUILD_HINT.format(platform=VALIDATION_PLATFORM)}, and push it again"
+    )
+
+
+def _is_validation_platform(os_name: str, architecture: str = "") -> bool:
+    return os_name.lower() == "linux" and architecture.lower() in _AMD64
+
+
+def model_data_problem(field: str, uri: str, head: bytes, size: int) -> str | None:
+    """Whether ``head``, the first bytes of the ``size``-byte object at ``uri``, starts a
+    gzip-compressed tar; ``field`` is the release's field path. None when it does, or when
+    the bytes read cannot tell."""
+    what = _not_a_gzipped_tar(head, complete=len(head) >= size)
+    if what is None:
+        return None
+    return (
+        f"{field}: {uri} is {what}, but SageMaker extracts model data as a gzip-compressed tar into "
+        f"/opt/ml/model; {MODEL_DATA_FIX}"
+    )
+
+
+def _not_a_gzipped_tar(head: bytes, *, complete: bool) -> str | None:
+    if not head:
+        return "empty"
+    if not head.startswith(GZIP_MAGIC):
+        if head[TAR_MAGIC_OFFSET : TAR_MAGIC_OFFSET + 5] == b"ustar":
+            return "an uncompressed tar"
+        for magic, name in _NOT_GZIP:
+            if head.startswith(magic):
+                return name
+        return f"not gzip-compressed (it starts with {head[:4].hex(' ')}, not the gzip magic 1f 8b)"
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing
+    try:
+        tar = inflater.decompress(head, TAR_HEADER)
+    except zlib.error as exc:
+        return f"a broken gzip stream ({exc})"
+    if len(tar) < TAR_HEADER:
+        if not complete and not inflater.eof:
+            return None  # too few bytes read to tell
+        return f"gzip-compressed, but what it compresses is {len(tar)} bytes, too short for a tar"
+    if tar[TAR_MAGIC_OFFSET : TAR_MAGIC_OFFSET + 5] != b"ustar":
+        return "gzip-compressed, but what it compresses is not a tar (no ustar header)"
+    return None
 
 
 def region_problems(spec: ReleaseSpec, publishing_region: str, publishing: PublishingConfig) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -18,12 +19,14 @@ from pydantic import ValidationError
 
 from mlpublish import preflight
 from mlpublish.aws import error_code, transient_errors
-from mlpublish.errors import InvalidRelease, ReleaseNotFound
-from mlpublish.images.copy import RegistryFactory, check_publishable
+from mlpublish.errors import ImageScanBlocked, InvalidRelease, PreflightFailed, ReleaseNotFound, SourceChanged
+from mlpublish.images.copy import RegistryFactory, _resolve, check_publishable, copy_target
+from mlpublish.images.manifests import blobs_of, layers_of, parse_manifest
+from mlpublish.images.osinfo import ImagePlatform, OsReleaseUnresolved, read_platform
 from mlpublish.objects import publishing_bucket
 from mlpublish.release import ImageRef, ReleaseSpec, canonical_json, parse_release, parse_s3_uri, validate_release
 from mlpublish.settings import PublishingConfig
-from mlpublish.state import PinnedImage, PinnedObject, PinSet, Release, StartInput
+from mlpublish.state import DOCKER_V2_MANIFEST, PinnedImage, PinnedObject, PinSet, Release, StartInput
 
 
 def load_spec(s3: Any, release_uri: str) -> ReleaseSpec:
@@ -242,10 +245,105 @@ def resolve_release(
         publishing=publishing,
         validation_role_arn=validation_role_arn,
     )
-    found = check_publishable(release.images, release.publishing_region, registry_for)
+    layers = check_sources(release, s3=s3, registry_for=registry_for)
+    try:
+        found = check_publishable(release.images, release.publishing_region, registry_for)
+    except OsReleaseUnresolved as exc:
+        raise ImageScanBlocked(
+            f"ECR cannot tell the OS of {', '.join(_image_names(release, layers, exc.layers))}, so it cannot scan "
+            "it, and AWS Marketplace rejects images it cannot scan (UnscannableImage); nothing was copied:",
+            reasons=[exc.problem],
+        ) from exc
     names = {container: os_release.name for container, os_release in found.items() if os_release is not None}
     images = [image.model_copy(update={"os": names.get(image.container)}) for image in release.images]
     return release.model_copy(update={"images": images})
+
+
+def check_sources(release: Release, *, s3: Any, registry_for: RegistryFactory) -> dict[str, tuple[str, ...]]:
+    """Preflight on what the pinned sources hold, before anything is copied: each image's config
+    declares a platform validation runs, each model artifact starts as a gzip-compressed tar.
+
+    Raises PreflightFailed listing every problem; returns each container's layer digests.
+    """
+    spec = release.spec
+    problems: list[str] = []
+    layers: dict[str, tuple[str, ...]] = {}
+    seen: dict[tuple[str, str | None, str, str | None], tuple[tuple[str, ...], str | None]] = {}
+    for index, image in enumerate(release.images):
+        source = image.source
+        key = (source.region, source.registry_id, source.repository, source.digest)
+        if key not in seen:
+            image_layers, config, platform = _read_image(image, release.publishing_region, registry_for)
+            name = f"{source.host}/{source.repository}@{source.digest}"
+            seen[key] = (image_layers, preflight.image_platform_problem(spec, index, name, config, platform))
+        layers[image.container], problem = seen[key]
+        if problem is not None:
+            problems.append(problem)
+    index_of = {container.name: index for index, container in enumerate(spec.containers)}
+    read: set[str] = set()
+    for item in release.objects:
+        if item.role != "model_data" or item.container is None or item.source_uri in read:
+            continue
+        read.add(item.source_uri)
+        head = _first_bytes(s3, item, preflight.MODEL_DATA_PEEK)
+        field = f"containers.{index_of[item.container]}.model_data"
+        problem = preflight.model_data_problem(field, item.source_uri, head, item.size)
+        if problem is not None:
+            problems.append(problem)
+    if problems:
+        raise PreflightFailed(
+            f"release {spec.product.name} {spec.product.version} has {len(problems)} source(s) SageMaker cannot "
+            "validate; nothing was copied. Fix them and start the release again:",
+            reasons=problems,
+        )
+    return layers
+
+
+def _read_image(
+    image: PinnedImage, publishing_region: str, registry_for: RegistryFactory
+) -> tuple[tuple[str, ...], str, ImagePlatform]:
+    """The layers of the manifest the copy will publish, and its config's digest and platform."""
+    source = image.source
+    registry = registry_for(source.region)
+    # The copy's own resolution (pinned digest, platform from an index, Docker v2), so that
+    # what is checked is exactly what is published.
+    published = _resolve(copy_target(image, publishing_region), registry).published
+    manifest = parse_manifest(published.raw, DOCKER_V2_MANIFEST)
+    config = blobs_of(manifest)[0]
+    platform = read_platform(config, partial(registry.open_blob, source.repository, registry_id=source.registry_id))
+    return tuple(layer.digest for layer in layers_of(manifest)), config.digest, platform
+
+
+def _first_bytes(s3: Any, item: PinnedObject, count: int) -> bytes:
+    """The first ``count`` bytes of the pinned object (a ranged GetObject), or all of a smaller one."""
+    if item.size == 0:
+        return b""
+    try:
+        with transient_errors(f"reading {item.source_uri}"):
+            response = s3.get_object(
+                Bucket=item.source_bucket, Key=item.source_key, Range=f"bytes=0-{count - 1}", IfMatch=f'"{item.etag}"'
+            )
+            return bytes(response["Body"].read(count))
+    except ClientError as exc:
+        if error_code(exc) in {"PreconditionFailed", "412"}:
+            raise SourceChanged(
+                f"{item.source_uri} was overwritten after the release pinned it (ETag {item.etag}); "
+                "start the release again to publish the new upload"
+            ) from exc
+        if error_code(exc) in {"NoSuchKey", "NoSuchBucket", "404", "403", "AccessDenied"}:
+            raise ReleaseNotFound(
+                f"{item.source_uri} cannot be read ({error_code(exc)}); upload it or fix the URI"
+            ) from exc
+        raise
+
+
+def _image_names(release: Release, layers: dict[str, tuple[str, ...]], unresolved: tuple[str, ...]) -> list[str]:
+    """The containers whose image has the layers os-release could not be resolved in."""
+    return [
+        f"container {image.container} ({image.source.host}/{image.source.repository}@{image.source.digest})"
+        for image in release.images
+        if layers.get(image.container) == unresolved
+    ] or ["an image"]
 
 
 def parse_start(event: dict[str, Any]) -> StartInput:
