@@ -444,18 +444,34 @@ def test_given_a_layer_that_is_not_a_gzip_tar_then_it_is_an_error_naming_the_lay
     assert "docker buildx build --platform linux/amd64" in error.problem
 
 
-def test_given_a_gzip_layer_whose_checksum_fails_then_it_is_an_error_rather_than_not_detected(
+def test_given_a_gzip_layer_pushed_with_a_failing_checksum_then_it_is_an_error_rather_than_not_detected(
     registry: FakeRegistry,
 ) -> None:
-    layer = registry.layer(file("usr/local/bin/serve", "#!/bin/sh\n"))
-    data = bytearray(registry.blobs[layer.digest])
+    good = registry.layer(file("usr/local/bin/serve", "#!/bin/sh\n"))
+    data = bytearray(registry.blobs[good.digest])
     data[-8] ^= 0x01  # the gzip trailer's CRC32: only reading to the end finds it
-    registry.blobs[layer.digest] = bytes(data)
+    layer = stored(registry, bytes(data), gzipped=False).model_copy(update={"media_type": DOCKER_LAYER_GZIP})
 
     assert "CRC check failed" in unresolved(registry, layer).problem
 
 
-def truncated(registry: FakeRegistry, data: bytes, *, gzipped: bool) -> BlobRef:
+def test_given_a_layer_corrupted_on_the_way_then_the_os_is_unknown_and_the_copy_is_left_to_refuse_it(
+    registry: FakeRegistry,
+) -> None:
+    layer = registry.layer(file("etc/os-release", DEBIAN))
+    data = bytearray(registry.blobs[layer.digest])
+    data[-8] ^= 0x01  # served so, but the digest names the good bytes
+    registry.blobs[layer.digest] = bytes(data)
+
+    detection = detect(registry, layer)
+
+    assert (detection.os, detection.absent) == (None, False)
+    assert detection.unknown is not None
+    assert detection.unknown.startswith(f"layer {layer.digest} was served as other bytes (sha256:")
+
+
+def stored(registry: FakeRegistry, data: bytes, *, gzipped: bool) -> BlobRef:
+    """A layer of exactly these tar bytes (gzipped or not), stored under their own digest."""
     blob = gzip.compress(data, mtime=0) if gzipped else data
     registry.blobs[digest_of(blob)] = blob
     return BlobRef(
@@ -491,7 +507,7 @@ def test_given_a_tar_cut_short_after_os_release_then_it_is_an_error_although_a_s
 ) -> None:
     # os-release first and whole: os-release was found, yet the layer was cut.
     whole = tar_of(file("etc/os-release", DEBIAN), file("opt/program/predictor.py", "#" * 4000 + "\n"))
-    layer = truncated(registry, cut(whole), gzipped=gzipped)
+    layer = stored(registry, cut(whole), gzipped=gzipped)
 
     error = unresolved(registry, layer)
 
@@ -501,7 +517,7 @@ def test_given_a_tar_cut_short_after_os_release_then_it_is_an_error_although_a_s
 def test_given_a_whole_tar_then_the_completeness_check_passes(registry: FakeRegistry) -> None:
     whole = tar_of(file("etc/os-release", DEBIAN), file("opt/program/predictor.py", "#" * 4000 + "\n"))
 
-    detection = detect(registry, truncated(registry, whole, gzipped=False))
+    detection = detect(registry, stored(registry, whole, gzipped=False))
 
     assert detection.os is not None
 

@@ -146,20 +146,30 @@ def detect_os(
     for number, layer in enumerate(layers, start=1):
         if layer.media_type not in (DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR):
             return OsDetection(None, f"layer {layer.digest} has media type {layer.media_type}, which is not read")
+        broken: Exception | None = None
         try:
             with open_blob(layer.digest) as chunks:
-                changes = _read_layer(iter(chunks), reader, gzipped=layer.media_type == DOCKER_LAYER_GZIP)
+                raw = _ChunkReader(iter(chunks), reader)
+                try:
+                    changes = _read_layer(raw, gzipped=layer.media_type == DOCKER_LAYER_GZIP)
+                except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+                    broken = exc
+                raw.drain()
         except _OverBudget as exc:
             return OsDetection(None, str(exc))
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            # Known since the layer was read; dropping it left such images "not detected".
+        if raw.digest != layer.digest or raw.count != layer.size:
+            # Bytes corrupted on the way say nothing about the image: the copy verifies every
+            # blob and refuses this one, naming it.
+            return OsDetection(None, f"layer {layer.digest} was served as other bytes ({raw.digest})")
+        if broken is not None:
+            # The layer's own bytes are broken: known here, and once dropped ("not detected").
             raise OsReleaseUnresolved(
                 f"/etc/os-release cannot be resolved: layer {number} of {len(layers)} ({layer.digest}) is not a "
-                f"readable, complete tar ({exc or type(exc).__name__}), and a container runtime could not unpack "
+                f"readable, complete tar ({broken or type(broken).__name__}), and a container runtime could not unpack "
                 "it either; rebuild the image with a tool that writes whole layers (e.g. "
                 f"{BUILD_HINT.format(platform=DEFAULT_PLATFORM)}) and push it again",
                 layers=digests,
-            ) from exc
+            ) from broken
         changes.apply(tree)
     found = _resolve(tree)
     if isinstance(found, list):
@@ -299,6 +309,23 @@ class _ChunkReader(io.RawIOBase):
 
     def __init__(self, chunks: Iterator[bytes], budget: _Budget) -> None:
         self._chunks, self._budget, self._pending = chunks, budget, memoryview(b"")
+        self._hash, self.count = hashlib.sha256(), 0
+
+    @property
+    def digest(self) -> str:
+        """The digest of every byte served so far."""
+        return "sha256:" + self._hash.hexdigest()
+
+    def drain(self) -> None:
+        """Take the rest of the chunks, still within the budget, so that the digest covers the blob."""
+        self._pending = memoryview(b"")
+        for chunk in self._chunks:
+            self._take(chunk)
+
+    def _take(self, chunk: bytes) -> None:
+        self._budget.spend(len(chunk))
+        self._hash.update(chunk)
+        self.count += len(chunk)
 
     def readable(self) -> bool:
         return True
@@ -308,7 +335,7 @@ class _ChunkReader(io.RawIOBase):
             chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
-            self._budget.spend(len(chunk))
+            self._take(chunk)
             self._pending = memoryview(chunk)
         size = min(memoryview(buffer).nbytes, len(self._pending))
         memoryview(buffer).cast("B")[:size] = self._pending[:size]
@@ -316,8 +343,7 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
-def _read_layer(chunks: Iterator[bytes], budget: _Budget, *, gzipped: bool) -> _LayerChanges:
-    raw = _ChunkReader(chunks, budget)
+def _read_layer(raw: _ChunkReader, *, gzipped: bool) -> _LayerChanges:
     stream = _Counted(gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw)
     changes = _LayerChanges(deleted=set(), emptied=set(), entries={})
     files: dict[str, str] = {}  # every os-release file of this layer, for hard links to it
