@@ -64,7 +64,8 @@ def actions(statement: dict[str, Any]) -> list[str]:
 
 
 def in_publishing_regions(statement: dict[str, Any]) -> bool:
-    return bool(statement.get("Condition") == {"StringEquals": {"aws:RequestedRegion": ALLOWED_REGIONS}})
+    """The statement holds in the allowed regions only (further conditions only narrow it)."""
+    return bool(statement.get("Condition", {}).get("StringEquals", {}).get("aws:RequestedRegion") == ALLOWED_REGIONS)
 
 
 def test_given_the_template_then_no_policy_is_pinned_to_the_stacks_default_publishing_region(
