@@ -40,7 +40,7 @@ REPEATS = 3
 def _environment() -> None:
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_SECRET_ACCESS_KEY="bench",  # nosec B106  # a dummy for the emulator
         AWS_DEFAULT_REGION=SOURCE_REGION,
         POWERTOOLS_TRACE_DISABLED="true",
     )
@@ -186,7 +186,7 @@ def bench_blob_copy() -> None:
         for size_mib in BLOB_SIZES_MIB:
             repository = f"bench/blob-{size_mib}"
             source.create_repository(repositoryName=repository)
-            rng = random.Random(size_mib)
+            rng = random.Random(size_mib)  # nosec B311  # reproducible test bytes, not secrets
             data = b"".join(rng.randbytes(MiB) for _ in range(size_mib))
             digest = _push_blob(source, repository, data)
             del data

@@ -97,7 +97,7 @@ _CfnLoader.add_multi_constructor("!", _construct_tag)
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    document = yaml.load(path.read_text(), Loader=_CfnLoader)
+    document = yaml.load(path.read_text(), Loader=_CfnLoader)  # nosec B506  # _CfnLoader is a SafeLoader
     if not isinstance(document, dict):
         raise ValueError(f"{path} is not a CloudFormation template")
     return document

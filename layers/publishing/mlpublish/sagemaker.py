@@ -39,7 +39,7 @@ def model_package_request(release: Release, images: list[PublishedImage]) -> dic
         containers.append(definition)
     validation = spec.validation
     validation_input = release.object_for("validation_input")
-    assert validation_input is not None  # every release has validation input (release.py)
+    assert validation_input is not None  # nosec B101  # narrows the type: every release has validation input (release.py)
     transform_input: dict[str, Any] = {
         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": validation_input.destination_uri}},
         "ContentType": validation.content_type,

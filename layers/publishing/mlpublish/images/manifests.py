@@ -212,7 +212,7 @@ def to_docker_v2(raw: bytes, media_type: str | None = None, *, where: str = "the
     if manifest.kind == "index":
         raise UnsupportedImage(
             f"{where} is an image index ({manifest.media_type}); a single-platform manifest is "
-            "needed here. Select a platform from the index first."
+            "needed here. Select a platform from the index first."  # nosec B608  # an error message, not SQL
         )
     if manifest.media_type == DOCKER_V2_MANIFEST:
         _check_docker_image(manifest.document, where)
