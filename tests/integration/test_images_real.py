@@ -20,7 +20,6 @@ import pytest
 from tests.fixtures import serving_images
 from tests.fixtures.serving_images import Container, runc_container
 
-from sandbox import images_real
 from sandbox.imagebuild import ImageBuildError
 from sandbox.images_real import KINDS, aarch64_elf, build_serving_image
 from sandbox.oci import OCI_MANIFEST, open_layout
@@ -128,7 +127,7 @@ def test_given_an_unknown_kind_when_built_then_the_error_lists_the_kinds(tmp_pat
 def test_given_no_debootstrap_when_a_build_is_needed_then_the_error_says_make_deb(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(images_real.shutil, "which", lambda *_args, **_kwargs: None)
+    monkeypatch.setattr("shutil.which", lambda *_args, **_kwargs: None)
 
     with pytest.raises(ImageBuildError, match=r"debootstrap and umoci not installed.*make deb"):
         build_serving_image("good", cache_dir=tmp_path)
@@ -137,8 +136,8 @@ def test_given_no_debootstrap_when_a_build_is_needed_then_the_error_says_make_de
 def test_given_a_user_who_is_not_root_when_a_build_is_needed_then_the_error_says_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(images_real.shutil, "which", lambda name, **_kwargs: f"/usr/bin/{name}")
-    monkeypatch.setattr(images_real.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr("shutil.which", lambda name, **_kwargs: f"/usr/bin/{name}")
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
 
     with pytest.raises(ImageBuildError, match=r"needs root"):
         build_serving_image("good", cache_dir=tmp_path)
