@@ -24,6 +24,8 @@ module, installed explicitly and undone afterwards (never at import time):
 - ext_sagemaker.py  model package validation runs on the virtual clock and ends Completed
                     or Failed with FailureReasons; name conflicts and deletion as in AWS
 - ext_events.py     EventBridge targets receive the whole event (moto drops ``account``)
+- ext_s3.py         S3 copies answer 412 when ``x-amz-copy-source-if-match`` (or -if-unmodified-since)
+                    does not hold; bucket policies conditioned on aws:SecureTransport see TLS requests
 - stack.py          fills moto CloudFormation's gaps from the template's own properties
                     (DefinitionSubstitutions, S3 EventBridge notifications, executable
                     state machines)

@@ -36,6 +36,7 @@ from sandbox.clock import VirtualClock
 from sandbox.ext_ecr import EcrExtension, ScanOutcome
 from sandbox.ext_events import WholeEventTargets
 from sandbox.ext_lambda import Fault, LambdaWorkers
+from sandbox.ext_s3 import S3Extension
 from sandbox.ext_sagemaker import EVERY, SageMakerValidation, ValidationOutcome
 from sandbox.ext_sqs import EventSourcePoller
 from sandbox.ext_stepfunctions import StateMachineCredentials
@@ -201,7 +202,15 @@ class Sandbox:
                     faults=self.options.lambda_faults,
                 )
                 self.server.observers += [self.lambdas.observe, self.api_faults.observe]
-                for extension in (self.clock, self.lambdas, self.poller, self.ecr, self.sagemaker, self.events):
+                for extension in (
+                    self.clock,
+                    self.lambdas,
+                    self.poller,
+                    self.ecr,
+                    self.sagemaker,
+                    self.events,
+                    S3Extension(),
+                ):
                     stack.enter_context(extension)
                 self.stack = deploy(
                     ROOT,

@@ -18,6 +18,8 @@ from moto.ecr.models import ECRBackend
 from moto.ecr.responses import ECRResponse
 from moto.events.utils import EventTemplateParser
 from moto.moto_server import werkzeug_app
+from moto.s3.models import FakeBucket
+from moto.s3.responses import S3Response
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
@@ -55,6 +57,9 @@ PATCHED: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("ext_ecr", ECRBackend.start_image_scan, ["self", "registry_id", "repository_name", "image_id"]),
     ("ext_ecr", ECRBackend.describe_image_scan_findings, ["self", "registry_id", "repository_name", "image_id"]),
     ("ext_ecr", ECRResponse.get_download_url_for_layer, ["self"]),
+    ("ext_s3", S3Response.copy_object, ["self"]),
+    ("ext_s3", S3Response.upload_part_copy, ["self"]),
+    ("ext_s3", FakeBucket.get_permission, ["self", "action", "resource"]),
 ]
 
 
