@@ -13,6 +13,7 @@ from moto import mock_aws
 from tests.fixtures.releases import SOURCE_REGION, release_document
 
 from mlpublish import aws
+from sandbox.ext_s3 import S3Extension
 
 CACHED = (aws.client, aws.account_id)
 
@@ -70,8 +71,9 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def moto_aws(aws_credentials: None) -> Iterator[None]:
-    """Every AWS service in moto for the duration of the test."""
-    with mock_aws():
+    """Every AWS service in moto for the duration of the test, with the sandbox's S3 (copies
+    honour their pinned ETag, the publishing buckets' TLS-only policy admits SDK requests)."""
+    with mock_aws(), S3Extension():
         yield
 
 

@@ -1,13 +1,19 @@
-"""Server-side copies of model data and validation input into the publishing region (moto S3)."""
+"""Server-side copies of model data and validation input into the publishing region (moto S3).
+
+``moto_aws`` includes the sandbox's S3 extension, so copies honour ``x-amz-copy-source-if-match``
+as S3 does and a changed source fails the copy itself, not only the transfer's HeadObject.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
 from tests.fixtures.moto_world import create_bucket
 from tests.fixtures.releases import PUBLISHING_BUCKET, PUBLISHING_REGION, SOURCE_REGION
 
@@ -191,6 +197,53 @@ def test_given_the_source_changed_after_pinning_when_copied_then_source_changed_
     assert "start the release again" in caught.value.message
     listing = destination_s3.list_objects_v2(Bucket=PUBLISHING_BUCKET)
     assert listing.get("KeyCount") == 0
+    assert destination_s3.list_multipart_uploads(Bucket=PUBLISHING_BUCKET).get("Uploads", []) == []
+
+
+def failed_call(error: BaseException) -> str:
+    """The S3 operation whose failure the error reports (s3transfer may wrap the ClientError)."""
+    cause = error.__cause__
+    while cause is not None and not isinstance(cause, ClientError):
+        cause = cause.__context__
+    assert isinstance(cause, ClientError), error
+    return str(cause.operation_name)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "operation"),
+    [(64 * MiB, "CopyObject"), (5 * MiB, "UploadPartCopy")],
+    ids=["single-copy", "multipart"],
+)
+def test_given_the_source_overwritten_after_the_transfer_checked_it_when_copied_then_the_copy_itself_refuses(
+    source_s3: Any, destination_s3: Any, monkeypatch: pytest.MonkeyPatch, threshold: int, operation: str
+) -> None:
+    # The worst moment: the transfer's HeadObject saw the pinned ETag; the source changes
+    # just before the copy request, so only the copy's own x-amz-copy-source-if-match holds the pin.
+    monkeypatch.setattr(
+        objects, "_TRANSFER", TransferConfig(multipart_threshold=threshold, multipart_chunksize=threshold)
+    )
+    item = upload(source_s3, "sentiment/model.tar.gz", os.urandom(12 * MiB))
+    overwrite = threading.Lock()
+    overwritten: list[str] = []
+
+    def overwrite_source(**_: Any) -> None:
+        with overwrite:
+            if not overwritten:
+                source_s3.put_object(Bucket=SOURCE_BUCKET, Key=item.source_key, Body=os.urandom(12 * MiB))
+                overwritten.append(operation)
+
+    destination_s3.meta.events.register(f"before-call.s3.{operation}", overwrite_source)
+
+    with pytest.raises(SourceChanged) as caught:
+        copy(source_s3, destination_s3, item)
+
+    assert overwritten == [operation]
+    assert failed_call(caught.value) == operation
+    assert caught.value.message.startswith(f"{item.source_uri} changed after the release was resolved")
+    assert item.etag in caught.value.message
+    assert "start the release again" in caught.value.message
+    assert destination_s3.list_objects_v2(Bucket=PUBLISHING_BUCKET)["KeyCount"] == 0
+    assert destination_s3.list_multipart_uploads(Bucket=PUBLISHING_BUCKET).get("Uploads", []) == []  # aborted
 
 
 def test_given_an_object_above_the_multipart_threshold_when_copied_then_parts_are_copied_server_side(

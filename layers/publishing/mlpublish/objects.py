@@ -1,16 +1,19 @@
 """Copying model artifacts and validation data into the publishing region, server-side.
 
 S3 copies bytes itself (CopyObject, or UploadPartCopy for large objects through the managed
-transfer): nothing passes through Lambda memory. The copy is conditional on the pinned
-ETag, so an object overwritten after the release was resolved fails the copy instead of
-publishing other bytes. A destination that already holds the pinned source is not copied
-again (its metadata records the source ETag).
+transfer): nothing passes through Lambda memory. Every copy request is conditional on the
+pinned ETag (the transfer's HeadObject, the CopyObject, each UploadPartCopy), so an object
+overwritten after the release was resolved fails the copy with SourceChanged instead of
+publishing other bytes; a failed multipart copy is aborted by the transfer. A destination
+that already holds the pinned source is not copied again (its metadata records the source
+ETag).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import s3transfer.exceptions  # type: ignore[import-untyped]
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
@@ -25,6 +28,12 @@ SOURCE_URI = "mlpublish-source-uri"
 # Parts of 64 MiB keep a 5 GB model under ~80 UploadPartCopy calls.
 _TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, multipart_chunksize=64 * 1024 * 1024)
 
+
+# s3transfer 0.19 (dev) wraps an UploadPartCopy's PreconditionFailed in S3CopyFailedError; the
+# Lambda runtime's 0.13 has no such class and raises the ClientError itself.
+_WRAPPED_COPY_ERRORS: tuple[type[Exception], ...] = tuple(
+    filter(None, [getattr(s3transfer.exceptions, "S3CopyFailedError", None)])
+)
 
 MANAGED_BY = {"Key": "managed-by", "Value": "mlpublish"}
 
@@ -170,14 +179,15 @@ def copy_object(source_s3: Any, destination_s3: Any, item: PinnedObject) -> Copi
                     Config=_TRANSFER,
                 )
         except ClientError as exc:
-            if error_code(exc) in {"PreconditionFailed", "412"}:
-                raise SourceChanged(
-                    f"{item.source_uri} changed after the release was resolved (pinned ETag {item.etag}); "
-                    "start the release again to publish the new object"
-                ) from exc
+            if _pin_failed(exc):
+                raise _source_changed(item) from exc
             raise ArtifactCopyFailed(
                 f"copying {item.source_uri} to {item.destination_uri} failed ({error_code(exc)}): {exc}"
             ) from exc
+        except _WRAPPED_COPY_ERRORS as exc:
+            if isinstance(exc.__context__, ClientError) and _pin_failed(exc.__context__):
+                raise _source_changed(item) from exc
+            raise ArtifactCopyFailed(f"copying {item.source_uri} to {item.destination_uri} failed: {exc}") from exc
     return CopiedObject(
         role=item.role,
         container=item.container,
@@ -185,6 +195,19 @@ def copy_object(source_s3: Any, destination_s3: Any, item: PinnedObject) -> Copi
         etag=item.etag,
         size=item.size,
         copied=copied,
+    )
+
+
+def _pin_failed(exc: ClientError) -> bool:
+    # CopyObject and UploadPartCopy answer PreconditionFailed; HeadObject, bodiless, a bare 412.
+    return error_code(exc) in {"PreconditionFailed", "412"}
+
+
+def _source_changed(item: PinnedObject) -> SourceChanged:
+    return SourceChanged(
+        f"{item.source_uri} changed after the release was resolved: it no longer has the pinned ETag {item.etag}, "
+        f"so nothing was published to {item.destination_uri}; start the release again to pin and publish the "
+        "new object"
     )
 
 
