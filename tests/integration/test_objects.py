@@ -6,6 +6,7 @@ as S3 does and a changed source fails the copy itself, not only the transfer's H
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import Any
@@ -61,7 +62,7 @@ def copy(source_s3: Any, destination_s3: Any, *items: PinnedObject) -> list[Any]
     return copy_objects(source_s3, destination_s3, list(items), region=PUBLISHING_REGION)
 
 
-def test_given_no_publishing_bucket_when_copying_then_it_is_created_private_encrypted_and_self_cleaning(
+def test_given_no_publishing_bucket_when_copying_then_it_is_created_private_tls_only_encrypted_and_self_cleaning(
     source_s3: Any, destination_s3: Any
 ) -> None:
     item = upload(source_s3, "sentiment/model.tar.gz", b"weights")
@@ -88,6 +89,45 @@ def test_given_no_publishing_bucket_when_copying_then_it_is_created_private_encr
     assert lifecycle["Status"] == "Enabled"
     assert lifecycle["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
     assert lifecycle["Filter"] == {"Prefix": ""}  # every key
+    assert bucket_policy(destination_s3)["Statement"] == [
+        {
+            "Sid": "mlpublish-deny-insecure-transport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [f"arn:aws:s3:::{PUBLISHING_BUCKET}", f"arn:aws:s3:::{PUBLISHING_BUCKET}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+    ]
+
+
+def bucket_policy(s3: Any) -> dict[str, Any]:
+    return dict(json.loads(s3.get_bucket_policy(Bucket=PUBLISHING_BUCKET)["Policy"]))
+
+
+def test_given_a_policy_the_seller_added_to_our_bucket_when_copying_twice_then_it_is_kept_with_one_tls_only_statement(
+    source_s3: Any, destination_s3: Any
+) -> None:
+    item = upload(source_s3, "sentiment/model.tar.gz", b"weights")
+    copy(source_s3, destination_s3, item)
+    theirs = {
+        "Sid": "ReadForAudit",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{PUBLISHING_BUCKET}/*",
+    }
+    policy = bucket_policy(destination_s3)
+    destination_s3.put_bucket_policy(
+        Bucket=PUBLISHING_BUCKET, Policy=json.dumps({**policy, "Statement": [theirs, *policy["Statement"]]})
+    )
+
+    copy(source_s3, destination_s3, item)
+    copy(source_s3, destination_s3, upload(source_s3, "sentiment/other.tar.gz", b"more weights"))
+
+    statements = bucket_policy(destination_s3)["Statement"]
+    assert [statement["Sid"] for statement in statements] == ["ReadForAudit", "mlpublish-deny-insecure-transport"]
+    assert statements[0] == theirs
 
 
 def test_given_a_bucket_we_created_whose_set_up_was_cut_short_when_copying_then_the_set_up_is_completed(
@@ -104,6 +144,7 @@ def test_given_a_bucket_we_created_whose_set_up_was_cut_short_when_copying_then_
     ]
     [lifecycle] = destination_s3.get_bucket_lifecycle_configuration(Bucket=PUBLISHING_BUCKET)["Rules"]
     assert lifecycle["ID"] == "abort-incomplete-multipart-uploads"
+    assert bucket_policy(destination_s3)["Statement"][0]["Sid"] == "mlpublish-deny-insecure-transport"
 
 
 def test_given_a_publishing_bucket_the_seller_made_when_copying_then_its_configuration_is_left_alone(
@@ -118,6 +159,8 @@ def test_given_a_publishing_bucket_the_seller_made_when_copying_then_its_configu
     assert copied.copied
     [lifecycle] = destination_s3.get_bucket_lifecycle_configuration(Bucket=PUBLISHING_BUCKET)["Rules"]
     assert lifecycle["ID"] == "sellers-own"
+    with pytest.raises(ClientError, match="NoSuchBucketPolicy"):
+        destination_s3.get_bucket_policy(Bucket=PUBLISHING_BUCKET)
 
 
 def test_given_a_pinned_object_when_copied_then_the_bytes_are_identical_and_the_source_is_recorded(

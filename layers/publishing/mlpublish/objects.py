@@ -11,6 +11,7 @@ ETag).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import s3transfer.exceptions  # type: ignore[import-untyped]
@@ -36,6 +37,7 @@ _WRAPPED_COPY_ERRORS: tuple[type[Exception], ...] = tuple(
 )
 
 MANAGED_BY = {"Key": "managed-by", "Value": "mlpublish"}
+TLS_ONLY_SID = "mlpublish-deny-insecure-transport"
 
 
 def derived_bucket(account_id: str, region: str) -> str:
@@ -55,8 +57,8 @@ def publishing_bucket(config: PublishingConfig, *, account_id: str, region: str)
 
 
 def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
-    """Create the publishing bucket if missing: private, encrypted, tagged, cleaning up
-    incomplete multipart uploads.
+    """Create the publishing bucket if missing: private, TLS-only, encrypted, tagged, cleaning
+    up incomplete multipart uploads.
 
     A bucket this pipeline created is tagged first and set up again on every release, so a
     set-up cut short is completed by the next run; a bucket it did not create is left as
@@ -144,6 +146,38 @@ def _configure(s3: Any, bucket: str) -> None:
                 ]
             },
         )
+    _require_tls(s3, bucket)
+
+
+def tls_only_statement(bucket: str) -> dict[str, Any]:
+    """Deny every request to the bucket and its objects that does not arrive over TLS."""
+    return {
+        "Sid": TLS_ONLY_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def _require_tls(s3: Any, bucket: str) -> None:
+    """Add the TLS-only statement to the bucket policy, keeping any statement the seller added."""
+    statement = tls_only_statement(bucket)
+    policy: dict[str, Any] = {"Version": "2012-10-17", "Statement": []}
+    try:
+        with transient_errors(f"reading the policy of bucket {bucket}"):
+            policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchBucketPolicy":
+            raise
+    statements = policy.get("Statement", [])
+    statements = statements if isinstance(statements, list) else [statements]
+    if statement in statements:
+        return
+    policy["Statement"] = [s for s in statements if s.get("Sid") != TLS_ONLY_SID] + [statement]
+    with transient_errors(f"setting the policy of bucket {bucket}"):
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
 
 
 def already_copied(s3: Any, item: PinnedObject) -> bool:
