@@ -602,9 +602,8 @@ def _unmount_under(path: Path) -> None:
     """debootstrap mounts /proc, /sys (and in some containers /dev) in its target; an
     interrupted run can leave them mounted. Never delete through a mount."""
     for point in sorted(_mounts_under(path), key=len, reverse=True):
-        subprocess.run(  # nosec B607 - umount from PATH like the other Debian tools here; the point is ours
-            ["umount", "--lazy", point], check=False, capture_output=True
-        )
+        # umount from PATH, like the other Debian tools here; the mount point is one of ours.
+        subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)  # nosec B607
 
 
 def _remove_tree(path: Path) -> None:
