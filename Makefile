@@ -109,7 +109,7 @@ integration: venv deb ## handlers and domain against moto
 	$(VENV)/bin/pytest -m integration -q
 
 e2e: venv awscli-venv deb ## the whole state machine in the sandbox
-	$(VENV)/bin/pytest -m e2e -q
+	$(VENV)/bin/pytest -m "e2e and not faults" -q
 
 faults: venv deb ## the full fault-injection matrix: every AWS operation the stack calls, throttled, failing, losing answers
 	$(VENV)/bin/pytest -m faults -q
