@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from contextlib import ExitStack
 from typing import Any
@@ -26,6 +27,8 @@ from moto.sqs.models import Queue, sqs_backends
 from sandbox.extension import Extension
 
 logger = logging.getLogger(__name__)
+#: Real seconds between polls of a queue whose last batch failed.
+RETRY_SECONDS = 0.2
 
 
 class EventSourcePoller(Extension):
@@ -89,7 +92,12 @@ class EventSourcePoller(Extension):
                 queue, mappings = self._pending.popleft()
                 self._busy += 1
             try:
-                _deliver(queue, mappings)
+                if not _deliver(queue, mappings):
+                    # A failed batch is visible again: poll once more, as Lambda's poller does,
+                    # until it is handled or the queue's redrive policy moves it to the DLQ.
+                    time.sleep(RETRY_SECONDS)
+                    with self._condition:
+                        self._pending.append((queue, mappings))
             except Exception:  # a delivery that fails must not stop the poller for every later message
                 logger.exception("SQS event source mapping delivery failed for %s", queue.name)
             finally:
@@ -98,11 +106,13 @@ class EventSourcePoller(Extension):
                     self._condition.notify_all()
 
 
-def _deliver(queue: Queue, mappings: dict[str, Any]) -> None:
-    """One poll of each enabled mapping, as moto's ``add_message`` does it inline."""
+def _deliver(queue: Queue, mappings: dict[str, Any]) -> bool:
+    """One poll of each enabled mapping, as moto's ``add_message`` does it inline; False when
+    a batch failed and went back to the queue."""
     from moto.awslambda.utils import get_backend
 
     backend = sqs_backends[queue.account_id][queue.region]
+    handled = True
     for arn, mapping in mappings.items():
         if not mapping.enabled:
             continue
@@ -119,8 +129,10 @@ def _deliver(queue: Queue, mappings: dict[str, Any]) -> None:
             if delivered:
                 backend.delete_message(queue.name, message.receipt_handle)  # type: ignore[arg-type]
             else:  # visible again, for the next poll
+                handled = False
                 backend.change_message_visibility(
                     queue.name,
                     message.receipt_handle,  # type: ignore[arg-type]
                     visibility_timeout=0,
                 )
+    return handled
