@@ -20,6 +20,13 @@ plus image scans) and reports every FailureReason. This extension, on the virtua
   idempotency contract (moto itself stores ClientToken and ignores it);
 * implements DeleteModelPackage (moto raises NotImplementedError).
 
+With a ``local`` validator (``sandbox run --validation real``), the package's validation
+profile is also run for real, on the published image, by :mod:`sandbox.validation_local`,
+in a background thread started at creation: its FailureReason (or success) decides the
+profile's ValidationStatuses item. A describe that finds the virtual validation over while
+the real job still runs waits for it (at most ``block_seconds``, then InProgress), so the
+state machine polls no more often than it does on AWS.
+
 Item names (EntityName, ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``) of ImageScanStatuses are
 not documented; the sandbox uses the container's hostname, else its repository name.
 """
@@ -29,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -62,6 +70,21 @@ class ValidationOutcome:
     image_scan_failures: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class LocalRun:
+    """A real validation job of one package: ``failures`` by profile once ``done`` is set.
+
+    ``not_run`` says why no container ran (the sandbox could not run this job); the virtual
+    outcome then decides, and the report says so.
+    """
+
+    package_arn: str
+    done: threading.Event = field(default_factory=threading.Event)
+    failures: dict[str, str] = field(default_factory=dict)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    not_run: str | None = None
+
+
 @dataclass(frozen=True)
 class _Item:
     name: str
@@ -82,9 +105,19 @@ class SageMakerValidation(Extension):
     Install with ``undo = ext.install()`` (or ``with ext:``); ``undo()`` restores moto.
     """
 
-    def __init__(self, clock: VirtualClock, default_outcome: ValidationOutcome | None = None) -> None:
+    def __init__(
+        self,
+        clock: VirtualClock,
+        default_outcome: ValidationOutcome | None = None,
+        *,
+        local: Callable[[Any], LocalRun] | None = None,
+        block_seconds: float = 20.0,
+    ) -> None:
         self.clock = clock
         self.default_outcome = default_outcome or ValidationOutcome()
+        self.local = local
+        self.block_seconds = block_seconds
+        self.local_runs: dict[str, LocalRun] = {}
         self._outcomes: dict[str, ValidationOutcome] = {}
         self._tracked: dict[str, _Tracked] = {}
         self._lock = threading.Lock()
@@ -100,6 +133,13 @@ class SageMakerValidation(Extension):
         stack.enter_context(
             patch.object(SageMakerResponse, "delete_model_package", self._delete_response(), create=True)
         )
+        stack.callback(self._finish_local_runs)
+
+    def _finish_local_runs(self, timeout: float = 120.0) -> None:
+        """Let real jobs still running end (they kill their containers) before the sandbox goes."""
+        deadline = time.monotonic() + timeout
+        for run in list(self.local_runs.values()):
+            run.done.wait(max(0.0, deadline - time.monotonic()))
 
     def _backend_patches(self) -> dict[str, Callable[..., Any]]:
         ext = self
@@ -173,7 +213,26 @@ class SageMakerValidation(Extension):
         )
         with self._lock:
             self._tracked[package.arn] = _Tracked(package.creation_time, outcome, validations, image_scans)
+        if self.local is not None and profiles:
+            self._start_local(package)
         self._refresh(package)
+
+    def _start_local(self, package: Any) -> None:
+        assert self.local is not None
+        run_job = self.local
+        placeholder = LocalRun(package.arn)
+        self.local_runs[package.arn] = placeholder
+
+        def run() -> None:
+            try:
+                finished = run_job(package)
+            except Exception as exc:  # the sandbox's own failure: say so, let the virtual outcome decide
+                finished = LocalRun(package.arn, not_run=f"{type(exc).__name__}: {exc}")
+            placeholder.failures, placeholder.jobs = finished.failures, finished.jobs
+            placeholder.not_run = finished.not_run
+            placeholder.done.set()
+
+        threading.Thread(target=run, name=f"validate-{package.model_package_name}", daemon=True).start()
 
     def _refresh(self, package: Any) -> None:
         """Set the package's status from the virtual time elapsed since its creation."""
@@ -183,11 +242,17 @@ class SageMakerValidation(Extension):
             return
         elapsed = self.clock.seconds_since(tracked.created_at)
         outcome = tracked.outcome
+        local = self.local_runs.get(package.arn)
+        over = elapsed >= outcome.pending_seconds + outcome.in_progress_seconds
+        if over and local is not None and not local.done.wait(self.block_seconds):
+            over = False  # the real job still runs: SageMaker would still say InProgress
         if elapsed < outcome.pending_seconds:
             status, details = "Pending", _details(tracked, "NotStarted")
-        elif elapsed < outcome.pending_seconds + outcome.in_progress_seconds:
+        elif not over:
             status, details = "InProgress", _details(tracked, "InProgress")
         else:
+            if local is not None and local.not_run is None:
+                tracked = _with_local_results(tracked, local.failures)
             details = _details(tracked, None)
             failed = any(item.get("Status") == "Failed" for items in details.values() for item in items)
             status = "Failed" if failed else "Completed"
@@ -203,6 +268,12 @@ class SageMakerValidation(Extension):
             del backend.model_package_name_mapping[key]
         with self._lock:
             self._tracked.pop(arn, None)
+
+
+def _with_local_results(tracked: _Tracked, failures: Mapping[str, str]) -> _Tracked:
+    """The profiles' outcomes as the real job decided them (image scans stay as configured)."""
+    validations = tuple(_Item(item.name, failures.get(item.name)) for item in tracked.validations)
+    return _Tracked(tracked.created_at, tracked.outcome, validations, tracked.image_scans)
 
 
 def _reason(failures: Mapping[str, str], *keys: str) -> str | None:

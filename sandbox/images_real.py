@@ -23,7 +23,8 @@ Each broken kind is the good image plus one small layer that replaces a file (an
 ``no-server``          ``serve`` is ``echo serving``: exits 0, nothing listens
 ``wrong-port``         listens on 8081 whatever ``SAGEMAKER_BIND_TO_PORT`` says
 ``needs-internet``     downloads from https://pypi.org at start, exits 1 when it cannot
-``errors-500``         every second record it sees raises: 500 for the request holding it
+``errors-500``         a record whose values sum over 1 raises: 500 for the request holding it,
+                       on every retry (as a model failing on some inputs does)
 ``slow-ping``          ``/ping`` answers only 10 minutes after start
 ``oversize-response``  ``/invocations`` answers with more than 6 MB
 ``arm64``              config architecture arm64; the entrypoint is an aarch64 ELF
@@ -98,7 +99,7 @@ _BEHAVIOUR = '''"""What the server does; the test variants of this image replace
 PORT = None  # None: SAGEMAKER_BIND_TO_PORT when set, else 8080
 STARTUP_DOWNLOAD_URL = None  # fetched at start; the server exits 1 when it cannot
 PING_READY_AFTER_SECONDS = 0  # /ping waits until this long after start
-FAIL_EVERY_NTH_RECORD = 0  # every Nth record raises (0: never)
+FAIL_RECORDS_SUMMING_OVER = None  # a record whose numbers sum over this raises (None: never)
 PAD_RESPONSE_TO_BYTES = 0  # /invocations responses padded to this size
 '''
 _PREDICTOR = '''"""A SageMaker inference server: GET /ping, GET /execution-parameters, POST /invocations.
@@ -156,8 +157,6 @@ def predict(record, bias):
     with _lock:
         _records_seen += 1
         seen = _records_seen
-    if behaviour.FAIL_EVERY_NTH_RECORD and seen % behaviour.FAIL_EVERY_NTH_RECORD == 0:
-        raise ValueError(f"record {seen} cannot be scored: {record[:80]!r}")
     fields = [field.strip() for field in record.split(",")]
     numbers = []
     for value in fields:
@@ -165,6 +164,9 @@ def predict(record, bias):
             numbers.append(float(value))
         except ValueError:
             pass
+    limit = behaviour.FAIL_RECORDS_SUMMING_OVER
+    if limit is not None and sum(numbers) > limit:
+        raise ValueError(f"record {seen} cannot be scored, its values sum over {limit}: {record[:80]!r}")
     return {"fields": len(fields), "score": round(sum(numbers) + bias, 6)}
 
 
@@ -310,7 +312,8 @@ _VARIANTS: dict[str, _Variant] = {
         created_by="download from pypi.org at start",
     ),
     "errors-500": _Variant(
-        {_BEHAVIOUR_PATH: (_behaviour(FAIL_EVERY_NTH_RECORD=2), 0o644)}, created_by="500 on every second record"
+        {_BEHAVIOUR_PATH: (_behaviour(FAIL_RECORDS_SUMMING_OVER=1.0), 0o644)},
+        created_by="500 on records summing over 1",
     ),
     "slow-ping": _Variant(
         {_BEHAVIOUR_PATH: (_behaviour(PING_READY_AFTER_SECONDS=600), 0o644)}, created_by="/ping after 10 minutes"

@@ -90,6 +90,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         if sandbox.lambdas
         else [],
         "api_faults": sandbox.api_faults.report(),
+        "validation": {"mode": sandbox.validation_mode, "jobs": []},
     }
     if delivery.deduplicated:
         # No new execution: the trigger found this content already published or in flight.
@@ -127,6 +128,9 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
     # A failed CreateModelPackage exits with the error in place of its result.
     created = [output["resource"]["arn"] for output in _outputs(history, "CreateModelPackage") if "resource" in output]
     if created:
+        run = sandbox.sagemaker.local_runs.get(created[-1])
+        if run is not None and run.done.is_set():
+            report["validation"]["jobs"] = run.jobs
         report["model_package_arn"] = created[-1]
         report["model_package"] = describe_model_package(sandbox, created[-1])
         report["published_objects"] = published_objects(sandbox, report["model_package"])

@@ -58,7 +58,9 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> WrittenLayout:
 def test_given_a_clean_release_then_the_fault_matrix_covers_every_operation_the_stack_calls(
     image: WrittenLayout, tmp_path: Path
 ) -> None:
-    sandbox = Sandbox(load_release(EXAMPLE), RunOptions(release=EXAMPLE, log_file=tmp_path / "lambda.log"))
+    sandbox = Sandbox(
+        load_release(EXAMPLE), RunOptions(release=EXAMPLE, validation="completed", log_file=tmp_path / "lambda.log")
+    )
     with sandbox.running():
         sandbox.seed_and_trigger(open_layout(image.path))
 
@@ -69,7 +71,10 @@ def released_under(fault: str, image: WrittenLayout, log_file: Path) -> None:
     """Run the example release with ``fault``, then once more, and check what it left."""
     kind = fault.split(":", maxsplit=1)[0]
     api_fault = ApiFault.parse(f"{fault}:times={TIMES[kind]}")
-    sandbox = Sandbox(load_release(EXAMPLE), RunOptions(release=EXAMPLE, log_file=log_file, api_faults=[api_fault]))
+    sandbox = Sandbox(
+        load_release(EXAMPLE),
+        RunOptions(release=EXAMPLE, validation="completed", log_file=log_file, api_faults=[api_fault]),
+    )
     with sandbox.running():
         _, first = sandbox.seed_and_trigger(open_layout(image.path))
         announced = [event["detail-type"] for event in sandbox.drain("events")]

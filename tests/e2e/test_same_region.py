@@ -23,7 +23,7 @@ def test_given_an_oci_image_published_in_its_own_region_then_the_sellers_tag_is_
     release = tmp_path / "release.yaml"
     release.write_text(yaml.safe_dump(document))
     written = write_layout(tmp_path / "image", "oci", tag="1.2.0")
-    sandbox = Sandbox(load_release(release), RunOptions(release=release))
+    sandbox = Sandbox(load_release(release), RunOptions(release=release, validation="completed"))
 
     with (tmp_path / "lambda.log").open("w") as log, redirect_stdout(log), sandbox.running():
         digest, delivery = sandbox.seed_and_trigger(open_layout(written.path))

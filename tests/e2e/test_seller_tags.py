@@ -22,7 +22,7 @@ def test_given_the_sellers_own_tag_in_the_publishing_region_when_released_then_i
     repository = release.containers[0].image_ref.repository
     ours = write_layout(tmp_path / "release", "docker-v2", tag="1.2.0").path
     theirs = write_layout(tmp_path / "theirs", "oci", tag="1.2.0").path
-    sandbox = Sandbox(release, RunOptions(release=EXAMPLE, log_file=tmp_path / "lambda.log"))
+    sandbox = Sandbox(release, RunOptions(release=EXAMPLE, validation="completed", log_file=tmp_path / "lambda.log"))
     with sandbox.running():
         ecr = sandbox.aws("ecr", "us-east-2")
         ecr.create_repository(repositoryName=repository)  # the seller's, tags mutable

@@ -1,0 +1,959 @@
+"""Local validation: a model package's validation profile run as SageMaker runs it, with runc.
+
+SageMaker validates a Marketplace model package with a batch transform job on the published
+image; it takes hours and a failure costs a day. This module runs the same job here, on the
+image bytes, in seconds:
+
+* each container's image is unpacked into a fresh root filesystem (layers applied in order,
+  whiteouts honoured), the model artifact extracted into ``/opt/ml/model``, and started as
+  SageMaker starts it: ``ENTRYPOINT`` + ``serve`` (``docker run IMAGE serve``), the image's
+  and the container definition's environment, root, Docker's default capabilities;
+* in a network namespace of its own with loopback only: Marketplace runs models with network
+  isolation, so a container that needs the internet fails here as it would there. The
+  containers of an inference pipeline share that namespace and each gets its own port in
+  ``SAGEMAKER_BIND_TO_PORT`` (SageMaker provides the variable to pipeline containers and does
+  not document the values; the sandbox uses ports away from 8080, so a container that ignores
+  the variable fails here too);
+* CPU and memory limited to the validation instance type's (``ml.m5.large``: 2 vCPU, 8 GiB),
+  at most this machine's CPUs and half its memory;
+* ``GET /ping`` until 200 (each try 2 s; 4 minutes to start), ``GET /execution-parameters``
+  if served, then ``POST /invocations`` with the input split by ``SplitType``, batched by
+  ``BatchStrategy``/``MaxPayloadInMB``, ``Content-Type`` and ``Accept`` from the profile; a
+  failed invocation is retried 3 times (``ModelClientConfig`` defaults: 600 s, 3 retries);
+  every answer must be 2xx and at most ``MaxPayloadInMB`` (buyers' real-time endpoints cap
+  responses at 6 MB); in a pipeline each container's answer is the next one's request;
+* the output is written where the profile says (``<input name>.out``), and every request
+  made is recorded with its outcome; a failure says which request failed, how (status,
+  timeout, exit code) and the container's last log lines.
+
+Every container is killed and its bundle removed when the job ends, however it ends; one
+left by a process that was killed outright is removed by the next job (:func:`sweep`).
+``Deadlines.scaled`` shortens the deadlines so tests of slow containers take seconds.
+
+Running needs root and runc (``make deb``); :func:`unavailable` says why it cannot run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import gzip
+import http.client
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+SERVING_PORT = 8080
+#: Ports for inference pipeline containers (SAGEMAKER_BIND_TO_PORT), one per container.
+PIPELINE_FIRST_PORT = 9081
+#: SageMaker's default for ModelClientConfig.InvocationsMaxRetries.
+INVOCATION_RETRIES = 3
+LOG_LINES = 8
+MB = 1024 * 1024
+RUNC_ROOT = Path("/run/mlpublish-runc")
+ID_PREFIX = "mlpublish-validate"
+_CLONE_NEWNET = 0x40000000
+_DOCKER_CAPABILITIES = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+# The mounts every container gets, as Docker gives them (and /tmp as tmpfs).
+_MOUNTS = [
+    ("/proc", "proc", ()),
+    ("/dev", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
+    ("/dev/pts", "devpts", ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620")),
+    ("/dev/shm", "tmpfs", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),
+    ("/dev/mqueue", "mqueue", ("nosuid", "noexec", "nodev")),
+    ("/sys", "sysfs", ("nosuid", "noexec", "nodev", "ro")),
+    ("/tmp", "tmpfs", ("nosuid", "nodev", "mode=1777")),
+]
+# GiB of memory per vCPU of SageMaker instance families (ml.<family><generation>...).
+_GIB_PER_VCPU = {"c": 2.0, "m": 4.0, "r": 8.0, "t": 4.0, "g": 4.0, "p": 7.6, "inf": 4.0, "trn": 16.0}
+_SIZES = {"medium": 1, "large": 2, "xlarge": 4}
+
+
+class LocalValidationError(Exception):
+    """The job failed: ``reason`` is the FailureReason SageMaker's status would carry."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Unsupported(Exception):
+    """The job asks for something this sandbox cannot run (not the seller's fault)."""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """SageMaker's time limits, in seconds (``scaled`` makes them shorter for tests)."""
+
+    ping_startup: float = 240.0  # /ping must pass within 4 minutes of start
+    ping_timeout: float = 2.0  # each /ping answered within 2 s
+    invocation_timeout: float = 600.0  # ModelClientConfig.InvocationsTimeoutInSeconds default
+    stop_grace: float = 30.0  # SIGTERM, then SIGKILL after 30 s
+    budget: float = 3600.0  # the whole job, wall clock (the sandbox's own bound)
+
+    def scaled(self, factor: float) -> Deadlines:
+        """Every deadline but the 2 s /ping timeout multiplied by ``factor`` (tests: 0.01)."""
+        return dataclasses.replace(
+            self,
+            ping_startup=self.ping_startup * factor,
+            invocation_timeout=self.invocation_timeout * factor,
+            stop_grace=self.stop_grace * factor,
+            budget=self.budget * factor,
+        )
+
+
+class ImageSource(Protocol):
+    """An image as the runtime sees it: its config and its layers, in order."""
+
+    def config(self) -> dict[str, Any]: ...
+    def layers(self) -> list[tuple[str, str]]: ...  # (digest, media type), bottom first
+    def open_blob(self, digest: str) -> IO[bytes]: ...
+
+
+class JobStorage(Protocol):
+    """Where the transform job reads its input and model and writes its output (S3)."""
+
+    def read(self, uri: str) -> bytes: ...
+    def list(self, uri_prefix: str) -> list[str]: ...  # object URIs under the prefix
+    def write(self, uri: str, body: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class ContainerUnderTest:
+    name: str
+    image_uri: str
+    image: ImageSource
+    environment: Mapping[str, str] = field(default_factory=dict)
+    model_data_url: str | None = None
+
+
+@dataclass(frozen=True)
+class TransformJob:
+    """A validation profile's TransformJobDefinition, as CreateModelPackage received it."""
+
+    profile_name: str
+    definition: Mapping[str, Any]
+
+    @property
+    def input(self) -> Mapping[str, Any]:
+        return self.definition.get("TransformInput") or {}
+
+    @property
+    def output(self) -> Mapping[str, Any]:
+        return self.definition.get("TransformOutput") or {}
+
+    @property
+    def instance_type(self) -> str:
+        return str((self.definition.get("TransformResources") or {}).get("InstanceType") or "ml.m5.large")
+
+
+# ----------------------------------------------------------------------------- the record
+
+
+@dataclass
+class RequestRecord:
+    """One request the job made (pings are one record per container: the tries counted)."""
+
+    container: str
+    request: str
+    outcome: str
+    status: int | None = None
+    seconds: float = 0.0
+    tries: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "container": self.container,
+            "request": self.request,
+            "status": self.status,
+            "outcome": self.outcome,
+            "seconds": round(self.seconds, 3),
+            "tries": self.tries,
+        }
+
+
+@dataclass
+class JobResult:
+    profile_name: str
+    failure_reason: str | None = None
+    requests: list[RequestRecord] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    limits: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.failure_reason is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile_name,
+            "status": "Completed" if self.passed else "Failed",
+            "failure_reason": self.failure_reason,
+            "requests": [r.as_dict() for r in self.requests],
+            "outputs": self.outputs,
+            "limits": self.limits,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def runc_path() -> str | None:
+    return shutil.which("runc") or shutil.which("runc", path="/usr/sbin:/sbin")
+
+
+def unavailable() -> str | None:
+    """Why containers cannot run here (None: they can)."""
+    if runc_path() is None:
+        return "runc is not installed (run `make deb`)"
+    if os.geteuid() != 0:
+        return "running containers with runc needs root"
+    if not Path("/proc/self/ns/net").exists():
+        return "this kernel has no network namespaces"
+    return None
+
+
+def sweep(runc: str | None = None) -> list[str]:
+    """Remove containers and bundles left by sandbox processes that no longer exist."""
+    runc = runc or runc_path()
+    removed: list[str] = []
+    if runc is None or not RUNC_ROOT.exists():
+        return removed
+    listed = subprocess.run(
+        [runc, "--root", str(RUNC_ROOT), "list", "--format", "json"], capture_output=True, text=True, check=False
+    )
+    for item in json.loads(listed.stdout or "null") or []:
+        owner = _owner_pid(item.get("id", ""))
+        if owner is not None and not _alive(owner):
+            _destroy(runc, item["id"])
+            shutil.rmtree(Path(item.get("bundle", "")).parent, ignore_errors=True)
+            removed.append(item["id"])
+    for work in Path(tempfile.gettempdir()).glob(f"{ID_PREFIX}-*"):
+        owner = _owner_pid(work.name)
+        if owner is not None and not _alive(owner):
+            shutil.rmtree(work, ignore_errors=True)
+    return removed
+
+
+def _owner_pid(name: str) -> int | None:
+    match = re.match(rf"{ID_PREFIX}-(\d+)-", name)
+    return int(match.group(1)) if match else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _destroy(runc: str, container_id: str) -> None:
+    root = ["--root", str(RUNC_ROOT)]
+    subprocess.run([runc, *root, "kill", container_id, "KILL"], capture_output=True, check=False)
+    subprocess.run([runc, *root, "delete", "--force", container_id], capture_output=True, check=False)
+
+
+def limits_for(instance_type: str) -> dict[str, Any]:
+    """vCPUs and memory of a SageMaker instance type, scaled down to this machine."""
+    match = re.fullmatch(r"ml\.([a-z]+?)(\d+)[a-z-]*\.(\w+)", instance_type)
+    family, size = (match.group(1), match.group(3)) if match else ("m", "large")
+    if size in _SIZES:
+        vcpus = _SIZES[size]
+    else:
+        number = re.fullmatch(r"(\d+)xlarge", size)
+        vcpus = int(number.group(1)) * 4 if number else 2
+    memory_gib = vcpus * _GIB_PER_VCPU.get(family, 4.0)
+    host_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    cpus = min(vcpus, os.cpu_count() or 1)
+    memory = min(int(memory_gib * 1024**3), host_memory // 2)
+    return {
+        "instance_type": instance_type,
+        "instance_vcpus": vcpus,
+        "instance_memory_gib": memory_gib,
+        "cpus": cpus,
+        "memory_bytes": memory,
+    }
+
+
+# ----------------------------------------------------------------------------- unpacking
+
+
+def unpack_image(image: ImageSource, rootfs: Path) -> None:
+    """Apply the image's layers in order into ``rootfs``, honouring OCI whiteouts."""
+    rootfs.mkdir(parents=True, exist_ok=True)
+    for digest, media_type in image.layers():
+        with image.open_blob(digest) as blob:
+            stream: IO[bytes] = blob
+            if "zstd" in media_type:
+                raise Unsupported(f"layer {digest} is zstd-compressed; the sandbox unpacks gzip and plain tar layers")
+            if "gzip" in media_type or media_type.endswith(".tar.gzip"):
+                stream = gzip.GzipFile(fileobj=blob)  # type: ignore[assignment]
+            try:
+                _apply_layer(stream, rootfs)
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+                raise LocalValidationError(
+                    f"ClientError: the image's layer {digest} cannot be unpacked ({exc}); "
+                    "rebuild and push the image (a truncated or corrupt layer fails on SageMaker too)"
+                ) from exc
+
+
+def _apply_layer(stream: IO[bytes], rootfs: Path) -> None:
+    written: set[str] = set()
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            name = os.path.normpath(member.name.lstrip("/")).removeprefix("./")
+            if name in {".", ""} or name.startswith(".."):
+                continue
+            directory, base = os.path.split(name)
+            if base == ".wh..wh..opq":
+                target = rootfs / directory
+                if target.is_dir() and not target.is_symlink():
+                    for child in target.iterdir():
+                        if os.path.join(directory, child.name) not in written:
+                            _remove(child)
+                continue
+            if base.startswith(".wh."):
+                _remove(rootfs / directory / base[len(".wh.") :])
+                continue
+            if member.ischr() or member.isblk() or member.isfifo():
+                continue  # the runtime makes /dev
+            target = rootfs / name
+            if os.path.lexists(target) and (target.is_symlink() or not (target.is_dir() and member.isdir())):
+                _remove(target)
+            member.name = name
+            tar.extract(member, rootfs, numeric_owner=True, filter="tar")
+            written.add(name)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or not path.is_dir():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def extract_model(artifact: bytes, destination: Path, url: str) -> None:
+    """Extract a model.tar.gz into ``destination`` as SageMaker does into /opt/ml/model."""
+    destination.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(artifact), mode="r:gz") as archive:
+            archive.extractall(destination, filter="data")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise LocalValidationError(
+            f"ClientError: the model artifact {url} could not be extracted into /opt/ml/model ({exc}); "
+            "it must be a gzip-compressed tar (tar czf model.tar.gz -C model .)"
+        ) from exc
+
+
+# ----------------------------------------------------------------------------- containers
+
+
+class _NetnsConnection(http.client.HTTPConnection):
+    """HTTP to 127.0.0.1 inside a container's network namespace (setns in a short-lived thread)."""
+
+    def __init__(self, pid: int, port: int, timeout: float) -> None:
+        super().__init__("127.0.0.1", port, timeout=timeout)
+        self._pid = pid
+
+    def connect(self) -> None:
+        self.sock = connect_in_netns(self._pid, self.port, min(float(self.timeout or 1.0), 1.0))
+        self.sock.settimeout(self.timeout)
+
+
+def connect_in_netns(pid: int, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to 127.0.0.1:``port`` in the network namespace of process ``pid``.
+
+    setns(CLONE_NEWNET) moves only the calling thread, and a socket stays in the namespace it
+    was made in, so a thread that enters, connects and ends leaves the process where it was.
+    """
+    result: dict[str, Any] = {}
+
+    def enter_and_connect() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/proc/{pid}/ns/net") as namespace:
+                if libc.setns(namespace.fileno(), _CLONE_NEWNET) != 0:
+                    error = ctypes.get_errno()
+                    raise OSError(error, f"setns: {os.strerror(error)}")
+            result["socket"] = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        except OSError as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=enter_and_connect, name="netns-connect")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["socket"]  # type: ignore[no-any-return]
+
+
+@dataclass
+class _Running:
+    name: str
+    container_id: str
+    process: subprocess.Popen[bytes]
+    pid: int
+    port: int
+    log: Path
+
+    def exit_code(self) -> int | None:
+        return self.process.poll()
+
+    def last_lines(self, count: int = LOG_LINES) -> list[str]:
+        try:
+            text = self.log.read_bytes()[-16384:].decode("utf-8", "replace")
+        except OSError:
+            return []
+        # Python's traceback carets (^^^^) say nothing in one line of text.
+        return [line for line in text.splitlines() if line.strip(" ^~")][-count:]
+
+
+class _Runtime:
+    """Bundles and runc containers of one job; ``close()`` kills and removes them all."""
+
+    def __init__(self, runc: str, work: Path, limits: Mapping[str, Any], deadlines: Deadlines) -> None:
+        self.runc, self.work, self.limits, self.deadlines = runc, work, limits, deadlines
+        self.running: list[_Running] = []
+
+    def start(
+        self,
+        index: int,
+        container: ContainerUnderTest,
+        config: Mapping[str, Any],
+        env: Mapping[str, str],
+        port: int,
+        netns_of: int | None,
+    ) -> _Running:
+        bundle = self.work / f"c{index}"
+        rootfs = bundle / "rootfs"
+        container_id = f"{ID_PREFIX}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{index}"
+        spec = _bundle_config(container, config, env, self.limits, netns_of)
+        _write_etc(rootfs, spec["hostname"])
+        (bundle / "config.json").write_text(json.dumps(spec))
+        log = bundle / "output.log"
+        RUNC_ROOT.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [self.runc, "--root", str(RUNC_ROOT), "run", "--bundle", str(bundle), container_id],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        running = _Running(container.name, container_id, process, 0, port, log)
+        self.running.append(running)
+        running.pid = self._init_pid(running)
+        return running
+
+    def _init_pid(self, running: _Running) -> int:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            state = subprocess.run(
+                [self.runc, "--root", str(RUNC_ROOT), "state", running.container_id],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if state.returncode == 0:
+                pid = int(json.loads(state.stdout).get("pid") or 0)
+                if pid:
+                    return pid
+            if running.exit_code() is not None:
+                return 0
+            time.sleep(0.01)
+        raise LocalValidationError(f"ClientError: container {running.name} did not start within 30 s")
+
+    def close(self) -> None:
+        for running in reversed(self.running):
+            if running.exit_code() is None:
+                _stop(self.runc, running, self.deadlines.stop_grace)
+            _destroy(self.runc, running.container_id)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                running.process.wait(timeout=10)
+        self.running.clear()
+
+
+def _stop(runc: str, running: _Running, grace: float) -> None:
+    """SIGTERM, then SIGKILL after the grace period, as SageMaker stops a container."""
+    root = ["--root", str(RUNC_ROOT)]
+    subprocess.run([runc, *root, "kill", running.container_id, "TERM"], capture_output=True, check=False)
+    try:
+        running.process.wait(timeout=max(grace, 0.1))
+    except subprocess.TimeoutExpired:
+        subprocess.run([runc, *root, "kill", running.container_id, "KILL"], capture_output=True, check=False)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            running.process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(running.process.pid, signal.SIGKILL)
+
+
+def _bundle_config(
+    container: ContainerUnderTest,
+    image_config: Mapping[str, Any],
+    env: Mapping[str, str],
+    limits: Mapping[str, Any],
+    netns_of: int | None,
+) -> dict[str, Any]:
+    settings = image_config.get("config") or {}
+    entrypoint = list(settings.get("Entrypoint") or [])
+    args = [*entrypoint, "serve"]  # `docker run IMAGE serve`: serve replaces CMD
+    variables = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)
+    variables.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    variables.update(env)
+    user = str(settings.get("User") or "0")
+    uid, _, gid = user.partition(":")
+    hostname = re.sub(r"[^a-zA-Z0-9-]", "-", container.name)[:63] or "container"
+    namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    namespaces.append({"type": "network", "path": f"/proc/{netns_of}/ns/net"} if netns_of else {"type": "network"})
+    period = 100_000
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": int(uid) if uid.isdigit() else 0, "gid": int(gid) if gid.isdigit() else 0},
+            "args": args,
+            "env": [f"{key}={value}" for key, value in variables.items()],
+            "cwd": settings.get("WorkingDir") or "/",
+            "capabilities": {kind: list(_DOCKER_CAPABILITIES) for kind in ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": _open_files(), "soft": _open_files()}],
+            "noNewPrivileges": False,
+        },
+        "root": {"path": "rootfs", "readonly": False},
+        "hostname": hostname,
+        "mounts": [
+            {"destination": where, "type": kind, "source": kind, "options": list(options)}
+            for where, kind, options in _MOUNTS
+        ],
+        "linux": {
+            "namespaces": namespaces,
+            "resources": {
+                "devices": [{"allow": False, "access": "rwm"}],
+                "memory": {"limit": int(limits["memory_bytes"])},
+                "cpu": {"quota": int(limits["cpus"] * period), "period": period},
+                "pids": {"limit": 4096},
+            },
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+
+
+def _open_files() -> int:
+    """Docker's 1048576 open files where this process may grant them, else its own limit."""
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1048576 if hard == resource.RLIM_INFINITY else min(hard, 1048576)
+
+
+def _write_etc(rootfs: Path, hostname: str) -> None:
+    """/etc/hosts and /etc/hostname, as the container runtime provides them."""
+    etc = rootfs / "etc"
+    for name in ("hosts", "hostname"):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            (etc / name).unlink()
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n127.0.1.1\t{hostname}\n")
+    (etc / "hostname").write_text(f"{hostname}\n")
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+@dataclass
+class _Answer:
+    status: int | None
+    body: bytes
+    content_type: str
+    error: str | None
+    seconds: float
+
+
+def _request(
+    running: _Running,
+    method: str,
+    path: str,
+    timeout: float,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+) -> _Answer:
+    started = time.monotonic()
+    connection = _NetnsConnection(running.pid, running.port, timeout)
+    try:
+        connection.request(method, path, body=body if method == "POST" else None, headers=dict(headers or {}))
+        response = connection.getresponse()
+        data = response.read()
+        kind = response.getheader("Content-Type") or ""
+        return _Answer(response.status, data, kind, None, time.monotonic() - started)
+    except TimeoutError:
+        return _Answer(None, b"", "", f"no answer within {timeout:g} s", time.monotonic() - started)
+    except (OSError, http.client.HTTPException) as exc:
+        reason = f"nothing listens on port {running.port}" if isinstance(exc, ConnectionRefusedError) else str(exc)
+        return _Answer(None, b"", "", reason or type(exc).__name__, time.monotonic() - started)
+    finally:
+        connection.close()
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def split_records(data: bytes, split_type: str) -> list[bytes]:
+    """The records SageMaker makes of one input object for ``SplitType``."""
+    if split_type == "Line":
+        return [line for line in data.splitlines(keepends=True) if line.strip()]
+    if split_type == "RecordIO":
+        return _recordio(data)
+    if split_type == "TFRecord":
+        return _tfrecord(data)
+    return [data] if data else []
+
+
+def _recordio(data: bytes) -> list[bytes]:
+    records, offset = [], 0
+    while offset + 8 <= len(data):
+        magic, header = struct.unpack_from("<II", data, offset)
+        if magic != 0xCED7230A:
+            raise LocalValidationError(f"ClientError: the input is not RecordIO (bad magic at byte {offset})")
+        length = header & ((1 << 29) - 1)
+        end = offset + 8 + length + (-length % 4)
+        records.append(data[offset:end])
+        offset = end
+    return records
+
+
+def _tfrecord(data: bytes) -> list[bytes]:
+    records, offset = [], 0
+    while offset + 12 <= len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        end = offset + 12 + length + 4
+        if end > len(data):
+            raise LocalValidationError(f"ClientError: the input is not TFRecord (record at byte {offset} overruns)")
+        records.append(data[offset:end])
+        offset = end
+    return records
+
+
+def mini_batches(records: Sequence[bytes], strategy: str, max_payload: int) -> list[bytes]:
+    """Requests' bodies: one record each (SingleRecord) or as many as fit (MultiRecord)."""
+    batches: list[bytes] = []
+    current = b""
+    for number, record in enumerate(records, start=1):
+        if len(record) > max_payload:
+            raise LocalValidationError(
+                f"ClientError: record {number} of the validation input is {len(record) / MB:.1f} MB, over "
+                f"MaxPayloadInMB={max_payload // MB}; split the input into smaller records or raise max_payload_mb"
+            )
+        if strategy == "SingleRecord":
+            batches.append(record)
+        elif current and len(current) + len(record) > max_payload:
+            batches.append(current)
+            current = record
+        else:
+            current += record
+    if current:
+        batches.append(current)
+    return batches
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+def run_transform_job(
+    job: TransformJob,
+    containers: Sequence[ContainerUnderTest],
+    storage: JobStorage,
+    deadlines: Deadlines | None = None,
+    *,
+    runc: str | None = None,
+) -> JobResult:
+    """Run the job; the result holds the FailureReason (None when it passed) and every request."""
+    deadlines = deadlines or Deadlines()
+    runc = runc or runc_path()
+    if runc is None:
+        raise Unsupported("runc is not installed")
+    sweep(runc)
+    started = time.monotonic()
+    result = JobResult(job.profile_name, limits=limits_for(job.instance_type))
+    work = Path(tempfile.mkdtemp(prefix=f"{ID_PREFIX}-{os.getpid()}-"))
+    runtime = _Runtime(runc, work, result.limits, deadlines)
+    try:
+        _Job(job, containers, storage, deadlines, runtime, result, started).run()
+    except LocalValidationError as exc:
+        result.failure_reason = exc.reason[:2048]
+    finally:
+        runtime.close()
+        shutil.rmtree(work, ignore_errors=True)
+        result.seconds = time.monotonic() - started
+    return result
+
+
+class _Job:
+    def __init__(
+        self,
+        job: TransformJob,
+        containers: Sequence[ContainerUnderTest],
+        storage: JobStorage,
+        deadlines: Deadlines,
+        runtime: _Runtime,
+        result: JobResult,
+        started: float,
+    ) -> None:
+        self.job, self.containers, self.storage = job, containers, storage
+        self.deadlines, self.runtime, self.result, self.started = deadlines, runtime, result, started
+        self.pipeline = len(containers) > 1
+
+    def _check_budget(self) -> None:
+        if time.monotonic() - self.started > self.deadlines.budget:
+            raise LocalValidationError(
+                f"ClientError: the transform job ran over the sandbox's {self.deadlines.budget:g} s budget"
+            )
+
+    def run(self) -> None:
+        definition = self.job.definition
+        transform_input = self.job.input
+        source = (transform_input.get("DataSource") or {}).get("S3DataSource") or {}
+        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            raise Unsupported(f"S3DataType {source.get('S3DataType')} (the sandbox reads S3Prefix inputs)")
+        running = self._start_all(definition)
+        parameters = self._execution_parameters(running[0])
+        strategy = definition.get("BatchStrategy") or parameters.get("BatchStrategy") or "MultiRecord"
+        max_payload = int(definition.get("MaxPayloadInMB") or parameters.get("MaxPayloadInMB") or 6) * MB
+        split = transform_input.get("SplitType") or "None"
+        content_type = transform_input.get("ContentType") or "application/octet-stream"
+        accept = self.job.output.get("Accept") or content_type
+        inputs = self.storage.list(source["S3Uri"])
+        if not inputs:
+            raise LocalValidationError(f"ClientError: no validation input under {source['S3Uri']}")
+        for uri in inputs:
+            data = self.storage.read(uri)
+            if transform_input.get("CompressionType") == "Gzip":
+                try:
+                    data = gzip.decompress(data)
+                except (OSError, EOFError, zlib.error) as exc:
+                    raise LocalValidationError(
+                        f"ClientError: {uri} is not gzip-compressed although CompressionType is Gzip ({exc})"
+                    ) from exc
+            answers = []
+            for body in mini_batches(split_records(data, split), strategy, max_payload):
+                answers.append(self._through_pipeline(running, body, content_type, accept, max_payload))
+            self._write_output(uri, source["S3Uri"], answers)
+
+    def _start_all(self, definition: Mapping[str, Any]) -> list[_Running]:
+        running: list[_Running] = []
+        max_payload_mb = definition.get("MaxPayloadInMB") or 6
+        for index, container in enumerate(self.containers):
+            bundle = self.runtime.work / f"c{index}"
+            config = container.image.config()
+            architecture = config.get("architecture", "amd64")
+            unpack_image(container.image, bundle / "rootfs")
+            if container.model_data_url:
+                extract_model(
+                    self.storage.read(container.model_data_url),
+                    bundle / "rootfs" / "opt" / "ml" / "model",
+                    container.model_data_url,
+                )
+            env = {"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(max_payload_mb)}
+            if definition.get("BatchStrategy"):
+                env["SAGEMAKER_BATCH_STRATEGY"] = str(definition["BatchStrategy"])
+            env.update(container.environment)
+            env.update(definition.get("Environment") or {})
+            port = SERVING_PORT
+            if self.pipeline:
+                port = PIPELINE_FIRST_PORT + index
+                env["SAGEMAKER_BIND_TO_PORT"] = str(port)
+                env["SAGEMAKER_SAFE_PORT_RANGE"] = f"{PIPELINE_FIRST_PORT + 100}-{PIPELINE_FIRST_PORT + 199}"
+            netns_of = running[0].pid if running else None
+            started = self.runtime.start(index, container, config, env, port, netns_of)
+            if started.pid == 0:
+                self._exited(started, "before it could be reached", architecture)
+            running.append(started)
+            self._await_ping(started, architecture)
+        return running
+
+    def _await_ping(self, running: _Running, architecture: str) -> None:
+        began = time.monotonic()
+        end = began + self.deadlines.ping_startup
+        tries, last = 0, _Answer(None, b"", "", "not tried", 0.0)
+        while time.monotonic() < end:
+            if running.exit_code() is not None:
+                self._record(running, "GET /ping", last, tries, began, outcome="container exited")
+                self._exited(running, "before /ping answered 200", architecture)
+            tries += 1
+            last = _request(running, "GET", "/ping", self.deadlines.ping_timeout)
+            if last.status == 200:
+                self._record(running, "GET /ping", last, tries, began, outcome="200 OK")
+                return
+            time.sleep(min(0.1, self.deadlines.ping_timeout))
+        self._record(running, "GET /ping", last, tries, began, outcome="no 200 within the startup deadline")
+        how = f"HTTP {last.status}" if last.status else (last.error or "no answer")
+        self._fail(
+            running,
+            f"the container did not answer GET /ping with 200 within {self.deadlines.ping_startup:g} s of start "
+            f"(last try: {how}; {tries} tries). It must listen on port {running.port}"
+            + (" (SAGEMAKER_BIND_TO_PORT)" if self.pipeline else "")
+            + " and answer /ping within 2 s",
+        )
+
+    def _execution_parameters(self, running: _Running) -> dict[str, Any]:
+        answer = _request(running, "GET", "/execution-parameters", self.deadlines.ping_timeout * 5)
+        outcome = f"{answer.status}" if answer.status else (answer.error or "no answer")
+        self.result.requests.append(
+            RequestRecord(running.name, "GET /execution-parameters", outcome, answer.status, answer.seconds)
+        )
+        if answer.status != 200:
+            return {}
+        try:
+            parameters = json.loads(answer.body)
+        except ValueError:
+            return {}
+        if not isinstance(parameters, dict):
+            return {}
+        strategy = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord"}
+        if "BatchStrategy" in parameters:
+            parameters["BatchStrategy"] = strategy.get(str(parameters["BatchStrategy"]), parameters["BatchStrategy"])
+        return parameters
+
+    def _through_pipeline(
+        self, running: Sequence[_Running], body: bytes, content_type: str, accept: str, max_payload: int
+    ) -> bytes:
+        for container in running:
+            answer = self._invoke(container, body, content_type, accept, max_payload)
+            body, content_type = answer.body, answer.content_type or content_type
+        return body
+
+    def _invoke(self, running: _Running, body: bytes, content_type: str, accept: str, max_payload: int) -> _Answer:
+        headers = {"Content-Type": content_type, "Accept": accept}
+        began = time.monotonic()
+        request = f"POST /invocations ({len(body)} bytes)"
+        answer = _Answer(None, b"", "", "not tried", 0.0)
+        for attempt in range(1, INVOCATION_RETRIES + 2):
+            self._check_budget()
+            answer = _request(running, "POST", "/invocations", self.deadlines.invocation_timeout, body, headers)
+            if answer.status is not None and 200 <= answer.status < 300:
+                if len(answer.body) > max_payload:
+                    self._record(running, request, answer, attempt, began, outcome="response too large")
+                    self._fail(
+                        running,
+                        f"{request} answered {len(answer.body) / MB:.1f} MB, over MaxPayloadInMB="
+                        f"{max_payload // MB} (a real-time endpoint caps responses at 6 MB)",
+                    )
+                self._record(running, request, answer, attempt, began, outcome=f"{answer.status}")
+                return answer
+            if running.exit_code() is not None:
+                self._record(running, request, answer, attempt, began, outcome="container exited")
+                self._exited(running, f"while answering {request}", None)
+        how = f"HTTP {answer.status}" if answer.status else (answer.error or "no answer")
+        self._record(running, request, answer, INVOCATION_RETRIES + 1, began, outcome=how)
+        self._fail(running, f"{request} failed: {how} (tried {INVOCATION_RETRIES + 1} times)")
+        raise AssertionError("unreachable")
+
+    def _write_output(self, uri: str, prefix: str, answers: Sequence[bytes]) -> None:
+        if self.job.output.get("AssembleWith") == "Line":
+            output = b"".join(a if a.endswith(b"\n") else a + b"\n" for a in answers)
+        else:
+            output = b"".join(answers)
+        relative = uri[len(prefix) :].lstrip("/") or uri.rsplit("/", 1)[-1]
+        destination = f"{self.job.output['S3OutputPath'].rstrip('/')}/{relative}.out"
+        self.storage.write(destination, output)
+        self.result.outputs.append(destination)
+
+    # ------------------------------------------------------------------ failing
+
+    def _record(
+        self, running: _Running, request: str, answer: _Answer, tries: int, began: float, *, outcome: str
+    ) -> None:
+        self.result.requests.append(
+            RequestRecord(running.name, request, outcome, answer.status, time.monotonic() - began, tries)
+        )
+
+    def _exited(self, running: _Running, when: str, architecture: str | None) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            running.process.wait(timeout=5)
+        code = running.exit_code()
+        hint = ""
+        lines = running.last_lines()
+        if any("exec format error" in line for line in lines):
+            hint = f"; its entrypoint is not an x86-64 program (image architecture {architecture or 'unknown'})"
+        self.result.requests.append(RequestRecord(running.name, "the container", f"exited with code {code} {when}"))
+        self._fail(running, f"the container exited with code {code} {when}{hint}")
+
+    def _fail(self, running: _Running, what: str) -> None:
+        lines = running.last_lines()
+        log = " | ".join(line.strip()[:200] for line in lines) if lines else "(no output)"
+        container = self.containers[[r.name for r in self.runtime.running].index(running.name)]
+        raise LocalValidationError(
+            f"ClientError: transform job for validation profile {self.job.profile_name}, container "
+            f"{running.name} ({container.image_uri}): {what}. Last log lines: {log}"
+        )
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+@dataclass
+class LayoutImage:
+    """An :class:`ImageSource` over a manifest, its config and a blob opener."""
+
+    manifest: Mapping[str, Any]
+    opener: Callable[[str], IO[bytes]]
+    _config: dict[str, Any] | None = None
+
+    def config(self) -> dict[str, Any]:
+        if self._config is None:
+            with self.opener(self.manifest["config"]["digest"]) as blob:
+                self._config = json.loads(blob.read())
+        return self._config
+
+    def layers(self) -> list[tuple[str, str]]:
+        return [(layer["digest"], str(layer.get("mediaType") or "")) for layer in self.manifest.get("layers") or []]
+
+    def open_blob(self, digest: str) -> IO[bytes]:
+        return self.opener(digest)
+
+
+def request_lines(result: JobResult) -> Iterator[str]:
+    """Lines for a person: each request and its outcome."""
+    for record in result.requests:
+        tries = f" ({record.tries} tries)" if record.tries > 1 else ""
+        yield f"{record.container}: {record.request} -> {record.outcome}{tries} in {record.seconds:.2f} s"
