@@ -4,8 +4,10 @@ SageMaker validates a Marketplace model package with a batch transform job on th
 image; it takes hours and a failure costs a day. This module runs the same job here, on the
 image bytes, in seconds:
 
-* each container's image is unpacked into a fresh root filesystem (layers applied in order,
-  whiteouts honoured), the model artifact extracted into ``/opt/ml/model``, and started as
+* each container gets a fresh root filesystem: the image's layers, each unpacked once per
+  machine (:class:`LayerCache`), under a writable overlay (or, without overlayfs, unpacked
+  in order with whiteouts honoured); the model artifact is extracted into ``/opt/ml/model``;
+  it is started as
   SageMaker starts it: ``ENTRYPOINT`` + ``serve`` (``docker run IMAGE serve``), the image's
   and the container definition's environment, root, Docker's default capabilities;
 * in a network namespace of its own with loopback only: Marketplace runs models with network
@@ -38,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import fcntl
 import gzip
 import http.client
 import io
@@ -47,6 +50,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import tarfile
@@ -263,11 +267,15 @@ def sweep(runc: str | None = None) -> list[str]:
         owner = _owner_pid(item.get("id", ""))
         if owner is not None and not _alive(owner):
             _destroy(runc, item["id"])
-            shutil.rmtree(Path(item.get("bundle", "")).parent, ignore_errors=True)
+            bundle = Path(item.get("bundle", ""))
+            unmount(bundle / "rootfs")
+            shutil.rmtree(bundle.parent, ignore_errors=True)
             removed.append(item["id"])
     for work in Path(tempfile.gettempdir()).glob(f"{ID_PREFIX}-*"):
         owner = _owner_pid(work.name)
         if owner is not None and not _alive(owner):
+            for rootfs in work.glob("c*/rootfs"):
+                unmount(rootfs)
             shutil.rmtree(work, ignore_errors=True)
     return removed
 
@@ -322,22 +330,107 @@ def unpack_image(image: ImageSource, rootfs: Path) -> None:
     """Apply the image's layers in order into ``rootfs``, honouring OCI whiteouts."""
     rootfs.mkdir(parents=True, exist_ok=True)
     for digest, media_type in image.layers():
-        with image.open_blob(digest) as blob:
-            stream: IO[bytes] = blob
-            if "zstd" in media_type:
-                raise Unsupported(f"layer {digest} is zstd-compressed; the sandbox unpacks gzip and plain tar layers")
-            if "gzip" in media_type or media_type.endswith(".tar.gzip"):
-                stream = gzip.GzipFile(fileobj=blob)  # type: ignore[assignment]
-            try:
+        try:
+            with _open_layer(image, digest, media_type) as stream:
                 _apply_layer(stream, rootfs)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise _unpack_error(digest, exc) from exc
+
+
+def _open_layer(image: ImageSource, digest: str, media_type: str) -> contextlib.AbstractContextManager[IO[bytes]]:
+    if "zstd" in media_type:
+        raise Unsupported(f"layer {digest} is zstd-compressed; the sandbox unpacks gzip and plain tar layers")
+    blob = image.open_blob(digest)
+    if "gzip" in media_type:
+        return contextlib.closing(gzip.GzipFile(fileobj=blob))  # type: ignore[arg-type]
+    return contextlib.closing(blob)
+
+
+class LayerCache:
+    """Each layer unpacked once, on its own, with overlayfs whiteouts; a root filesystem is
+    an overlay mount of an image's layers with a fresh writable layer on top.
+
+    Layers are content-addressed, so a layer shared by images (a base image, the Debian of
+    every test image) is unpacked once per machine, and starting a container costs a mount.
+    ``mount`` returns None where overlayfs cannot be mounted; the caller unpacks instead.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        self.root = root or Path(os.environ.get("MLPUBLISH_LAYER_CACHE") or base / "mlpublish" / "layers")
+
+    def mount(self, image: ImageSource, target: Path, scratch: Path) -> Path | None:
+        """Mount the image's root filesystem on ``target`` (upper layer in ``scratch``)."""
+        if not _overlay_supported():
+            return None
+        names = [self._layer(image, digest, media_type) for digest, media_type in image.layers()]
+        upper, workdir = scratch / "upper", scratch / "work"
+        for directory in (target, upper, workdir):
+            directory.mkdir(parents=True, exist_ok=True)
+        lower = ":".join(reversed(names)) if names else self._empty()
+        options = f"lowerdir={lower},upperdir={upper},workdir={workdir}"
+        # Relative lower directories (resolved in cwd) keep the options under the page-size limit.
+        mounted = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", options, str(target)],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if mounted.returncode != 0:
+            return None
+        return target
+
+    def _empty(self) -> str:
+        (self.root / "empty").mkdir(parents=True, exist_ok=True)
+        return "empty"
+
+    def _layer(self, image: ImageSource, digest: str, media_type: str) -> str:
+        name = digest.replace("sha256:", "")[:32]
+        final = self.root / name
+        if final.is_dir():
+            return name
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / f"{name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if final.is_dir():
+                return name
+            partial = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.root))
+            try:
+                with _open_layer(image, digest, media_type) as stream:
+                    _apply_layer(stream, partial, overlay=True)
             except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-                raise LocalValidationError(
-                    f"ClientError: the image's layer {digest} cannot be unpacked ({exc}); "
-                    "rebuild and push the image (a truncated or corrupt layer fails on SageMaker too)"
-                ) from exc
+                shutil.rmtree(partial, ignore_errors=True)
+                raise _unpack_error(digest, exc) from exc
+            os.rename(partial, final)
+        return name
 
 
-def _apply_layer(stream: IO[bytes], rootfs: Path) -> None:
+def _overlay_supported() -> bool:
+    try:
+        return "overlay" in Path("/proc/filesystems").read_text() and os.geteuid() == 0
+    except OSError:
+        return False
+
+
+def unmount(target: Path) -> None:
+    """Unmount an overlay root filesystem (lazily, if something still holds it)."""
+    if os.path.ismount(target):
+        done = subprocess.run(["umount", str(target)], capture_output=True, check=False)
+        if done.returncode != 0:
+            subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+
+
+def _unpack_error(digest: str, exc: BaseException) -> LocalValidationError:
+    return LocalValidationError(
+        f"ClientError: the image's layer {digest} cannot be unpacked ({exc}); "
+        "rebuild and push the image (a truncated or corrupt layer fails on SageMaker too)"
+    )
+
+
+def _apply_layer(stream: IO[bytes], rootfs: Path, *, overlay: bool = False) -> None:
+    """Extract one layer; whiteouts delete from ``rootfs`` or, with ``overlay``, become
+    overlayfs whiteouts (a 0/0 character device; ``trusted.overlay.opaque`` on a directory)."""
     written: set[str] = set()
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
@@ -347,13 +440,21 @@ def _apply_layer(stream: IO[bytes], rootfs: Path) -> None:
             directory, base = os.path.split(name)
             if base == ".wh..wh..opq":
                 target = rootfs / directory
+                if overlay:
+                    target.mkdir(parents=True, exist_ok=True)
+                    os.setxattr(target, "trusted.overlay.opaque", b"y")
+                    continue
                 if target.is_dir() and not target.is_symlink():
                     for child in target.iterdir():
                         if os.path.join(directory, child.name) not in written:
                             _remove(child)
                 continue
             if base.startswith(".wh."):
-                _remove(rootfs / directory / base[len(".wh.") :])
+                hidden = rootfs / directory / base[len(".wh.") :]
+                _remove(hidden)
+                if overlay:
+                    hidden.parent.mkdir(parents=True, exist_ok=True)
+                    os.mknod(hidden, stat.S_IFCHR | 0o600, os.makedev(0, 0))
                 continue
             if member.ischr() or member.isblk() or member.isfifo():
                 continue  # the runtime makes /dev
@@ -452,8 +553,10 @@ class _Running:
 class _Runtime:
     """Bundles and runc containers of one job; ``close()`` kills and removes them all."""
 
-    def __init__(self, runc: str, work: Path, limits: Mapping[str, Any], deadlines: Deadlines) -> None:
-        self.runc, self.work, self.limits, self.deadlines = runc, work, limits, deadlines
+    def __init__(
+        self, runc: str, work: Path, limits: Mapping[str, Any], deadlines: Deadlines, layers: LayerCache
+    ) -> None:
+        self.runc, self.work, self.limits, self.deadlines, self.layers = runc, work, limits, deadlines, layers
         self.running: list[_Running] = []
 
     def start(
@@ -512,6 +615,8 @@ class _Runtime:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 running.process.wait(timeout=10)
         self.running.clear()
+        for rootfs in sorted(self.work.glob("c*/rootfs")):
+            unmount(rootfs)
 
 
 def _stop(runc: str, running: _Running, grace: float) -> None:
@@ -706,6 +811,7 @@ def run_transform_job(
     deadlines: Deadlines | None = None,
     *,
     runc: str | None = None,
+    layers: LayerCache | None = None,
 ) -> JobResult:
     """Run the job; the result holds the FailureReason (None when it passed) and every request."""
     deadlines = deadlines or Deadlines()
@@ -716,7 +822,7 @@ def run_transform_job(
     started = time.monotonic()
     result = JobResult(job.profile_name, limits=limits_for(job.instance_type))
     work = Path(tempfile.mkdtemp(prefix=f"{ID_PREFIX}-{os.getpid()}-"))
-    runtime = _Runtime(runc, work, result.limits, deadlines)
+    runtime = _Runtime(runc, work, result.limits, deadlines, layers or LayerCache())
     try:
         _Job(job, containers, storage, deadlines, runtime, result, started).run()
     except LocalValidationError as exc:
@@ -786,7 +892,8 @@ class _Job:
             bundle = self.runtime.work / f"c{index}"
             config = container.image.config()
             architecture = config.get("architecture", "amd64")
-            unpack_image(container.image, bundle / "rootfs")
+            if self.runtime.layers.mount(container.image, bundle / "rootfs", bundle / "overlay") is None:
+                unpack_image(container.image, bundle / "rootfs")
             if container.model_data_url:
                 extract_model(
                     self.storage.read(container.model_data_url),
