@@ -90,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--validation-input", type=Path, help="validation input to upload (default: sample CSV)")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
     add_log_arguments(run)
-    from sandbox import serve  # serve.py imports this module
+    from sandbox import check, serve  # serve.py and check.py import this module
 
     serve.add_parser(commands)
+    check.add_parser(commands)
     return parser
 
 
@@ -133,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         from sandbox import serve
 
         return serve.main(args)
+    if args.command == "check":
+        from sandbox import check
+
+        return check.main(args)
     out = sys.stdout
     try:
         _check_files(args)
