@@ -654,3 +654,149 @@ def test_given_the_same_batch_delivered_twice_then_no_release_starts_twice(
 
     assert first == second == {"batchItemFailures": []}
     assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 2
+
+
+# --- deliver announcement -------------------------------------------------------------------
+
+TOPIC = "mlpublish-notifications"
+TOPIC_ARN = f"arn:aws:sns:{SOURCE_REGION}:{ACCOUNT}:{TOPIC}"
+READY_NOTE = {
+    "channel": "sns",
+    "outcome": "ready",
+    "subject": "Ready for listing: acme-sentiment 1.2.0",
+    "message": "acme-sentiment 1.2.0 is ready to list on AWS Marketplace.",
+    "execution": EXECUTION,
+}
+READY_EVENT = {
+    "channel": "events",
+    "detail_type": "Release Ready For Listing",
+    "detail": {"product": "acme-sentiment", "version": "1.2.0", "execution": EXECUTION},
+    "execution": EXECUTION,
+}
+
+
+@pytest.fixture
+def announcement_queue(stack_env: pytest.MonkeyPatch, moto_aws: None) -> dict[str, str]:
+    """The announcement queue, and queues subscribed to the topic's name and to the bus's events,
+    as the stack sets them up; the topic itself is made by the test (SNS is "down" until then)."""
+    sqs = boto3.client("sqs", region_name=SOURCE_REGION)
+    urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"] for name in ("announcements", "people", "automation")}
+    arns = {
+        name: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for name, url in urls.items()
+    }
+    events = boto3.client("events", region_name=SOURCE_REGION)
+    events.put_rule(Name="automation", EventPattern=json.dumps({"source": ["mlpublish"]}))
+    events.put_targets(Rule="automation", Targets=[{"Id": "automation", "Arn": arns["automation"]}])
+    stack_env.setenv("NOTIFICATION_TOPIC_ARN", TOPIC_ARN)
+    stack_env.setenv("EVENT_BUS_NAME", "default")
+    stack_env.setenv("EVENT_SOURCE", "mlpublish")
+    stack_env.setenv("ANNOUNCEMENT_QUEUE_URL", urls["announcements"])
+    return urls | {"people_arn": arns["people"]}
+
+
+def sns_up(queues: dict[str, str]) -> None:
+    sns = boto3.client("sns", region_name=SOURCE_REGION)
+    assert sns.create_topic(Name=TOPIC)["TopicArn"] == TOPIC_ARN
+    sns.subscribe(TopicArn=TOPIC_ARN, Protocol="sqs", Endpoint=queues["people_arn"])
+
+
+def deferred_batch(queue_url: str, *bodies: dict[str, Any]) -> dict[str, Any]:
+    """Send ``bodies`` to the queue as the state machine does and receive them as Lambda's poller does."""
+    sqs = boto3.client("sqs", region_name=SOURCE_REGION)
+    for body in bodies:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+    return sqs_event(queue_url)
+
+
+def sqs_event(queue_url: str) -> dict[str, Any]:
+    sqs = boto3.client("sqs", region_name=SOURCE_REGION)
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+        "Messages", []
+    )
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message["Attributes"],
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{SOURCE_REGION}:{ACCOUNT}:announcements",
+                "awsRegion": SOURCE_REGION,
+            }
+            for message in messages
+        ]
+    }
+
+
+def received(queue_url: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name=SOURCE_REGION)
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(message["Body"]) for message in messages]
+
+
+def test_given_deferred_announcements_when_both_channels_take_them_then_each_is_published_once_to_its_channel(
+    announcement_queue: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    sns_up(announcement_queue)
+    batch = deferred_batch(announcement_queue["announcements"], READY_NOTE, READY_EVENT)
+
+    response = load_handler("deliver_announcement")(batch, lambda_context)
+
+    assert response == {"batchItemFailures": []}
+    [note] = received(announcement_queue["people"])
+    [event] = received(announcement_queue["automation"])
+    assert (note["Subject"], note["Message"]) == (READY_NOTE["subject"], READY_NOTE["message"])
+    assert note["MessageAttributes"]["outcome"]["Value"] == "ready"
+    assert (event["detail-type"], event["source"], event["detail"]) == (
+        "Release Ready For Listing",
+        "mlpublish",
+        READY_EVENT["detail"],
+    )
+
+
+def test_given_sns_down_when_delivered_then_only_its_record_fails_backs_off_and_later_the_event_is_not_repeated(
+    announcement_queue: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    queue = announcement_queue["announcements"]
+    batch = deferred_batch(queue, READY_NOTE, READY_EVENT)
+    note_id = next(record["messageId"] for record in batch["Records"] if '"sns"' in record["body"])
+    handler = load_handler("deliver_announcement")
+
+    down = handler(batch, lambda_context)
+    hidden = sqs_event(queue)  # the back-off keeps the failed record out of sight
+    sns_up(announcement_queue)
+    [receipt] = [record["receiptHandle"] for record in batch["Records"] if record["messageId"] == note_id]
+    boto3.client("sqs", region_name=SOURCE_REGION).change_message_visibility(
+        QueueUrl=queue, ReceiptHandle=receipt, VisibilityTimeout=0
+    )  # the back-off is over
+    redelivered = sqs_event(queue)
+    up = handler(redelivered, lambda_context)
+
+    assert down == {"batchItemFailures": [{"itemIdentifier": note_id}]}
+    assert hidden == {"Records": []}
+    assert [record["messageId"] for record in redelivered["Records"]] == [note_id]
+    assert up == {"batchItemFailures": []}
+    assert [note["Subject"] for note in received(announcement_queue["people"])] == [READY_NOTE["subject"]]
+    assert [event["detail-type"] for event in received(announcement_queue["automation"])] == [
+        "Release Ready For Listing"
+    ]
+
+
+def test_given_a_record_that_is_not_an_announcement_then_it_fails_and_is_left_to_the_dead_letter_queue(
+    announcement_queue: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    sns_up(announcement_queue)
+    batch = deferred_batch(announcement_queue["announcements"], {"channel": "pager", "message": "?"}, READY_EVENT)
+    [odd] = [record["messageId"] for record in batch["Records"] if "pager" in record["body"]]
+
+    response = load_handler("deliver_announcement")(batch, lambda_context)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": odd}]}
+    assert received(announcement_queue["people"]) == []
+    assert [event["detail-type"] for event in received(announcement_queue["automation"])] == [
+        "Release Ready For Listing"
+    ]

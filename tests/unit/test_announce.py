@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.fixtures.releases import published_images, release_spec, resolved_release
 
-from mlpublish.announce import FAILED, READY, Copied, SuccessState, failed, parse_error, ready
-from mlpublish.errors import PreflightFailed
+from mlpublish.announce import (
+    FAILED,
+    READY,
+    Channels,
+    Copied,
+    SuccessState,
+    deliver,
+    failed,
+    parse_error,
+    ready,
+    retry_delay,
+)
+from mlpublish.errors import AnnouncementNotDelivered, PreflightFailed
 from mlpublish.release import Product
 from mlpublish.state import (
     CopiedObject,
+    DeferredEvent,
     Failure,
     ImageScanResult,
     Release,
@@ -22,6 +35,7 @@ from mlpublish.state import (
     Trigger,
     ValidationProgress,
 )
+from sandbox.stack import load_template
 
 pytestmark = pytest.mark.unit
 
@@ -308,3 +322,31 @@ def test_given_the_longest_product_name_and_version_then_every_subject_fits_sns(
         assert subject.isprintable()
     assert subjects[1].startswith("Release failed: " + "a" * 40)
     assert subjects[1].endswith("...")
+
+
+# --- deferred announcements ------------------------------------------------------------------
+
+
+class RefusingEvents:
+    """EventBridge answering PutEvents with a failed entry (it does not raise for those)."""
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]}
+
+
+def test_given_eventbridge_refusing_the_entry_when_a_deferred_event_is_delivered_then_it_is_not_delivered() -> None:
+    channels = Channels(sns=None, events=RefusingEvents(), topic_arn="", event_bus="default", event_source="mlpublish")
+    event = DeferredEvent(channel="events", detail_type=FAILED, detail={}, execution=EXECUTION)
+
+    with pytest.raises(AnnouncementNotDelivered, match="InternalFailure: try again"):
+        deliver(event, channels)
+
+
+def test_given_a_channel_down_then_retries_back_off_to_hourly_and_end_in_the_dead_letter_queue_within_14_days() -> None:
+    template = load_template(Path(__file__).resolve().parents[2] / "template.yaml")
+    queue = template["Resources"]["AnnouncementQueue"]["Properties"]
+    tries = queue["RedrivePolicy"]["maxReceiveCount"]
+    waited = sum(retry_delay(count) for count in range(1, tries + 1))
+
+    assert [retry_delay(count) // 60 for count in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert 2 * 24 * 3600 < waited < queue["MessageRetentionPeriod"] - 7 * 24 * 3600  # a week left in the DLQ

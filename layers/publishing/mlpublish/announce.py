@@ -2,19 +2,26 @@
 
 One function builds both the SNS message (for people) and the EventBridge event detail (for
 automation). The state machine publishes them through its direct SNS and EventBridge
-integrations.
+integrations. What one of them does not take (after the state's retries) the state machine
+sends to the announcement queue, one message per channel; ``deliver`` publishes it again
+from there, and ``postpone`` backs off while the channel is still down.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from mlpublish.errors import AnnouncementNotDelivered
 from mlpublish.state import (
     Announcement,
     CopiedObject,
+    Deferred,
+    DeferredNotification,
     Failure,
     PublishedImage,
     Release,
@@ -184,3 +191,78 @@ def _release_or_none(raw: Any) -> Release | None:
         return Release.model_validate(raw)
     except ValidationError:
         return None
+
+
+# --- the announcement queue: deferred announcements, delivered again -----------------------
+
+# A deferred announcement is tried again after 1, 2, 4, ... minutes, then hourly: with the
+# queue's maxReceiveCount of 100 that is about four days before it moves to the dead-letter
+# queue, well within the 14 days both queues keep a message.
+RETRY_FIRST_SECONDS = 60
+RETRY_MAX_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Channels:
+    """Where announcements go: the stack's topic and event bus, with clients for them."""
+
+    sns: Any
+    events: Any
+    topic_arn: str
+    event_bus: str
+    event_source: str
+
+
+def deliver(deferred: Deferred, channels: Channels) -> None:
+    """Publish a deferred announcement to its one channel, as the state machine meant to."""
+    try:
+        if isinstance(deferred, DeferredNotification):
+            channels.sns.publish(
+                TopicArn=channels.topic_arn,
+                Subject=deferred.subject,
+                Message=deferred.message,
+                MessageAttributes={"outcome": {"DataType": "String", "StringValue": deferred.outcome}},
+            )
+            return
+        response = channels.events.put_events(
+            Entries=[
+                {
+                    "EventBusName": channels.event_bus,
+                    "Source": channels.event_source,
+                    "DetailType": deferred.detail_type,
+                    "Detail": json.dumps(deferred.detail),
+                }
+            ]
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise AnnouncementNotDelivered(
+            f"{_channel_name(deferred)} did not take the announcement of {deferred.execution or 'an execution'} "
+            f"({exc}); it stays in the announcement queue and is sent again later"
+        ) from exc
+    if response.get("FailedEntryCount"):
+        [entry] = response.get("Entries", [{}])
+        raise AnnouncementNotDelivered(
+            f"EventBridge refused the event of {deferred.execution or 'an execution'} "
+            f"({entry.get('ErrorCode')}: {entry.get('ErrorMessage')}); it stays in the announcement queue"
+        )
+
+
+def retry_delay(receive_count: int) -> int:
+    """Seconds to wait before the ``receive_count``-th delivery is tried again."""
+    doublings = min(max(receive_count - 1, 0), 12)  # 2**12 minutes is past the cap already
+    return min(RETRY_FIRST_SECONDS * (1 << doublings), RETRY_MAX_SECONDS)
+
+
+def postpone(sqs: Any, queue_url: str, receipt_handle: str, receive_count: int) -> int:
+    """Keep a message that failed out of sight for ``retry_delay`` (the queue's own visibility
+    timeout is the fallback when this fails); returns the delay asked for."""
+    delay = retry_delay(receive_count)
+    try:
+        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=delay)
+    except (ClientError, BotoCoreError):
+        return 0
+    return delay
+
+
+def _channel_name(deferred: Deferred) -> str:
+    return "SNS" if isinstance(deferred, DeferredNotification) else "EventBridge"

@@ -38,9 +38,11 @@ TRANSIENT_CODES = frozenset(
 
 
 @cache
-def client(service: str, region: str | None = None) -> Any:
-    """One client per (service, region) for the life of the container."""
-    return boto3.session.Session().client(service, region_name=region, config=_CONFIG)
+def client(service: str, region: str | None = None, *, max_attempts: int = 8) -> Any:
+    """One client per (service, region) for the life of the container. ``max_attempts``: fewer
+    where something outside retries anyway (an SQS redelivery), so a call fails fast."""
+    config = _CONFIG.merge(Config(retries={"max_attempts": max_attempts, "mode": "adaptive"}))
+    return boto3.session.Session().client(service, region_name=region, config=config)
 
 
 def error_code(exc: ClientError) -> str:

@@ -81,3 +81,8 @@ class ValidationTimedOut(PipelineError):
 
 class TransientAwsError(PipelineError):
     """Throttling or a 5xx from AWS after the SDK's own retries; the state machine retries."""
+
+
+class AnnouncementNotDelivered(PipelineError):
+    """SNS or EventBridge did not take a deferred announcement; the announcement queue keeps it
+    and delivers it again later."""

@@ -62,6 +62,15 @@ class TriggerSettings(Settings):
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", pattern=r"^arn:aws[a-z-]*:states:")
 
 
+class AnnouncementSettings(Settings):
+    """The announcement queue's function publishes where the state machine does (set only on it)."""
+
+    notification_topic_arn: str = Field(alias="NOTIFICATION_TOPIC_ARN", pattern=r"^arn:aws[a-z-]*:sns:")
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)
+    event_source: str = Field(alias="EVENT_SOURCE", min_length=1)
+    announcement_queue_url: str = Field(alias="ANNOUNCEMENT_QUEUE_URL", min_length=1)
+
+
 SettingsT = TypeVar("SettingsT", bound=Settings)
 
 
@@ -74,6 +83,11 @@ def settings() -> Settings:
 def trigger_settings() -> TriggerSettings:
     """``settings()`` for the trigger, which fails at cold start without STATE_MACHINE_ARN."""
     return _load(TriggerSettings)
+
+
+def announcement_settings() -> AnnouncementSettings:
+    """``settings()`` for the announcement queue's function: its topic, bus, source and queue."""
+    return _load(AnnouncementSettings)
 
 
 def _load(model: type[SettingsT]) -> SettingsT:

@@ -6,7 +6,7 @@ so every payload stays far below Step Functions' 256 KiB limit.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -219,6 +219,33 @@ class Announcement(_State):
     message: str
     detail_type: str
     detail: dict[str, Any]
+
+
+# --- announcements the state machine could not send: the announcement queue's messages -----
+
+
+class DeferredNotification(_State):
+    """The SNS notification of an announcement, as NotifyAnnouncement meant to publish it."""
+
+    channel: Literal["sns"]
+    outcome: Literal["ready", "failed"]
+    subject: str = Field(max_length=100)
+    message: str
+    execution: str = ""
+
+
+class DeferredEvent(_State):
+    """The EventBridge event of an announcement, as RaiseAnnouncementEvent meant to put it."""
+
+    channel: Literal["events"]
+    detail_type: str
+    detail: dict[str, Any]
+    execution: str = ""
+
+
+# One message per channel that failed: a message is done once its one channel accepts it, so
+# no channel is ever sent an announcement twice by a retry of the other.
+Deferred = Annotated[DeferredNotification | DeferredEvent, Field(discriminator="channel")]
 
 
 # --- handler inputs: what the state machine passes each Lambda (its task Parameters) -------
