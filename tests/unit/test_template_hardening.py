@@ -8,6 +8,7 @@ resolve and model package request, so a change of layout that the role does not 
 from __future__ import annotations
 
 import fnmatch
+import json
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,110 @@ def test_given_the_state_machine_then_it_logs_every_transition_but_not_the_execu
     logging = machine["Properties"]["Logging"]
 
     assert (logging["Level"], logging["IncludeExecutionData"]) == ("ALL", False)
+
+
+# --- the announcements' last resort ---------------------------------------------------------
+
+ASL = Path(__file__).resolve().parents[2] / "statemachine" / "publish.asl.json"
+
+
+def announcement_queue(template: dict[str, Any]) -> tuple[str, str]:
+    """The queue the state machine defers announcements to, and its dead-letter queue."""
+    [machine] = of_type(template, "AWS::Serverless::StateMachine").values()
+    queue = machine["Properties"]["DefinitionSubstitutions"]["AnnouncementQueueUrl"]["Ref"]
+    dead_letter = template["Resources"][queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    return queue, dead_letter
+
+
+def test_given_the_announcement_queue_then_it_and_its_dead_letter_queue_are_sse_sqs_and_keep_messages_14_days(
+    template: dict[str, Any],
+) -> None:
+    queue, dead_letter = announcement_queue(template)
+    properties = {name: template["Resources"][name]["Properties"] for name in (queue, dead_letter)}
+
+    assert {name: (p.get("SqsManagedSseEnabled"), p.get("KmsMasterKeyId")) for name, p in properties.items()} == {
+        queue: (True, None),
+        dead_letter: (True, None),
+    }
+    assert {p["MessageRetentionPeriod"] for p in properties.values()} == {14 * 24 * 3600}
+    assert properties[queue]["RedrivePolicy"]["maxReceiveCount"] >= 50
+
+
+def test_given_the_announcement_queue_then_alarms_watch_its_dead_letters_and_its_oldest_message_and_are_outputs(
+    template: dict[str, Any],
+) -> None:
+    queue, dead_letter = announcement_queue(template)
+    watched = {
+        (alarm["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0], alarm["Properties"]["MetricName"]): name
+        for name, alarm in of_type(template, "AWS::CloudWatch::Alarm").items()
+    }
+    outputs = {name: output["Value"] for name, output in template["Outputs"].items()}
+
+    dead_letters = watched[(dead_letter, "ApproximateNumberOfMessagesVisible")]
+    delayed = watched[(queue, "ApproximateAgeOfOldestMessage")]
+    assert template["Resources"][dead_letters]["Properties"]["Threshold"] == 0
+    for alarm in (dead_letters, delayed):
+        name = template["Resources"][alarm]["Properties"]["AlarmName"]["Fn::Sub"]
+        assert any(
+            isinstance(value, dict) and str(value.get("Fn::Sub", "")).endswith(f":alarm:{name}")
+            for value in outputs.values()
+        )
+    assert outputs["AnnouncementQueueUrl"] == {"Ref": queue}
+
+
+def test_given_the_state_machine_then_it_may_send_to_the_announcement_queue_and_no_other(
+    template: dict[str, Any],
+) -> None:
+    queue, _ = announcement_queue(template)
+    [machine] = of_type(template, "AWS::Serverless::StateMachine").values()
+    sends = [
+        statement
+        for policy in machine["Properties"]["Policies"]
+        if isinstance(policy, dict) and "Statement" in policy
+        for statement in policy["Statement"]
+        if any(action.startswith("sqs:") for action in as_list(statement["Action"]))
+    ]
+
+    assert [(as_list(s["Action"]), s["Resource"]) for s in sends] == [
+        (["sqs:SendMessage"], {"Fn::GetAtt": [queue, "Arn"]})
+    ]
+
+
+def test_given_the_deliver_function_then_it_drains_the_announcement_queue_reporting_failed_records_alone(
+    template: dict[str, Any],
+) -> None:
+    queue, _ = announcement_queue(template)
+    function = template["Resources"]["DeliverAnnouncementFunction"]["Properties"]
+    [event] = function["Events"].values()
+    grants = [
+        statement
+        for policy in function["Policies"]
+        if isinstance(policy, dict) and "Statement" in policy
+        for statement in policy["Statement"]
+    ]
+
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert template["Resources"][queue]["Properties"]["VisibilityTimeout"] >= 6 * function["Timeout"]
+    # Its own grants: the topic's key through SNS only, and the back-off on that queue only.
+    assert {s["Sid"]: s["Resource"] for s in grants} == {
+        "EncryptNotifications": {"Fn::GetAtt": ["NotificationKey", "Arn"]},
+        "BackOff": {"Fn::GetAtt": [queue, "Arn"]},
+    }
+
+
+def test_given_an_announcement_state_then_what_its_channel_does_not_take_goes_to_the_announcement_queue() -> None:
+    states = json.loads(ASL.read_text())["States"]
+    channels = {
+        name: state
+        for name, state in states.items()
+        if state.get("Resource", "").startswith(("arn:aws:states:::sns:", "arn:aws:states:::events:"))
+    }
+
+    assert set(channels) == {"NotifyAnnouncement", "RaiseAnnouncementEvent"}
+    for state in channels.values():
+        [catch] = state["Catch"]
+        deferral = states[catch["Next"]]
+        assert catch["ErrorEquals"] == ["States.ALL"]
+        assert deferral["Resource"] == "arn:aws:states:::sqs:sendMessage"
+        assert deferral["Parameters"]["QueueUrl"] == "${AnnouncementQueueUrl}"
