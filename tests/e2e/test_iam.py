@@ -16,7 +16,9 @@ from unittest.mock import patch
 
 import pytest
 from tests.fixtures.images import write_layout
+from tests.fixtures.outage import wait_until_deferred_announcement_backed_off
 
+from sandbox.api_faults import ApiFault
 from sandbox.oci import open_layout
 from sandbox.runner import ROOT, RunOptions, Sandbox, load_release
 from sandbox.stack import _prepare, load_template, translate
@@ -30,6 +32,16 @@ SCENARIOS = [
     {"trigger": "s3-upload", "repeat": True, "parameter_overrides": {"WatchedBuckets": "acme-ml-artifacts"}},
     {"trigger": "manual", "repeat": True},
     {"trigger": "ecr-push", "validation": "failed"},
+    # SNS and EventBridge down: the announcement goes to the queue, DeliverAnnouncement backs off
+    # and, once they recover, delivers it.
+    {
+        "trigger": "ecr-push",
+        "validation": "failed",
+        "api_faults": [
+            ApiFault.parse("5xx:sns:Publish:times=10000"),
+            ApiFault.parse("5xx:events:PutEvents:times=10000"),
+        ],
+    },
 ]
 
 
@@ -75,6 +87,10 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
             sandbox.seed_and_trigger(layout)
             if options.repeat:
                 sandbox.redeliver()
+            if options.api_faults:  # AWS recovers, and the announcement queue is drained
+                wait_until_deferred_announcement_backed_off(sandbox)
+                sandbox.api_faults.recover()
+                sandbox.poller.wait_idle()
             assert sandbox.stack is not None
             logical = {physical: name for name, physical in sandbox.stack.resources.items()}
         logical[STATE_MACHINE] = STATE_MACHINE  # its service integrations, signed as its role
@@ -102,7 +118,9 @@ def test_given_every_release_path_when_handlers_call_aws_then_their_policies_all
 def test_given_every_release_path_then_each_step_function_was_exercised(calls: dict[str, set[str]]) -> None:
     # Guards the check above: a function that made no call was not checked at all.
     silent = {name for name in granted_actions() if name not in calls and name != "BuildAnnouncementFunction"}
-    # The state machine's own calls are checked too: invoking each function, then SNS and EventBridge.
-    assert {"lambda:InvokeFunction", "sns:Publish", "events:PutEvents"} <= calls[STATE_MACHINE]
+    # The state machine's own calls are checked too: invoking each function, then SNS and EventBridge,
+    # and the announcement queue when they are down.
+    assert {"lambda:InvokeFunction", "sns:Publish", "events:PutEvents", "sqs:SendMessage"} <= calls[STATE_MACHINE]
+    assert {"sns:Publish", "events:PutEvents", "sqs:ChangeMessageVisibility"} <= calls["DeliverAnnouncementFunction"]
 
     assert silent == set()
