@@ -14,6 +14,7 @@ the seller so that the chosen trigger is the one that fires:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import io
 import json
@@ -163,6 +164,13 @@ class Sandbox:
         """The release this sandbox runs."""
         if self._spec is None:
             raise RuntimeError("this sandbox was started without a release")
+        return self._spec
+
+    def use_release(self, path: Path) -> ReleaseSpec:
+        """Run the release in ``path`` next, in this same sandbox (as a seller publishes one product
+        after another into one stack): what earlier releases published stays."""
+        self._spec = load_release(path)
+        self.options = dataclasses.replace(self.options, release=path)
         return self._spec
 
     @property

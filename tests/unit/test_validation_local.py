@@ -51,7 +51,7 @@ def test_given_recordio_then_records_are_split_on_their_headers_with_padding() -
 
 
 def test_given_bytes_that_are_not_recordio_then_the_job_fails_naming_the_offset() -> None:
-    with pytest.raises(LocalValidationError, match="not RecordIO .*byte 0"):
+    with pytest.raises(LocalValidationError, match=r"not RecordIO .*byte 0"):
         split_records(b"1,2,3\n4,5,6\n", "RecordIO")
 
 
@@ -209,5 +209,5 @@ def test_given_a_zip_as_model_tar_gz_then_extraction_fails_saying_what_it_must_b
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("model.json", "{}")
 
-    with pytest.raises(LocalValidationError, match=r"s3://b/model.tar.gz could not be extracted .* gzip-compressed tar"):
+    with pytest.raises(LocalValidationError, match=r"s3://b/model.tar.gz could not be extracted .* gzip-compressed"):
         extract_model(buffer.getvalue(), tmp_path / "model", "s3://b/model.tar.gz")
