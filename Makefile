@@ -118,10 +118,11 @@ test: lint awscli-venv deb ## everything CI runs: lint, static checks, sam build
 	$(MAKE) --no-print-directory layer-check
 	$(VENV)/bin/pytest -q
 
-demo: venv deb ## publish a sample product end to end on the embedded local AWS
+demo: venv deb ## publish a sample product end to end on the embedded local AWS, its validation run for real with runc
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
-	$(PY) -c 'from sandbox.imagebuild import build_sample_image; print("built", build_sample_image("$(DEMO_DIR)/image", tag="1.2.0"))'
-	$(PY) -m sandbox run --release events/release.example.yaml --image $(DEMO_DIR)/image --repeat --log-file $(DEMO_DIR)/lambda.log
+	@echo "• the serving image (Debian bookworm + a SageMaker-style server; built once, about 2 minutes, then cached)"
+	image=$$($(PY) -c 'from sandbox.images_real import build_serving_image; print(build_serving_image("good"))') && \
+	$(PY) -m sandbox run --release events/release.example.yaml --image "$$image" --repeat --log-file $(DEMO_DIR)/lambda.log
 
 build: sam-venv ## sam build (python3.13, arm64) into .aws-sam/
 	@$(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1 || { \
