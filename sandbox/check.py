@@ -21,7 +21,8 @@ pipeline itself would stop at preflight.
 Exit codes: 0 everything passed (validation ran, or ``--skip-validation`` was given); 1 the
 release would fail (each finding printed with its fix), or validation could not run here
 (runc missing, not root: "not run: <why>"); 2 bad usage (a missing file, an unreadable
-image layout, a bad option), nothing was checked.
+image layout, a bad option), nothing was checked; 130 interrupted (Ctrl-C or SIGTERM; the
+containers are removed on the way out).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 import boto3
@@ -50,8 +53,14 @@ from sandbox.oci import LayoutError, OciLayout, push_layout
 from sandbox.runner import ROOT, SAMPLE_VALIDATION_INPUT, sample_model_data
 from sandbox.stack import load_template, parse_parameter_overrides, read_samconfig
 
+EXIT_INTERRUPTED = 130  # as a shell reports a process ended by SIGINT
 OUTPUT_PREVIEW_LINES = 5
 OUTPUT_PREVIEW_BYTES = 4096
+STAGES = {
+    "release": "release file",
+    "preflight": "preflight (the pipeline's ResolveRelease would stop the release here)",
+    "validation": "validation (SageMaker's transform job)",
+}
 _SCRUBBED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "MOTO_ACCOUNT_ID")
 
 
@@ -68,8 +77,8 @@ def add_parser(commands: Any) -> None:
         "here (runc missing or not root: reported as 'not run: <why>'; without it nothing says the container "
         "works, so it is not a pass; give --skip-validation to check the rest only, which exits 0 when that "
         "passes and says the validation was skipped); 2 bad usage (missing file, unreadable image layout, bad "
-        "option), nothing checked. Validation runs even when preflight finds something, so one round shows "
-        "every problem (the pipeline itself would stop at preflight).",
+        "option), nothing checked; 130 interrupted. Validation runs even when preflight finds something, so one "
+        "round shows every problem (the pipeline itself would stop at preflight).",
     )
     check.add_argument("--release", type=Path, required=True, help="release file (YAML or JSON)")
     check.add_argument(
@@ -576,15 +585,20 @@ def main(args: argparse.Namespace) -> int:
         report.validation = {"mode": "not run", "reason": "the release file is invalid"}
     else:
         try:
-            report.account_id = account
-            report.publishing_region = inputs.spec.publishing_region or publishing.default_region
-            preflight(inputs, report, account, publishing)
-            if args.skip_validation:
-                report.validation = {"mode": "skipped", "reason": "--skip-validation"}
-            else:
-                validate(inputs, report, account, args.deadline_scale)
+            with _terminated_as_interrupt():
+                report.account_id = account
+                report.publishing_region = inputs.spec.publishing_region or publishing.default_region
+                preflight(inputs, report, account, publishing)
+                if args.skip_validation:
+                    report.validation = {"mode": "skipped", "reason": "--skip-validation"}
+                else:
+                    validate(inputs, report, account, args.deadline_scale)
         except LayoutError as exc:
             return _usage_error(str(exc))
+        except KeyboardInterrupt:
+            # The transform job removed its containers and bundles on the way out.
+            print("error: interrupted; the check did not finish (no container is left running)", file=sys.stderr)
+            return EXIT_INTERRUPTED
         finally:
             inputs.close()
     report.seconds = time.monotonic() - started
@@ -594,6 +608,24 @@ def main(args: argparse.Namespace) -> int:
     else:
         _print(report, inputs, args, sys.stdout)
     return report.exit_code
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the check as Ctrl-C does, through every clean-up on the way out."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        saved = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave SIGTERM as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, saved)
 
 
 def _print(report: CheckReport, inputs: Inputs | None, args: argparse.Namespace, out: TextIO) -> None:
@@ -648,7 +680,8 @@ def _print(report: CheckReport, inputs: Inputs | None, args: argparse.Namespace,
         say(f"validation: {mode.upper() if mode else 'NOT RUN'}: {validation.get('reason')}")
     for finding in report.findings:
         say("")
-        say(f"✗ {finding.stage}: {finding.message}")
+        stage = STAGES.get(finding.stage, finding.stage)
+        say(f"✗ {stage}: {finding.message}")
         for reason in finding.reasons:
             say(f"    - {reason}")
     say("")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -204,6 +205,44 @@ def test_given_an_arm64_image_when_checked_then_the_container_also_fails_to_star
     assert "✗ preflight:" in run.stdout
     assert "is built for linux/arm64" in run.stdout
     assert "its entrypoint is not an x86-64 program (image architecture arm64)" in run.stdout
+
+
+def test_given_a_stack_that_does_not_allow_the_region_when_checked_then_preflight_says_so(
+    checked: Callable[..., Checked],
+) -> None:
+    run = checked("good", "--parameter-overrides", "AllowedPublishingRegions=us-east-1", "--skip-validation", "--json")
+    assert run.exit_code == 1, run.stdout + run.stderr
+    [finding] = run.findings("preflight")
+    [reason] = finding["reasons"]
+    assert reason.startswith("publishing_region: us-east-2 is not one of the stack's AllowedPublishingRegions")
+
+
+def test_given_a_check_running_a_container_when_terminated_then_it_exits_130_and_leaves_no_container(
+    serving_image: Callable[[str], Path],
+) -> None:
+    needs_runc()
+    image = serving_image("slow-ping")  # /ping never answers within the unscaled 4 minutes
+    command = [sys.executable, "-m", "sandbox", "check", "--release", str(EXAMPLE_RELEASE), "--image", str(image)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mine = f"{validation_local.ID_PREFIX}-{process.pid}-"
+    try:
+        end = time.monotonic() + 60
+        while not _containers(mine) and time.monotonic() < end and process.poll() is None:
+            time.sleep(0.2)
+        assert _containers(mine), "the check never started its container"
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert _containers(mine) == []
+    assert list(Path(tempfile.gettempdir()).glob(f"{mine}*")) == []
+
+
+def _containers(prefix: str) -> list[str]:
+    """Containers (their state directories under runc's root) whose id starts with ``prefix``."""
+    root = validation_local.RUNC_ROOT
+    return sorted(path.name for path in root.glob(f"{prefix}*")) if root.exists() else []
 
 
 # --- the model artifact ---------------------------------------------------------------------
