@@ -112,12 +112,15 @@ class SageMakerValidation(Extension):
         *,
         local: Callable[[Any], LocalRun] | None = None,
         block_seconds: float = 20.0,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.clock = clock
         self.default_outcome = default_outcome or ValidationOutcome()
         self.local = local
         self.block_seconds = block_seconds
         self.local_runs: dict[str, LocalRun] = {}
+        # Set when the sandbox stops: the local validator's jobs end at their next request.
+        self.stopping = stopping or threading.Event()
         self._outcomes: dict[str, ValidationOutcome] = {}
         self._tracked: dict[str, _Tracked] = {}
         self._lock = threading.Lock()
@@ -135,8 +138,9 @@ class SageMakerValidation(Extension):
         )
         stack.callback(self._finish_local_runs)
 
-    def _finish_local_runs(self, timeout: float = 120.0) -> None:
-        """Let real jobs still running end (they kill their containers) before the sandbox goes."""
+    def _finish_local_runs(self, timeout: float = 60.0) -> None:
+        """End real jobs still running (they remove their containers) before the sandbox goes."""
+        self.stopping.set()
         deadline = time.monotonic() + timeout
         for run in list(self.local_runs.values()):
             run.done.wait(max(0.0, deadline - time.monotonic()))

@@ -21,6 +21,7 @@ import json
 import os
 import tarfile
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -138,8 +139,9 @@ class Sandbox:
         scan_failures = {EVERY: IMAGE_SCAN_FAILURE} if options.validation == "failed" else {}
         self.validation_not_run = validation_local.unavailable() if options.validation == "real" else None
         self.validation_mode = "completed" if self.validation_not_run else options.validation
+        stopping = threading.Event()
         local = (
-            PublishedValidator(self.ecr, validation_local.Deadlines().scaled(options.deadline_scale))
+            PublishedValidator(self.ecr, validation_local.Deadlines().scaled(options.deadline_scale), stopping)
             if self.validation_mode == "real"
             else None
         )
@@ -152,6 +154,7 @@ class Sandbox:
                 image_scan_failures=scan_failures,
             ),
             local=local,
+            stopping=stopping,
         )
         self.events = WholeEventTargets()
         self.poller = EventSourcePoller()

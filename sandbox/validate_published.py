@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -22,6 +23,7 @@ from mlpublish.release import parse_s3_uri
 from sandbox.ext_ecr import EcrExtension
 from sandbox.ext_sagemaker import LocalRun
 from sandbox.validation_local import (
+    Cancelled,
     ContainerUnderTest,
     Deadlines,
     LayoutImage,
@@ -60,8 +62,9 @@ class MotoS3Storage:
 class PublishedValidator:
     """Runs a created package's validation profiles on its published images."""
 
-    def __init__(self, ecr: EcrExtension, deadlines: Deadlines) -> None:
+    def __init__(self, ecr: EcrExtension, deadlines: Deadlines, stopping: threading.Event | None = None) -> None:
         self.ecr, self.deadlines = ecr, deadlines
+        self.stopping = stopping or threading.Event()
 
     def __call__(self, package: Any) -> LocalRun:
         run = LocalRun(str(package.arn))
@@ -78,9 +81,12 @@ class PublishedValidator:
         for profile in (package.validation_specification or {}).get("ValidationProfiles") or []:
             job = TransformJob(profile["ProfileName"], profile["TransformJobDefinition"])
             try:
-                result = run_transform_job(job, containers, storage, self.deadlines)
+                result = run_transform_job(job, containers, storage, self.deadlines, cancel=self.stopping)
             except Unsupported as exc:
                 run.not_run = f"container not run: {exc}"
+                return run
+            except Cancelled as exc:
+                run.not_run = str(exc)
                 return run
             run.jobs.append(result.as_dict())
             if result.failure_reason is not None:

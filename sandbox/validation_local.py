@@ -37,6 +37,7 @@ Running needs root and runc (``make deb``); :func:`unavailable` says why it cann
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import dataclasses
@@ -812,8 +813,13 @@ def run_transform_job(
     *,
     runc: str | None = None,
     layers: LayerCache | None = None,
+    cancel: threading.Event | None = None,
 ) -> JobResult:
-    """Run the job; the result holds the FailureReason (None when it passed) and every request."""
+    """Run the job; the result holds the FailureReason (None when it passed) and every request.
+
+    Setting ``cancel`` (the sandbox is stopping) ends the job at its next request, as
+    :class:`Cancelled`; its containers are removed either way.
+    """
     deadlines = deadlines or Deadlines()
     runc = runc or runc_path()
     if runc is None:
@@ -823,15 +829,32 @@ def run_transform_job(
     result = JobResult(job.profile_name, limits=limits_for(job.instance_type))
     work = Path(tempfile.mkdtemp(prefix=f"{ID_PREFIX}-{os.getpid()}-"))
     runtime = _Runtime(runc, work, result.limits, deadlines, layers or LayerCache())
+    _LIVE.add(runtime)
     try:
-        _Job(job, containers, storage, deadlines, runtime, result, started).run()
+        _Job(job, containers, storage, deadlines, runtime, result, started, cancel or threading.Event()).run()
     except LocalValidationError as exc:
         result.failure_reason = exc.reason[:2048]
     finally:
         runtime.close()
+        _LIVE.discard(runtime)
         shutil.rmtree(work, ignore_errors=True)
         result.seconds = time.monotonic() - started
     return result
+
+
+class Cancelled(Exception):
+    """The job was cancelled before it ended (the sandbox is stopping)."""
+
+
+# Jobs running in this process: their containers are removed at exit, whatever thread ran them.
+_LIVE: set[_Runtime] = set()
+
+
+@atexit.register
+def _remove_live_containers() -> None:
+    for runtime in list(_LIVE):
+        runtime.deadlines = dataclasses.replace(runtime.deadlines, stop_grace=0.0)
+        runtime.close()
 
 
 class _Job:
@@ -844,12 +867,16 @@ class _Job:
         runtime: _Runtime,
         result: JobResult,
         started: float,
+        cancel: threading.Event,
     ) -> None:
         self.job, self.containers, self.storage = job, containers, storage
         self.deadlines, self.runtime, self.result, self.started = deadlines, runtime, result, started
+        self.cancel = cancel
         self.pipeline = len(containers) > 1
 
     def _check_budget(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled(f"the transform job for {self.job.profile_name} was cancelled")
         if time.monotonic() - self.started > self.deadlines.budget:
             raise LocalValidationError(
                 f"ClientError: the transform job ran over the sandbox's {self.deadlines.budget:g} s budget"
@@ -926,6 +953,7 @@ class _Job:
             if running.exit_code() is not None:
                 self._record(running, "GET /ping", last, tries, began, outcome="container exited")
                 self._exited(running, "before /ping answered 200", architecture)
+            self._check_budget()
             tries += 1
             last = _request(running, "GET", "/ping", self.deadlines.ping_timeout)
             if last.status == 200:

@@ -77,7 +77,7 @@ def test_given_a_real_validation_then_its_output_is_where_the_profile_says(good:
 
 BROKEN = {
     # kind: (stage, error, what the announcement says)
-    "no-server": ("AwaitValidation", "ValidationFailed", "the container exited with code 0 before it could be reached"),
+    "no-server": ("AwaitValidation", "ValidationFailed", "the container exited with code 0 before"),
     "wrong-port": ("AwaitValidation", "ValidationFailed", "did not answer GET /ping with 200 within 4.8 s"),
     "needs-internet": ("AwaitValidation", "ValidationFailed", "cannot download https://pypi.org/simple/numpy/"),
     "errors-500": ("AwaitValidation", "ValidationFailed", "POST /invocations (12 bytes) failed: HTTP 500"),
@@ -108,7 +108,39 @@ def broken(serving_image: Callable[[str], Path], tmp_path_factory: pytest.TempPa
             with open_layout(serving_image(kind)) as layout:
                 digest, delivery = sandbox.seed_and_trigger(layout)
             reports[kind] = delivery_report(sandbox, delivery, source_digest=digest)
+        # An inference pipeline of two serving containers: each listens on SAGEMAKER_BIND_TO_PORT.
+        document = yaml.safe_load(yaml.safe_dump(example))
+        document["product"]["name"] = "acme-pipeline"
+        first = document["containers"][0]
+        first["image"] = f"{first['image'].rpartition(':')[0]}:pipeline"
+        document["containers"].append({**first, "name": "postprocess", "model_data": None})
+        release = work / "pipeline.yaml"
+        release.write_text(
+            yaml.safe_dump(
+                {
+                    **document,
+                    "containers": [
+                        {key: value for key, value in c.items() if value is not None} for c in document["containers"]
+                    ],
+                }
+            )
+        )
+        sandbox.use_release(release)
+        with open_layout(serving_image("good")) as layout:
+            digest, delivery = sandbox.seed_and_trigger({"inference": layout, "postprocess": layout})
+        reports["pipeline"] = delivery_report(sandbox, delivery, source_digest=digest)
     return reports
+
+
+def test_given_a_pipeline_of_serving_containers_then_it_is_ready_each_on_its_own_port(broken: dict[str, Any]) -> None:
+    report = broken["pipeline"]
+    [job] = report["validation"]["jobs"]
+
+    assert report["status"] == "SUCCEEDED", report["failure"]
+    pings = [r for r in job["requests"] if r["request"] == "GET /ping"]
+    assert [(r["container"], r["outcome"]) for r in pings] == [("sentiment", "200 OK"), ("sentiment-2", "200 OK")]
+    invocations = [r["container"] for r in job["requests"] if r["request"].startswith("POST")]
+    assert invocations == ["sentiment", "sentiment-2"] * 3  # each record through both, in order
 
 
 @pytest.mark.parametrize("kind", list(BROKEN))
