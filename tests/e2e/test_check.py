@@ -162,7 +162,7 @@ def test_given_a_broken_image_when_checked_then_validation_fails_naming_the_caus
     run = checked(kind)
     assert run.exit_code == 1, run.stdout + run.stderr
     assert "preflight (the pipeline's ResolveRelease): passed" in run.stdout
-    assert "✗ validation: validation profile sentiment-validation failed" in run.stdout
+    assert "✗ validation (SageMaker's transform job): validation profile sentiment-validation failed" in run.stdout
     for cause in BROKEN[kind]:
         assert cause in run.stdout
     assert "FAILED" in run.stdout
