@@ -96,11 +96,12 @@ _MOUNTS = [
     ("/proc", "proc", ()),
     ("/dev", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
     ("/dev/pts", "devpts", ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620")),
-    ("/dev/shm", "tmpfs", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),
+    ("/dev/shm", "tmpfs", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),  # nosec B108
     ("/dev/mqueue", "mqueue", ("nosuid", "noexec", "nodev")),
     ("/sys", "sysfs", ("nosuid", "noexec", "nodev", "ro")),
-    ("/tmp", "tmpfs", ("nosuid", "nodev", "mode=1777")),
+    ("/tmp", "tmpfs", ("nosuid", "nodev", "mode=1777")),  # nosec B108
 ]
+# (B108: these are mount points inside the container, each a fresh tmpfs, not host paths.)
 # GiB of memory per vCPU of SageMaker instance families (ml.<family><generation>...).
 _GIB_PER_VCPU = {"c": 2.0, "m": 4.0, "r": 8.0, "t": 4.0, "g": 4.0, "p": 7.6, "inf": 4.0, "trn": 16.0}
 _SIZES = {"medium": 1, "large": 2, "xlarge": 4}
@@ -371,7 +372,8 @@ class LayerCache:
         lower = ":".join(reversed(names)) if names else self._empty()
         options = f"lowerdir={lower},upperdir={upper},workdir={workdir}"
         # Relative lower directories (resolved in cwd) keep the options under the page-size limit.
-        mounted = subprocess.run(
+        # B607: mount and umount from util-linux, as root, on the developer's machine.
+        mounted = subprocess.run(  # nosec B607
             ["mount", "-t", "overlay", "overlay", "-o", options, str(target)],
             cwd=self.root,
             capture_output=True,
@@ -417,9 +419,9 @@ def _overlay_supported() -> bool:
 def unmount(target: Path) -> None:
     """Unmount an overlay root filesystem (lazily, if something still holds it)."""
     if os.path.ismount(target):
-        done = subprocess.run(["umount", str(target)], capture_output=True, check=False)
+        done = subprocess.run(["umount", str(target)], capture_output=True, check=False)  # nosec B607
         if done.returncode != 0:
-            subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+            subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)  # nosec B607
 
 
 def _unpack_error(digest: str, exc: BaseException) -> LocalValidationError:
