@@ -50,6 +50,7 @@ def start_for_record(record: SQSRecord) -> None:
         state_machine_arn=config.state_machine_arn,
         ecr_for=lambda region: client("ecr", region),
         publishing_region=config.publishing_region,
+        sources=config.sources,
     )
     if not started:
         logger.info("no release uses this event's image or object", extra={"detail": event.detail})
@@ -59,6 +60,12 @@ def start_for_record(record: SQSRecord) -> None:
             logger.warning(
                 "release waits for its other sources", extra={"release": item.release_uri, "missing": item.note}
             )
+        elif item.note:
+            logger.error(
+                "release names sources the stack does not allow: started unread, its preflight refuses it",
+                extra={"release": item.release_uri, "execution": item.execution_arn, "reason": item.note},
+            )
+            metrics.add_metric(name="RefusedSources", unit=MetricUnit.Count, value=1)
         else:
             logger.info(
                 "release execution",

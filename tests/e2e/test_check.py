@@ -202,7 +202,7 @@ def test_given_an_arm64_image_when_checked_then_the_container_also_fails_to_star
     needs_runc()
     run = checked("arm64")
     assert run.exit_code == 1
-    assert "✗ preflight:" in run.stdout
+    assert "✗ preflight (the pipeline's ResolveRelease would stop the release here):" in run.stdout
     assert "is built for linux/arm64" in run.stdout
     assert "its entrypoint is not an x86-64 program (image architecture arm64)" in run.stdout
 

@@ -19,8 +19,20 @@ def test_given_a_repeated_push_when_run_without_json_then_progress_ends_ready_fo
 ) -> None:
     layout = write_layout(tmp_path / "image", "oci", tag="1.2.0").path
 
+    # a fixture image that does not serve: the validation's outcome is told, not run
+    told = ["--validation", "completed"]
     code = main(
-        ["run", "--release", str(EXAMPLE), "--image", str(layout), "--repeat", "--log-file", str(tmp_path / "l.log")]
+        [
+            "run",
+            "--release",
+            str(EXAMPLE),
+            "--image",
+            str(layout),
+            "--repeat",
+            *told,
+            "--log-file",
+            str(tmp_path / "l.log"),
+        ]
     )
     out = capsys.readouterr().out
     lines = out.strip().splitlines()

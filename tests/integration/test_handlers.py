@@ -71,6 +71,7 @@ def stack_env(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> pytest.
         "ALLOWED_PUBLISHING_REGIONS": STACK_ALLOWED_REGIONS,
         "PUBLISHING_BUCKET_NAME": "",
         "PIPELINE_BUCKET": PIPELINE_BUCKET,
+        "SOURCE_BUCKETS": ARTIFACT_BUCKET,  # as samconfig.toml deploys it, for the example release
         "VALIDATION_ROLE_ARN": VALIDATION_ROLE_ARN,
         "RELEASE_PREFIX": "releases/",
         "STATE_MACHINE_ARN": f"arn:aws:states:{SOURCE_REGION}:{ACCOUNT}:stateMachine:mlpublish",

@@ -24,7 +24,7 @@ from mlpublish import preflight
 from mlpublish.errors import PreflightFailed
 from mlpublish.preflight import PUBLISHING_REGIONS, MiB, check_release
 from mlpublish.release import ReleaseSpec
-from mlpublish.settings import PublishingConfig
+from mlpublish.settings import AllowedSources, PublishingConfig
 
 pytestmark = pytest.mark.unit
 
@@ -164,11 +164,11 @@ def test_given_an_image_in_another_account_then_marketplace_ownership_is_explain
 
 def test_given_an_image_in_another_account_when_sources_are_checked_then_refused_before_any_read() -> None:
     with pytest.raises(PreflightFailed) as raised:
-        preflight.check_image_accounts(release_spec(account=OTHER_ACCOUNT), account_id=ACCOUNT)
+        preflight.check_sources(release_spec(account=OTHER_ACCOUNT), account_id=ACCOUNT, sources=None)
 
     assert OTHER_ACCOUNT in raised.value.reasons[0]
     assert ACCOUNT in raised.value.reasons[0]
-    preflight.check_image_accounts(release_spec(), account_id=ACCOUNT)
+    preflight.check_sources(release_spec(), account_id=ACCOUNT, sources=None)
 
 
 @pytest.mark.parametrize("key", ["model.tgz", "model.tar", "model.zip", "model.tar.gz.bak"])
@@ -311,3 +311,76 @@ def test_given_an_empty_model_artifact_then_it_is_refused_as_empty() -> None:
 
     assert problem is not None
     assert problem.startswith("containers.0.model_data: s3://b/m.tar.gz is empty, but SageMaker extracts")
+
+
+# --- sources the stack allows (SourceBuckets, WatchedBuckets, SourceRepositories) ------------
+
+PIPELINE_BUCKET = "mlpublish-pipelinebucket-1a2b3c"
+ALLOWED = AllowedSources(pipeline_bucket=PIPELINE_BUCKET, buckets=(ARTIFACT_BUCKET,))
+
+
+def source_problems(spec: ReleaseSpec, sources: AllowedSources | None = ALLOWED) -> list[str]:
+    return preflight.source_problems(spec, sources, ACCOUNT)
+
+
+def test_given_sources_in_allowed_buckets_and_the_stacks_account_then_nothing_is_refused() -> None:
+    assert source_problems(release_spec()) == []
+
+
+def test_given_validation_input_in_a_bucket_the_stack_does_not_allow_then_it_is_refused_naming_the_parameter() -> None:
+    document = release_document()
+    document["validation"]["input"] = "s3://hr-private/payroll/2026.csv"
+
+    [problem] = source_problems(release_spec(document))
+
+    assert problem.startswith("validation.input: s3://hr-private/payroll/2026.csv is in bucket hr-private")
+    assert f"(allowed: {PIPELINE_BUCKET}, {ARTIFACT_BUCKET})" in problem
+    assert "add it to the stack's SourceBuckets parameter" in problem
+
+
+def test_given_a_watched_bucket_then_releases_may_read_it() -> None:
+    sources = AllowedSources(pipeline_bucket=PIPELINE_BUCKET, watched_buckets=("uploads",))
+
+    assert source_problems(release_spec(bucket="uploads"), sources) == []
+    assert len(source_problems(release_spec(bucket="elsewhere"), sources)) == 2  # model data and input
+
+
+def test_given_source_repositories_then_only_matching_repositories_are_allowed() -> None:
+    sources = ALLOWED.model_copy(update={"repositories": (f"arn:aws:ecr:*:{ACCOUNT}:repository/acme/*",)})
+
+    assert source_problems(release_spec(repository="acme/sentiment"), sources) == []
+    [problem] = source_problems(release_spec(repository="finance/forecast"), sources)
+    assert f"repository arn:aws:ecr:us-west-2:{ACCOUNT}:repository/finance/forecast is not one of" in problem
+    assert "SourceRepositories" in problem
+
+
+def test_given_an_image_of_another_account_named_by_source_repositories_then_it_is_allowed() -> None:
+    sources = ALLOWED.model_copy(update={"repositories": (f"arn:aws:ecr:us-west-2:{OTHER_ACCOUNT}:repository/*",)})
+
+    assert source_problems(release_spec(account=OTHER_ACCOUNT), sources) == []
+
+
+def test_given_an_image_of_another_account_and_no_source_repositories_then_the_refusal_says_how_to_allow_it() -> None:
+    [problem] = source_problems(release_spec(account=OTHER_ACCOUNT))
+
+    assert f"the image is in account {OTHER_ACCOUNT}, not the stack's account {ACCOUNT}" in problem
+    assert "SourceRepositories parameter names them" in problem
+    assert "repository's policy" in problem
+
+
+def test_given_disallowed_sources_then_check_release_reports_them_with_every_other_rule() -> None:
+    document = release_document()
+    document["validation"]["input"] = "s3://hr-private/payroll/2026.csv"
+    stack = STACK.model_copy(update={"sources": ALLOWED})
+
+    reasons = problems(release_spec(document), publishing=stack)
+
+    assert any(reason.startswith("validation.input: s3://hr-private/") for reason in reasons)
+
+
+def test_given_disallowed_sources_then_check_sources_refuses_before_anything_is_read() -> None:
+    document = release_document()
+    document["containers"][0]["model_data"] = "s3://hr-private/model.tar.gz"
+
+    with pytest.raises(PreflightFailed, match="names sources the stack does not allow; nothing was read"):
+        preflight.check_sources(release_spec(document), account_id=ACCOUNT, sources=ALLOWED)

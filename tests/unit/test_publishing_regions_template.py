@@ -16,7 +16,7 @@ import yaml
 
 from mlpublish.errors import PipelineError
 from mlpublish.preflight import PUBLISHING_REGIONS
-from mlpublish.settings import PublishingConfig, Settings, TriggerSettings, settings
+from mlpublish.settings import AllowedSources, PublishingConfig, Settings, TriggerSettings, settings
 
 pytestmark = pytest.mark.unit
 
@@ -145,6 +145,9 @@ def test_given_the_functions_environment_then_it_is_what_the_settings_read(templ
     assert environment["PUBLISHING_REGION"] == {"Ref": "PublishingRegion"}
     assert environment["ALLOWED_PUBLISHING_REGIONS"] == {"Ref": "AllowedPublishingRegions"}
     assert environment["PUBLISHING_BUCKET_NAME"] == {"Ref": "PublishingBucketName"}
+    assert environment["SOURCE_BUCKETS"] == {"Ref": "SourceBuckets"}
+    assert environment["WATCHED_BUCKETS"] == {"Ref": "WatchedBuckets"}
+    assert environment["SOURCE_REPOSITORIES"] == {"Ref": "SourceRepositories"}
     assert "STATE_MACHINE_ARN" in {field.alias for field in TriggerSettings.model_fields.values()}
 
 
@@ -160,6 +163,9 @@ def stack_environment(monkeypatch: pytest.MonkeyPatch, template: dict[str, Any])
         "PUBLISHING_REGION": parameters["PublishingRegion"]["Default"],
         "ALLOWED_PUBLISHING_REGIONS": parameters["AllowedPublishingRegions"]["Default"],
         "PUBLISHING_BUCKET_NAME": parameters["PublishingBucketName"]["Default"],
+        "SOURCE_BUCKETS": parameters["SourceBuckets"]["Default"],
+        "WATCHED_BUCKETS": parameters["WatchedBuckets"]["Default"],
+        "SOURCE_REPOSITORIES": parameters["SourceRepositories"]["Default"],
         "PIPELINE_BUCKET": "mlpublish-pipelinebucket-1a2b3c",
         "VALIDATION_ROLE_ARN": "arn:aws:iam::123456789012:role/mlpublish-ValidationRole-1A2B3C",
     }.items():
@@ -173,7 +179,11 @@ def test_given_the_default_stack_then_releases_may_publish_anywhere_each_region_
     publishing = settings().publishing
 
     assert publishing == PublishingConfig(
-        default_region="us-east-1", allowed_regions=publishing.allowed_regions, bucket_name=""
+        default_region="us-east-1",
+        allowed_regions=publishing.allowed_regions,
+        bucket_name="",
+        # Default Source* parameters: the pipeline bucket only, any repository of the stack's account.
+        sources=AllowedSources(pipeline_bucket="mlpublish-pipelinebucket-1a2b3c"),
     )
     assert set(publishing.allowed_regions) == PUBLISHING_REGIONS
 

@@ -375,3 +375,43 @@ def test_given_an_announcement_state_then_what_its_channel_does_not_take_goes_to
         assert catch["ErrorEquals"] == ["States.ALL"]
         assert deferral["Resource"] == "arn:aws:states:::sqs:sendMessage"
         assert deferral["Parameters"]["QueueUrl"] == "${AnnouncementQueueUrl}"
+
+
+def function_statements(template: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in template["Resources"][name]["Properties"].get("Policies", [])
+        if isinstance(policy, dict) and "Statement" in policy
+        for statement in policy["Statement"]
+    ]
+
+
+def test_given_any_function_then_it_reads_objects_only_of_buckets_the_stack_names(template: dict[str, Any]) -> None:
+    functions = of_type(template, "AWS::Serverless::Function")
+    readers = []
+    for name in functions:
+        for statement in function_statements(template, name):
+            if "s3:GetObject" not in as_list(statement["Action"]):
+                continue
+            readers.append(name)
+            resources = json.dumps(statement["Resource"])
+            assert "arn:aws:s3:::*" not in resources, f"{name} may read every bucket: {resources}"
+            assert '"*"' not in resources, f"{name} may read everything: {resources}"
+
+    assert {"TriggerFunction", "ResolveReleaseFunction", "CopyArtifactsFunction"} <= set(readers)
+
+
+@pytest.mark.parametrize("name", ["TriggerFunction", "ResolveReleaseFunction"])
+def test_given_the_functions_that_read_sources_first_then_their_image_reads_follow_source_repositories(
+    template: dict[str, Any], name: str
+) -> None:
+    image_reads = [
+        statement
+        for statement in function_statements(template, name)
+        if any(action.startswith("ecr:") for action in as_list(statement["Action"]))
+    ]
+
+    assert image_reads
+    for statement in image_reads:
+        assert statement["Resource"]["Fn::If"][0] == "HasSourceRepositories"
+        assert statement["Resource"]["Fn::If"][1] == {"Fn::Split": [",", {"Ref": "SourceRepositories"}]}

@@ -12,7 +12,7 @@ from mlpublish.errors import PreflightFailed
 from mlpublish.images.manifests import BUILD_HINT
 from mlpublish.images.osinfo import ImagePlatform
 from mlpublish.release import ReleaseSpec
-from mlpublish.settings import PublishingConfig
+from mlpublish.settings import AllowedSources, PublishingConfig
 from mlpublish.state import Release
 
 KiB = 1024
@@ -94,13 +94,66 @@ def image_account_problems(spec: ReleaseSpec, account_id: str) -> list[str]:
     ]
 
 
-def check_image_accounts(spec: ReleaseSpec, *, account_id: str) -> None:
-    """Raise PreflightFailed before anything is read from an account that is not the stack's."""
-    problems = image_account_problems(spec, account_id)
+def source_problems(spec: ReleaseSpec, sources: AllowedSources | None, account_id: str) -> list[str]:
+    """Images and objects outside what the stack lets releases read (its Source* parameters).
+
+    A release file names what the pipeline copies into the seller's listing, where validation
+    data may become public: naming a bucket or repository the seller did not allow (another
+    team's data, say) must fail before anything is read, not after it is published.
+    """
+    if sources is None:
+        return image_account_problems(spec, account_id)
+    problems = []
+    for index, container in enumerate(spec.containers):
+        ref = container.image_ref
+        arn = f"arn:aws:ecr:{ref.region}:{ref.registry_id}:repository/{ref.repository}"
+        if sources.allows_repository(arn, account_id=account_id):
+            continue
+        if sources.repositories:
+            problems.append(
+                f"containers.{index}.image: repository {arn} is not one of the stack's SourceRepositories "
+                f"({', '.join(sources.repositories)}); add it (IAM wildcards work, e.g. "
+                f"arn:aws:ecr:{ref.region}:{ref.registry_id}:repository/{ref.repository.split('/')[0]}/*) with "
+                "sam deploy --parameter-overrides SourceRepositories=..., or push the image to an allowed repository"
+            )
+        else:
+            problems.append(
+                f"containers.{index}.image: the image is in account {ref.registry_id}, not the stack's account "
+                f"{account_id}; releases read another account's repositories only when the stack's "
+                f"SourceRepositories parameter names them (e.g. {arn}) and the repository's policy lets the "
+                f"pipeline's roles read it. The published copy is always in {account_id}, as Marketplace "
+                "requires (ECR repositories owned by the seller account)"
+            )
+    for field, uri in _release_objects(spec):
+        bucket = uri.removeprefix("s3://").split("/", 1)[0]
+        if sources.allows_bucket(bucket):
+            continue
+        problems.append(
+            f"{field}: {uri} is in bucket {bucket}, which the stack does not let releases read (allowed: "
+            f"{', '.join(sources.bucket_names)}); if releases may read it, add it to the stack's SourceBuckets "
+            "parameter (sam deploy --parameter-overrides SourceBuckets=...), or move the object to an allowed bucket"
+        )
+    return problems
+
+
+def _release_objects(spec: ReleaseSpec) -> list[tuple[str, str]]:
+    """(field path, s3 URI) of every object the release names."""
+    found = [
+        (f"containers.{index}.model_data", container.model_data)
+        for index, container in enumerate(spec.containers)
+        if container.model_data
+    ]
+    found.append(("validation.input", spec.validation.input))
+    return found
+
+
+def check_sources(spec: ReleaseSpec, *, account_id: str, sources: AllowedSources | None) -> None:
+    """Raise PreflightFailed, before anything is read, when the release names what it may not read."""
+    problems = source_problems(spec, sources, account_id)
     if problems:
         raise PreflightFailed(
-            f"release {spec.product.name} {spec.product.version} names images outside the seller account; "
-            "fix the release file:",
+            f"release {spec.product.name} {spec.product.version} names sources the stack does not allow; "
+            "nothing was read:",
             reasons=problems,
         )
 
@@ -119,7 +172,7 @@ def check_release(
     release names to its size in bytes.
     """
     problems = region_problems(spec, publishing_region, publishing)
-    problems += image_account_problems(spec, account_id)
+    problems += source_problems(spec, publishing.sources, account_id)
     problems += platform_problems(spec)
     for index, container in enumerate(spec.containers):
         if container.model_data is not None and not container.model_data.endswith(".tar.gz"):

@@ -234,7 +234,7 @@ def resolve_release(
     ``ecr_for`` and ``registry_for`` give the ECR client and image registry of a region.
     """
     spec = spec_of(start, s3)
-    preflight.check_image_accounts(spec, account_id=account_id)  # read nothing from other accounts
+    preflight.check_sources(spec, account_id=account_id, sources=publishing.sources)  # before any read
     pins = pin(spec, ecr_for=ecr_for, s3=s3, known=start.pins)
     release = resolve(
         start,

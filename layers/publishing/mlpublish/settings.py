@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from typing import Annotated, TypeVar
 
@@ -16,6 +17,33 @@ def _comma_separated(value: object) -> object:
     return value
 
 
+class AllowedSources(BaseModel):
+    """What releases may read: the stack's pipeline bucket and its SourceBuckets, WatchedBuckets
+    and SourceRepositories parameters. Everything else is refused before it is read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pipeline_bucket: str
+    buckets: tuple[str, ...] = ()
+    watched_buckets: tuple[str, ...] = ()
+    repositories: tuple[str, ...] = Field(
+        default=(), description="ECR repository ARN patterns (IAM wildcards); empty: the stack account's"
+    )
+
+    @property
+    def bucket_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((self.pipeline_bucket, *self.buckets, *self.watched_buckets)))
+
+    def allows_bucket(self, bucket: str) -> bool:
+        return bucket in self.bucket_names
+
+    def allows_repository(self, repository_arn: str, *, account_id: str) -> bool:
+        """As IAM matches the SourceRepositories ARNs; without any, the stack account's repositories."""
+        if not self.repositories:
+            return repository_arn.split(":")[4] == account_id
+        return any(fnmatch.fnmatchcase(repository_arn, pattern) for pattern in self.repositories)
+
+
 class PublishingConfig(BaseModel):
     """Where the stack lets releases publish: its PublishingRegion, AllowedPublishingRegions
     and PublishingBucketName parameters."""
@@ -27,6 +55,11 @@ class PublishingConfig(BaseModel):
     bucket_name: str = Field(
         default="",
         description="A bucket the seller made in default_region; empty: one bucket per region, made on first use",
+    )
+    sources: AllowedSources | None = Field(
+        default=None,
+        description="What releases may read; None: any bucket and the stack account's repositories "
+        "(tools and tests only: the deployed stack always sets it)",
     )
 
 
@@ -46,6 +79,24 @@ class Settings(BaseModel):
     pipeline_bucket: str = Field(alias="PIPELINE_BUCKET", description="Holds release files")
     validation_role_arn: str = Field(alias="VALIDATION_ROLE_ARN")
     release_prefix: str = Field(default="releases/", alias="RELEASE_PREFIX")
+    source_buckets: Annotated[tuple[str, ...], BeforeValidator(_comma_separated)] = Field(
+        default=(), alias="SOURCE_BUCKETS", description="The SourceBuckets parameter"
+    )
+    watched_buckets: Annotated[tuple[str, ...], BeforeValidator(_comma_separated)] = Field(
+        default=(), alias="WATCHED_BUCKETS", description="The WatchedBuckets parameter"
+    )
+    source_repositories: Annotated[tuple[str, ...], BeforeValidator(_comma_separated)] = Field(
+        default=(), alias="SOURCE_REPOSITORIES", description="The SourceRepositories parameter"
+    )
+
+    @property
+    def sources(self) -> AllowedSources:
+        return AllowedSources(
+            pipeline_bucket=self.pipeline_bucket,
+            buckets=self.source_buckets,
+            watched_buckets=self.watched_buckets,
+            repositories=self.source_repositories,
+        )
 
     @property
     def publishing(self) -> PublishingConfig:
@@ -53,6 +104,7 @@ class Settings(BaseModel):
             default_region=self.publishing_region,
             allowed_regions=self.allowed_publishing_regions,
             bucket_name=self.publishing_bucket_name,
+            sources=self.sources,
         )
 
 

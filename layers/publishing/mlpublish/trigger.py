@@ -8,6 +8,7 @@ reuses everything the failed one finished.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -20,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import InvalidRelease, PipelineError, RecordRefused, ReleaseNotFound
+from mlpublish.preflight import source_problems
 from mlpublish.release import ReleaseSpec, parse_release
 from mlpublish.resolve import execution_name, fingerprint, pin, release_objects
+from mlpublish.settings import AllowedSources
 from mlpublish.state import PinSet, StartInput, Trigger, TriggerKind
 
 RELEASE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -318,8 +321,13 @@ def start_for_event(
     state_machine_arn: str,
     ecr_for: Any,
     publishing_region: str,
+    sources: AllowedSources | None = None,
 ) -> list[Started]:
-    """Start every release the event concerns; an empty list means none uses it."""
+    """Start every release the event concerns; an empty list means none uses it.
+
+    A release naming sources the stack does not allow (``sources``) is started unread: its
+    ResolveRelease refuses it before reading anything and announces why.
+    """
     try:
         return _start_for_event(
             event,
@@ -328,6 +336,7 @@ def start_for_event(
             state_machine_arn=state_machine_arn,
             ecr_for=ecr_for,
             publishing_region=publishing_region,
+            sources=sources,
         )
     except ValidationError as exc:
         raise RecordRefused(
@@ -344,6 +353,7 @@ def _start_for_event(
     state_machine_arn: str,
     ecr_for: Any,
     publishing_region: str,
+    sources: AllowedSources | None,
 ) -> list[Started]:
     if event.detail_type == "ECR Image Action":
         push = EcrPushDetail.model_validate(event.detail)
@@ -365,8 +375,23 @@ def _start_for_event(
             "and S3 uploads (check the EventBridge rules)"
         )
     started = []
+    stack_account = state_machine_arn.split(":")[4]
     for key, spec, known in matches:
         uri = catalog.uri(key)
+        refused = source_problems(spec, sources, stack_account)
+        if refused:
+            # Read nothing it names: the execution's preflight refuses it and announces why.
+            begun = start_release(
+                sfn,
+                state_machine_arn,
+                release_uri=uri,
+                spec=spec,
+                pins=PinSet(),
+                trigger=trigger,
+                publishing_region=publishing_region,
+            )
+            started.append(dataclasses.replace(begun, note="its sources are refused: " + "; ".join(refused)))
+            continue
         try:
             pins = pin(spec, ecr_for=ecr_for, s3=catalog.s3, known=known)
         except ReleaseNotFound as exc:
