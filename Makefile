@@ -15,6 +15,10 @@ DEMO_DIR := .demo
 ENV ?= default
 # Debian packages (make deb): umoci/skopeo build and copy OCI images, runc runs them, debootstrap makes root filesystems.
 DEB_PACKAGES := umoci skopeo runc debootstrap
+# pytest worker processes (pytest-xdist), one test file per worker at a time so a file's shared runs are made once;
+# the suite waits on containers, sleeps of the sandbox's clock and locks as much as on the CPU, so more than the cores.
+PYTEST_WORKERS ?= 4
+PYTEST := $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 # Offline commands (validate, lint) still want a region and credentials to exist.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 
@@ -103,20 +107,20 @@ lint: venv sam-venv checkov-venv ## ruff, mypy, statelint, cfn-lint, sam validat
 	  | { grep -v '$(BANDIT_NOISE)' || true; }
 
 unit: venv ## unit tests only (no network)
-	$(VENV)/bin/pytest -m unit -q
+	$(PYTEST) -m unit -q
 
 integration: venv deb ## handlers and domain against moto
-	$(VENV)/bin/pytest -m integration -q
+	$(PYTEST) -m integration -q
 
 e2e: venv awscli-venv deb ## the whole state machine in the sandbox
-	$(VENV)/bin/pytest -m "e2e and not faults" -q
+	$(PYTEST) -m "e2e and not faults" -q
 
 faults: venv deb ## the full fault-injection matrix: every AWS operation the stack calls, throttled, failing, losing answers
-	$(VENV)/bin/pytest -m faults -q
+	$(PYTEST) -m faults -q
 
 test: lint awscli-venv deb ## everything CI runs: lint, static checks, sam build, layer-check, the whole pytest suite
 	$(MAKE) --no-print-directory layer-check
-	$(VENV)/bin/pytest -q
+	$(PYTEST) -q
 
 demo: venv deb ## publish a sample product end to end on the embedded local AWS, its validation run for real with runc
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
