@@ -90,10 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--validation-input", type=Path, help="validation input to upload (default: sample CSV)")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
     add_log_arguments(run)
-    from sandbox import check, serve  # serve.py and check.py import this module
+    from sandbox import check, serve, status  # serve.py and check.py import this module
 
     serve.add_parser(commands)
     check.add_parser(commands)
+    status.add_parser(commands)
     return parser
 
 
@@ -138,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         from sandbox import check
 
         return check.main(args)
+    if args.command == "status":
+        from sandbox import status
+
+        return status.main(args)
     out = sys.stdout
     try:
         _check_files(args)

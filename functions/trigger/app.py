@@ -4,6 +4,9 @@ Each record is processed on its own; a record that fails is reported back to SQS
 (partial batch response), retried, and after five tries lands in the dead-letter queue,
 whose alarm notifies the topic. A record that can never start anything (malformed, or its
 release file deleted) is logged with why, counted (RefusedTriggers) and not retried.
+
+What it did is said on the stack's bus: "Release Started" for each execution it began and
+"Release Waiting" (naming the missing source) for each release that cannot start yet.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlpublish.aws import client
 from mlpublish.errors import RecordRefused
 from mlpublish.settings import trigger_settings
-from mlpublish.trigger import ReleaseCatalog, parse_record, start_for_event
+from mlpublish.trigger import ReleaseCatalog, parse_record, progress_entries, put_progress, start_for_event
 
 METRIC_BY_OUTCOME = {"started": "ReleasesStarted", "duplicate": "DuplicateTriggers", "waiting": "ReleasesWaiting"}
 
@@ -72,6 +75,13 @@ def start_for_record(record: SQSRecord) -> None:
                 extra={"release": item.release_uri, "outcome": item.outcome, "execution": item.execution_arn},
             )
         metrics.add_metric(name=METRIC_BY_OUTCOME[item.outcome], unit=MetricUnit.Count, value=1)
+    entries = progress_entries(started, event, bus=config.event_bus_name, source=config.event_source)
+    # The executions are started whatever happens here, and each announces its own outcome:
+    # a progress event that EventBridge does not take is logged and counted, not retried.
+    problems = put_progress(client("events", config.region), entries) if entries else []
+    if problems:
+        logger.error("progress events not sent", extra={"problems": problems})
+        metrics.add_metric(name="ProgressEventsNotSent", unit=MetricUnit.Count, value=len(problems))
 
 
 @logger.inject_lambda_context

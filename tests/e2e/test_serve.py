@@ -187,6 +187,56 @@ def test_given_serve_when_a_seller_starts_a_release_with_the_aws_cli_then_it_run
         assert "containers.0.image" in event["detail"]["reason"], event["detail"]
 
 
+def test_given_serve_when_status_is_asked_then_it_shows_each_execution_and_why_one_failed(served: Served) -> None:
+    bucket, machine = served.info["outputs"]["PipelineBucketName"], served.info["state_machine_arn"]
+    release_uri = f"s3://{bucket}/manual/status-{EXAMPLE_PRODUCT}.yaml"
+    served.aws_text("s3", "cp", EXAMPLE_RELEASE, release_uri)
+    start_input = json.dumps({"release_uri": release_uri, "trigger": {"kind": "manual", "ref": "cli"}})
+    name = f"status-{uuid.uuid4().hex[:8]}"
+    served.aws(
+        "stepfunctions", "start-execution", "--state-machine-arn", machine, "--name", name, "--input", start_input
+    )
+    arn = machine.replace(":stateMachine:", ":execution:") + ":" + name
+    deadline = time.monotonic() + 120
+    while served.aws("stepfunctions", "describe-execution", "--execution-arn", arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"{arn} still running after 120 s"
+        time.sleep(0.5)
+
+    def status(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**served.aws_env(), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+        command = [sys.executable, "-m", "sandbox", "status", "--stack-name", served.info["stack_name"], *args]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    listed, one, text = status("--json"), status("--json", "--execution", name), status("--execution", name)
+
+    assert listed.returncode == one.returncode == text.returncode == 0, listed.stderr + one.stderr + text.stderr
+    executions = {item["name"]: item for item in json.loads(listed.stdout)["executions"]}
+    truth = served.aws("stepfunctions", "list-executions", "--state-machine-arn", machine)["executions"]
+    assert {item["name"]: item["status"] for item in truth} == {key: item["status"] for key, item in executions.items()}
+    [shown] = json.loads(one.stdout)["executions"]
+    assert shown == executions[name]
+    # The example's image is never pushed here: the release fails in ResolveRelease, announced.
+    assert shown["status"] == "FAILED"
+    assert shown["release"] == release_uri
+    assert shown["error"] == "ReleaseFailed"
+    failure = shown["failure"]
+    assert failure["stage"] == "ResolveRelease"
+    assert "containers.0.image" in failure["reason"], failure
+    assert f"• {name}  FAILED  {release_uri}" in text.stdout
+    assert f"failed at ResolveRelease: {failure['error']}: " in text.stdout
+
+
+def test_given_status_for_a_stack_that_does_not_exist_then_it_says_which_and_how_to_fix(served: Served) -> None:
+    env = {**served.aws_env(), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    command = [sys.executable, "-m", "sandbox", "status", "--stack-name", "not-deployed"]
+
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == 1
+    assert "error: stack not-deployed in " in done.stderr
+    assert "pass the stack's --stack-name and --region" in done.stderr
+
+
 def test_given_serve_when_its_printed_commands_are_pasted_into_bash_then_they_run(served: Served) -> None:
     script = "\n".join(["set -euo pipefail", *served.info["commands"], 'echo "started $EXECUTION_ARN"'])
     env = {key: value for key, value in served.aws_env().items() if not key.startswith("AWS_")}

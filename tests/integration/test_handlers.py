@@ -35,6 +35,7 @@ from tests.fixtures.moto_world import (
 from tests.fixtures.releases import (
     ACCOUNT,
     ARTIFACT_BUCKET,
+    INPUT_KEY,
     MODEL_KEY,
     PUBLISHING_REGION,
     REPOSITORY,
@@ -75,6 +76,8 @@ def stack_env(monkeypatch: pytest.MonkeyPatch, aws_credentials: None) -> pytest.
         "VALIDATION_ROLE_ARN": VALIDATION_ROLE_ARN,
         "RELEASE_PREFIX": "releases/",
         "STATE_MACHINE_ARN": f"arn:aws:states:{SOURCE_REGION}:{ACCOUNT}:stateMachine:mlpublish",
+        "EVENT_BUS_NAME": "default",
+        "EVENT_SOURCE": "mlpublish",
         "POWERTOOLS_SERVICE_NAME": "mlpublish",
         "POWERTOOLS_METRICS_NAMESPACE": "mlpublish",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -655,6 +658,86 @@ def test_given_the_same_batch_delivered_twice_then_no_release_starts_twice(
 
     assert first == second == {"batchItemFailures": []}
     assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 2
+
+
+def bus_listener(region: str = SOURCE_REGION) -> Callable[[], list[dict[str, Any]]]:
+    """A queue subscribed to the pipeline's events on the default bus; returns a reader."""
+    sqs, events = boto3.client("sqs", region_name=region), boto3.client("events", region_name=region)
+    url = sqs.create_queue(QueueName="pipeline-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="pipeline-events", EventPattern=json.dumps({"source": ["mlpublish"]}))
+    events.put_targets(Rule="pipeline-events", Targets=[{"Id": "queue", "Arn": arn}])
+
+    def read() -> list[dict[str, Any]]:
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        for message in received:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return [json.loads(message["Body"]) for message in received]
+
+    return read
+
+
+def test_given_a_batch_then_each_execution_it_starts_is_a_release_started_event_and_a_redelivery_says_nothing(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    sfn = boto3.client("stepfunctions", region_name=SOURCE_REGION)
+    arn = create_state_machine(sfn)
+    read_events = bus_listener()
+    batch = sample_event("sqs-trigger-batch.json")
+    handler = load_handler("trigger")
+
+    handler(batch, lambda_context)
+    first = read_events()
+    handler(batch, lambda_context)
+
+    executions = {execution["executionArn"] for execution in sfn.list_executions(stateMachineArn=arn)["executions"]}
+    assert [event["detail-type"] for event in first] == ["Release Started", "Release Started"]
+    assert {event["detail"]["execution"] for event in first} == executions
+    assert {event["detail"]["release"] for event in first} == {RELEASE_URI}
+    assert sorted(event["detail"]["trigger"]["detail-type"] for event in first) == [
+        "ECR Image Action",
+        "Object Created",
+    ]
+    assert read_events() == []  # duplicates started nothing, so they say nothing
+
+
+def test_given_a_push_before_the_artifacts_then_a_release_waiting_event_names_what_is_missing(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    sfn = boto3.client("stepfunctions", region_name=SOURCE_REGION)
+    arn = create_state_machine(sfn)
+    read_events = bus_listener()
+    seller["s3"].delete_object(Bucket=ARTIFACT_BUCKET, Key=INPUT_KEY)
+    batch = sample_event("sqs-trigger-batch.json")
+
+    load_handler("trigger")({"Records": batch["Records"][:1]}, lambda_context)
+
+    [event] = read_events()
+    assert event["detail-type"] == "Release Waiting"
+    assert event["source"] == "mlpublish"
+    assert event["detail"]["release"] == RELEASE_URI
+    assert f"validation.input: s3://{ARTIFACT_BUCKET}/{INPUT_KEY} cannot be read" in event["detail"]["missing"]
+    assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
+    [waiting] = [record for record in caplog.records if record.getMessage() == "release waits for its other sources"]
+    assert waiting.release == RELEASE_URI  # type: ignore[attr-defined]
+
+
+def test_given_eventbridge_refuses_the_progress_events_then_releases_still_start_and_the_loss_is_logged(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    sfn = boto3.client("stepfunctions", region_name=SOURCE_REGION)
+    arn = create_state_machine(sfn)
+    seller["env"].setenv("EVENT_BUS_NAME", "no-such-bus")
+    batch = sample_event("sqs-trigger-batch.json")
+
+    response = load_handler("trigger")(batch, lambda_context)
+
+    assert response == {"batchItemFailures": []}  # the executions started; retrying would only duplicate
+    assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 2
+    lost = [record for record in caplog.records if record.getMessage() == "progress events not sent"]
+    assert [record.levelname for record in lost] == ["ERROR", "ERROR"]  # one per record of the batch
+    problems = [problem for record in lost for problem in record.problems]  # type: ignore[attr-defined]
+    assert problems == [f"Release Started of {RELEASE_URI}: ResourceNotFoundException"] * 2
 
 
 # --- deliver announcement -------------------------------------------------------------------

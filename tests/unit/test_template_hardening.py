@@ -38,6 +38,20 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def branches(value: Any) -> list[Any]:
+    """Every value ``value`` may take: both sides of each Fn::If, no AWS::NoValue, lists flattened."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        _, when_true, when_false = value["Fn::If"]
+        return branches(when_true) + branches(when_false)
+    if isinstance(value, list):
+        return [item for element in value for item in branches(element)]
+    return [] if value == {"Ref": "AWS::NoValue"} else [value]
+
+
+def alarm_actions(alarm: dict[str, Any]) -> list[Any]:
+    return branches(alarm["Properties"].get("AlarmActions", []))
+
+
 def condition_keys(statement: dict[str, Any]) -> set[str]:
     return {key for operator in statement.get("Condition", {}).values() for key in operator}
 
@@ -59,7 +73,7 @@ def publishing_services(template: dict[str, Any]) -> set[str]:
         if any(target["Arn"] == topic for target in rule["Properties"].get("Targets", [])):
             services.add("events.amazonaws.com")
     for alarm in of_type(template, "AWS::CloudWatch::Alarm").values():
-        if topic in alarm["Properties"].get("AlarmActions", []):
+        if topic in alarm_actions(alarm):
             services.add("cloudwatch.amazonaws.com")
     for policy in of_type(template, "AWS::SNS::TopicPolicy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -304,6 +318,7 @@ def test_given_the_announcement_queue_then_alarms_watch_its_dead_letters_and_its
     watched = {
         (alarm["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0], alarm["Properties"]["MetricName"]): name
         for name, alarm in of_type(template, "AWS::CloudWatch::Alarm").items()
+        if "Dimensions" in alarm["Properties"]
     }
     outputs = {name: output["Value"] for name, output in template["Outputs"].items()}
 

@@ -109,9 +109,12 @@ class Settings(BaseModel):
 
 
 class TriggerSettings(Settings):
-    """The trigger also starts executions, so it needs the state machine (set only on it)."""
+    """The trigger also starts executions, so it needs the state machine (set only on it), and
+    says what it started or what a release waits for on the stack's bus."""
 
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", pattern=r"^arn:aws[a-z-]*:states:")
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)
+    event_source: str = Field(alias="EVENT_SOURCE", min_length=1)
 
 
 class AnnouncementSettings(Settings):

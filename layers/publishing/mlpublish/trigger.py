@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlpublish.aws import error_code, transient_errors
@@ -418,3 +418,57 @@ def _start_unresolvable(sfn: Any, state_machine_arn: str, key: str, uri: str, tr
     payload = _payload(StartInput(release_uri=uri, trigger=trigger))
     arn, status = _start_unless_named(sfn, state_machine_arn, name, payload)
     return Started(uri, arn, name, "started" if status is None else "duplicate")
+
+
+RELEASE_STARTED = "Release Started"
+RELEASE_WAITING = "Release Waiting"
+PUT_EVENTS_MAX = 10  # entries per PutEvents call
+
+
+def progress_entries(started: list[Started], event: EventBridgeEvent, *, bus: str, source: str) -> list[dict[str, Any]]:
+    """EventBridge entries saying what the trigger did with ``event``: one "Release Started"
+    per execution it began (refused sources included: that execution fails in preflight and
+    announces why) and one "Release Waiting" per release still missing a source, naming it.
+    A duplicate delivery began nothing and says nothing."""
+    cause = {"detail-type": event.detail_type, "account": event.account, "region": event.region}
+    entries = []
+    for item in started:
+        if item.outcome == "duplicate":
+            continue
+        if item.outcome == "waiting":
+            detail_type, detail = RELEASE_WAITING, {"release": item.release_uri, "missing": item.note}
+        else:
+            detail_type = RELEASE_STARTED
+            detail = {"release": item.release_uri, "execution": item.execution_arn, "execution_name": item.name}
+            if item.note:
+                detail["refused"] = item.note
+        entries.append(
+            {
+                "EventBusName": bus,
+                "Source": source,
+                "DetailType": detail_type,
+                "Detail": json.dumps({**detail, "trigger": cause}),
+            }
+        )
+    return entries
+
+
+def put_progress(events: Any, entries: list[dict[str, Any]]) -> list[str]:
+    """Send ``entries``; a problem per entry EventBridge did not take (empty when all went)."""
+    problems = []
+    for first in range(0, len(entries), PUT_EVENTS_MAX):
+        batch = entries[first : first + PUT_EVENTS_MAX]
+        try:
+            response = events.put_events(Entries=batch)
+        except (ClientError, BotoCoreError) as exc:
+            reason = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            problems += [f"{_about(entry)}: {reason}" for entry in batch]
+            continue
+        for entry, result in zip(batch, response.get("Entries", []), strict=False):
+            if result.get("ErrorCode"):
+                problems.append(f"{_about(entry)}: {result['ErrorCode']} {result.get('ErrorMessage', '')}".rstrip())
+    return problems
+
+
+def _about(entry: dict[str, Any]) -> str:
+    return f"{entry['DetailType']} of {json.loads(entry['Detail'])['release']}"
