@@ -32,7 +32,7 @@ import json
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, cast
 from unittest.mock import patch
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -55,8 +55,6 @@ class EcrAccessDenied(ServiceException):
 
 
 class S3AccessDenied(S3ClientError):
-    code = 403
-
     def __init__(self, message: str) -> None:
         super().__init__("AccessDenied", message)
 
@@ -147,12 +145,13 @@ def _ecr_backend(response: ECRResponse) -> Any:
     backend = ecr_backends[registry][response.region]
     name = response._get_param("repositoryName")
     repository = backend.repositories.get(name) if name else None
-    if repository is not None and not getattr(response, "_sandbox_cross_account_checked", False):
+    # moto reads ecr_backend more than once per request; the policy is judged once.
+    if repository is not None and not response.__dict__.get("_sandbox_cross_account_checked"):
         caller = caller_of(response.access_key, response.current_account)
         action = f"ecr:{response._get_action()}"
         if not grants(repository.policy, caller, action, repository.arn):
             raise EcrAccessDenied(denial(caller, action, repository.arn))
-        response._sandbox_cross_account_checked = True
+        response.__dict__["_sandbox_cross_account_checked"] = True
     return backend
 
 
@@ -225,7 +224,7 @@ class CrossAccountAccess(Extension):
             if not forwarded:
                 original(rule, event, transform_input)
                 return
-            if not rule.event_pattern.matches_event(event):
+            if not rule.event_pattern.matches_event(cast(Any, event)):
                 return
             rest = [target for target in rule.targets if target not in forwarded]
             if rest:
@@ -267,4 +266,4 @@ class CrossAccountAccess(Extension):
             self.forward_errors.append(message)
             return
         for receiving in list(bus.rules.values()):
-            receiving.send_to_targets(copy.deepcopy(event))
+            receiving.send_to_targets(cast(Any, copy.deepcopy(event)))
