@@ -99,9 +99,10 @@ lint: venv sam-venv checkov-venv ## ruff, mypy, statelint, cfn-lint, sam validat
 	$(VENV)/bin/mypy functions
 	$(VENV)/bin/mypy tools
 	$(VENV)/bin/statelint --ignore=URI statemachine/publish.asl.json
-	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint template.yaml templates/source-account.yaml
 	$(OFFLINE_AWS) $(SAM) validate --lint
 	$(CHECKOV) --file template.yaml --framework cloudformation --skip-check $(CHECKOV_SKIP)
+	$(CHECKOV) --file templates/source-account.yaml --framework cloudformation
 	set -o pipefail; $(VENV)/bin/bandit --quiet --recursive layers functions 2>&1 | { grep -v '$(BANDIT_NOISE)' || true; }
 	set -o pipefail; $(VENV)/bin/bandit --quiet --recursive sandbox tools bench --skip B101,B404,B603 2>&1 \
 	  | { grep -v '$(BANDIT_NOISE)' || true; }

@@ -81,6 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stack = add_stack_arguments(run)
     stack.add_argument(
+        "--source-account",
+        metavar="ACCOUNT",
+        help="the seller's development account holding the release's images (their URIs name it) and objects: "
+        "the sandbox creates them there with a repository and a bucket policy letting the stack's account read, "
+        "deploys templates/source-account.yaml there, and the stack with SourceAccounts=ACCOUNT and (unless given) "
+        "SourceRepositories=arn:aws:ecr:REGION:ACCOUNT:repository/*",
+    )
+    stack.add_argument(
+        "--no-source-policy",
+        action="append",
+        choices=["repository", "bucket"],
+        default=[],
+        help="with --source-account: write no repository (or bucket) policy there, to see the release fail as it "
+        "would on AWS; repeatable",
+    )
+    stack.add_argument(
         "--lambda-concurrency",
         type=int,
         metavar="N",
@@ -170,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         for text in args.parameter_overrides:
             overrides.update(parse_parameter_overrides(text))
         _check_stack_options(args)
+        _check_source_account(args.source_account, spec)
     except ValueError as exc:
         return _usage_error(str(exc))
     options = RunOptions(
@@ -186,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         account_id=args.account_id,
         config_env=args.config_env,
         parameter_overrides=overrides,
+        source_account=args.source_account,
+        source_policies=tuple(kind for kind in ("repository", "bucket") if kind not in args.no_source_policy),
         lambda_concurrency=args.lambda_concurrency,
         lambda_faults=lambda_faults,
         api_faults=api_faults,
@@ -243,6 +262,25 @@ def _check_stack_options(args: argparse.Namespace) -> None:
     check_place(args.account_id, args.region)
     if args.lambda_concurrency is not None and args.lambda_concurrency < 1:
         raise ValueError("--lambda-concurrency must be 1 or more")
+    if args.source_account is not None:
+        if not ACCOUNT_PATTERN.fullmatch(args.source_account):
+            raise ValueError(f"--source-account {args.source_account}: an account id is 12 digits")
+        if args.source_account == args.account_id:
+            raise ValueError("--source-account must be another account than the stack's (--account-id)")
+    elif args.no_source_policy:
+        raise ValueError("--no-source-policy needs --source-account")
+
+
+def _check_source_account(account: str | None, spec: Any) -> None:
+    """With --source-account, the release's images are in that account, as their URIs say."""
+    if account is None:
+        return
+    elsewhere = sorted({c.image_ref.registry_id for c in spec.containers} - {account})
+    if elsewhere:
+        raise ValueError(
+            f"--source-account {account}: the release's images are in account {', '.join(elsewhere)}; name "
+            f"{account} in their URIs ({account}.dkr.ecr.REGION.amazonaws.com/REPO:TAG)"
+        )
 
 
 def _check_files(args: argparse.Namespace) -> None:

@@ -36,6 +36,7 @@ from sandbox import validation_local
 from sandbox.api_faults import ApiFault, ApiFaults
 from sandbox.audit import ApiAudit
 from sandbox.clock import VirtualClock
+from sandbox.ext_accounts import CrossAccountAccess
 from sandbox.ext_ecr import EcrExtension, ScanOutcome
 from sandbox.ext_events import WholeEventTargets
 from sandbox.ext_lambda import Fault, LambdaWorkers
@@ -46,7 +47,7 @@ from sandbox.ext_stepfunctions import StateMachineCredentials
 from sandbox.lambda_env import ensure_environment
 from sandbox.oci import OciLayout, push_layout
 from sandbox.server import EmulatorServer
-from sandbox.stack import DeployedStack, StackConfigError, deploy, read_samconfig
+from sandbox.stack import DeployedStack, StackConfigError, deploy, load_template, read_samconfig
 from sandbox.validate_published import PublishedValidator
 
 _CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -82,6 +83,10 @@ class RunOptions:
     account_id: str = DEFAULT_ACCOUNT
     config_env: str = "default"
     parameter_overrides: dict[str, str] = field(default_factory=dict)
+    # The seller's development account, where the release's images and objects are (None: the
+    # stack's account), and the policies the seller wrote there letting the stack's roles read.
+    source_account: str | None = None
+    source_policies: tuple[str, ...] = ("repository", "bucket")
     # The Lambda service.
     lambda_concurrency: int | None = None
     lambda_faults: list[Fault] = field(default_factory=list)
@@ -127,6 +132,15 @@ class Sandbox:
         self.account_id = options.account_id
         self.source_region = options.region
         self.deploy_config = read_samconfig(ROOT / "samconfig.toml", options.config_env, options.parameter_overrides)
+        if options.source_account:
+            # As a seller deploys a stack publishing from a development account: its pushes and
+            # uploads forwarded (SourceAccounts), its repositories allowed (unless said otherwise).
+            parameters = self.deploy_config.parameters
+            parameters.setdefault("SourceAccounts", options.source_account)
+            parameters.setdefault(
+                "SourceRepositories", f"arn:aws:ecr:{options.region}:{options.source_account}:repository/*"
+            )
+        self.cross_account = CrossAccountAccess()
         self.clock = VirtualClock()
         self.audit = ApiAudit()
         self.server = EmulatorServer(port)
@@ -234,6 +248,7 @@ class Sandbox:
                     self.sagemaker,
                     self.events,
                     S3Extension(),
+                    self.cross_account,
                 ):
                     stack.enter_context(extension)
                 self.stack = deploy(
@@ -329,13 +344,18 @@ class Sandbox:
     # ------------------------------------------------------------------ seeding
     def _put(self, uri: str, body: bytes, *, eventbridge: bool = False) -> None:
         bucket, key = parse_s3_uri(uri)
-        s3 = self.aws("s3")
+        # The release's objects are in the development account, if there is one; release files
+        # are in the stack's pipeline bucket.
+        owner = self.options.source_account if bucket in self.artifact_buckets() else None
+        s3 = self.aws("s3", account=owner)
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
         if bucket not in existing:
             create: dict[str, Any] = {"Bucket": bucket}
             if self.source_region != "us-east-1":
                 create["CreateBucketConfiguration"] = {"LocationConstraint": self.source_region}
             s3.create_bucket(**create)
+            if owner and "bucket" in self.options.source_policies:
+                s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(self.source_bucket_policy(bucket)))
         if eventbridge:
             s3.put_bucket_notification_configuration(
                 Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
@@ -383,15 +403,78 @@ class Sandbox:
             ecr = self.aws("ecr", ref.region, account=ref.registry_id)
             with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
                 ecr.create_repository(repositoryName=ref.repository)
+                if ref.registry_id == self.options.source_account and "repository" in self.options.source_policies:
+                    ecr.set_repository_policy(
+                        repositoryName=ref.repository, policyText=json.dumps(self.source_repository_policy())
+                    )
             digests.append(push_layout(layout, ecr, ref.repository, ref.tag or "latest").digest)
             self.poller.wait_idle()
         return digests[0]
+
+    # ------------------------------------------------------- the development account
+    def source_repository_policy(self) -> dict[str, Any]:
+        """What the seller writes on a development account's repository: the stack's account may
+        read its images (the stack's roles' own policies say which of them may)."""
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "MlpublishReadsImages",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{self.account_id}:root"},
+                    "Action": [
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchCheckLayerAvailability",
+                        "ecr:DescribeImages",
+                    ],
+                }
+            ],
+        }
+
+    def source_bucket_policy(self, bucket: str) -> dict[str, Any]:
+        """What the seller writes on a development account's bucket: the stack's account may read its objects."""
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "MlpublishReadsObjects",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{self.account_id}:root"},
+                    "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::{bucket}/*",
+                }
+            ],
+        }
+
+    def deploy_source_account(self) -> None:
+        """Deploy templates/source-account.yaml in the development account, as the seller does:
+        its pushes to the release's repositories and uploads to its buckets go to the stack's bus."""
+        account = self.options.source_account
+        assert account is not None
+        repositories = sorted(
+            {c.image_ref.repository for c in self.spec.containers if c.image_ref.registry_id == account}
+        )
+        template = load_template(ROOT / "templates" / "source-account.yaml")
+        parameters = {
+            "SellerAccountId": self.account_id,
+            "RepositoryNames": ",".join(repositories),
+            "BucketNames": ",".join(self.artifact_buckets()),
+        }
+        self.aws("cloudformation", account=account).create_stack(
+            StackName="mlpublish-source-account",
+            TemplateBody=json.dumps(template),
+            Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()],
+            Capabilities=["CAPABILITY_IAM"],
+        )
 
     def seed_and_trigger(self, layouts: Layouts) -> tuple[str, Delivery]:
         """Put everything in place in the order that makes the chosen trigger fire; the last
         image pushed, the last artifact uploaded or the manual start fires it."""
         assert self.options.release is not None, "seeding needs a release file"
         trigger, release_text = self.effective_trigger(), self.options.release.read_bytes()
+        if self.options.source_account:
+            self.deploy_source_account()
         model_uris = [c.model_data for c in self.spec.containers if c.model_data]
         validation_uri = self.spec.validation.input
         before = self.clock.virtual_seconds
@@ -438,8 +521,10 @@ class Sandbox:
         return self._await_new(known, before, allow_none=True)
 
     def foreign_accounts(self) -> list[str]:
-        """Accounts of the release's images other than the stack's."""
-        return sorted({c.image_ref.registry_id for c in self.spec.containers} - {self.account_id})
+        """Accounts of the release's images other than the stack's and the development account,
+        whose pushes the sandbox forwards to the stack's bus as the seller does."""
+        forwarded = {self.account_id, self.options.source_account}
+        return sorted({c.image_ref.registry_id for c in self.spec.containers} - forwarded)
 
     def foreign_regions(self) -> list[str]:
         """Regions of the release's images other than the stack's."""
@@ -471,6 +556,7 @@ class Sandbox:
         for run in self.sagemaker.local_runs.values():
             if run.done.is_set() and run.not_run:
                 found.append(f"validation of {run.package_arn}: {run.not_run}; its virtual outcome was reported")
+        found += [f"event forwarding: {error}" for error in self.cross_account.forward_errors]
         for fault in self.lambdas.unfired if self.lambdas else []:
             found.append(f"--fault {fault.kind}:{fault.function} did not fire: no invocation of it made enough calls")
         return found

@@ -8,6 +8,9 @@ from the template's own properties, so the deployed system is the one the templa
   turn into S3 locations; here they point at small placeholder zips, and the sandbox's
   Lambda workers run the code from the directory the template names;
 * moto's S3 bucket ignores ``NotificationConfiguration``; it is applied through the S3 API;
+* moto's CloudFormation skips ``AWS::Events::EventBusPolicy``; each one (its condition and
+  intrinsics resolved by CloudFormation itself, through a stack output) is put on its bus
+  through the EventBridge API;
 * moto creates CloudFormation state machines in a backend that does not execute, and does
   not apply ``DefinitionSubstitutions``; each substitution is added to the stack as an
   output (so CloudFormation itself resolves it), substituted into the definition, and the
@@ -177,6 +180,7 @@ def deploy(
             raise StackConfigError(f"parameter {key}={value}: allowed values are {', '.join(map(str, allowed))}")
     translated = translate(template, parameters)
     substitutions = _expose_substitutions(translated)
+    _expose_bus_policies(translated)
 
     s3 = boto3.client("s3", region_name=region)
     if region == "us-east-1":
@@ -203,7 +207,9 @@ def deploy(
         for item in cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
     }
     outputs = {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
-    public_outputs = {key: value for key, value in outputs.items() if not key.startswith(_SUBST_OUTPUT)}
+    public_outputs = {
+        key: value for key, value in outputs.items() if not key.startswith((_SUBST_OUTPUT, _BUS_POLICY_OUTPUT))
+    }
     deployed = DeployedStack(
         name=stack_name,
         region=region,
@@ -215,6 +221,7 @@ def deploy(
         short_names={_function_name(resources[logical]): logical.removesuffix("Function") for logical in code_dirs},
     )
     _apply_bucket_notifications(s3, translated, resources)
+    _apply_bus_policies(boto3.client("events", region_name=region), outputs)
     deployed.state_machine_arn = _recreate_state_machines(
         translated, resources, outputs, substitutions, region, account_id
     )
@@ -233,6 +240,33 @@ def _apply_bucket_notifications(s3: Any, translated: dict[str, Any], resources: 
                 Bucket=resources[logical_id],
                 NotificationConfiguration={"EventBridgeConfiguration": {}},
             )
+
+
+_BUS_POLICY_OUTPUT = "SandboxEventBusPolicy"
+
+
+def _expose_bus_policies(translated: dict[str, Any]) -> None:
+    """Add each EventBusPolicy's properties, as JSON, as a stack output under the resource's condition."""
+    outputs = translated.setdefault("Outputs", {})
+    for logical_id, resource in translated["Resources"].items():
+        if resource["Type"] != "AWS::Events::EventBusPolicy":
+            continue
+        output: dict[str, Any] = {"Value": {"Fn::ToJsonString": resource["Properties"]}}
+        if "Condition" in resource:
+            output["Condition"] = resource["Condition"]
+        outputs[f"{_BUS_POLICY_OUTPUT}{logical_id}"] = output
+
+
+def _apply_bus_policies(events: Any, outputs: dict[str, str]) -> None:
+    for name, value in outputs.items():
+        if not name.startswith(_BUS_POLICY_OUTPUT):
+            continue
+        properties = json.loads(value)
+        statement = {"Sid": properties["StatementId"], **properties["Statement"]}
+        events.put_permission(
+            EventBusName=properties.get("EventBusName", "default"),
+            Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+        )
 
 
 _SUBST_OUTPUT = "SandboxSubstitution"

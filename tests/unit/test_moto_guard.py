@@ -16,6 +16,7 @@ import pytest
 from moto.awslambda.models import LambdaFunction
 from moto.ecr.models import ECRBackend
 from moto.ecr.responses import ECRResponse
+from moto.events.models import Rule
 from moto.events.utils import EventTemplateParser
 from moto.moto_server import werkzeug_app
 from moto.s3.models import FakeBucket
@@ -60,6 +61,10 @@ PATCHED: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("ext_s3", S3Response.copy_object, ["self"]),
     ("ext_s3", S3Response.upload_part_copy, ["self"]),
     ("ext_s3", FakeBucket.get_permission, ["self", "action", "resource"]),
+    ("ext_accounts", ECRResponse.ecr_backend.fget, ["self"]),
+    ("ext_accounts", S3Response._key_response, ["self", "request", "full_url"]),
+    ("ext_accounts", S3Response._bucket_response, ["self", "request", "full_url"]),
+    ("ext_accounts", Rule.send_to_targets, ["self", "original_event", "transform_input"]),
 ]
 
 

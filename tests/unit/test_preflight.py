@@ -384,3 +384,43 @@ def test_given_disallowed_sources_then_check_sources_refuses_before_anything_is_
 
     with pytest.raises(PreflightFailed, match="names sources the stack does not allow; nothing was read"):
         preflight.check_sources(release_spec(document), account_id=ACCOUNT, sources=ALLOWED)
+
+
+# --- sources in another account of the seller's (a development account) ---------------------
+
+DEV_REPOSITORIES = ALLOWED.model_copy(
+    update={"repositories": (f"arn:aws:ecr:us-west-2:{OTHER_ACCOUNT}:repository/acme/*",)}
+)
+
+
+def test_given_a_dev_account_image_named_by_source_repositories_then_every_rule_holds_for_the_stack() -> None:
+    stack = STACK.model_copy(update={"sources": DEV_REPOSITORIES})
+
+    check(release_spec(account=OTHER_ACCOUNT), publishing=stack)
+
+
+def test_given_source_repositories_of_a_dev_account_then_another_accounts_image_is_still_refused() -> None:
+    [problem] = source_problems(release_spec(account="444455556666"), DEV_REPOSITORIES)
+
+    assert problem.startswith("containers.0.image: repository arn:aws:ecr:us-west-2:444455556666:repository/")
+    assert "is not one of the stack's SourceRepositories" in problem
+
+
+def test_given_source_repositories_of_a_dev_account_then_the_stacks_own_repositories_need_naming_too() -> None:
+    [problem] = source_problems(release_spec(), DEV_REPOSITORIES)
+
+    assert f"repository arn:aws:ecr:us-west-2:{ACCOUNT}:repository/" in problem
+
+
+def test_given_a_dev_account_image_without_source_repositories_then_the_refusal_gives_the_deploy_command() -> None:
+    [problem] = source_problems(release_spec(account=OTHER_ACCOUNT))
+
+    arn = f"arn:aws:ecr:us-west-2:{OTHER_ACCOUNT}:repository/acme/sentiment"
+    assert f"sam deploy --parameter-overrides SourceRepositories={arn}" in problem
+    assert f"SourceAccounts={OTHER_ACCOUNT}" in problem
+    assert f"The published copy is always in {ACCOUNT}" in problem
+
+
+def test_given_a_dev_account_bucket_named_by_source_buckets_then_it_is_allowed_whatever_its_account() -> None:
+    # Bucket names are global: SourceBuckets names a bucket, not an account, as IAM's ARNs do.
+    assert source_problems(release_spec(account=OTHER_ACCOUNT, bucket=ARTIFACT_BUCKET), DEV_REPOSITORIES) == []

@@ -493,7 +493,9 @@ def test_given_an_object_that_cannot_be_read_then_release_not_found_names_the_fi
     with pytest.raises(ReleaseNotFound) as caught:
         pin(release_spec(), ecr_for=lambda region: FakeEcr(DIGEST), s3=s3)
 
-    assert caught.value.message == f"validation.input: {INPUT_URI} cannot be read ({code}); upload it or fix the URI"
+    message = f"validation.input: {INPUT_URI} cannot be read ({code}); upload it or fix the URI"
+    denied = "; in a bucket of another account, its bucket policy must grant the stack's account s3:GetObject"
+    assert caught.value.message == message + (denied if code == "403" else "")
 
 
 def test_given_s3_throttles_then_pinning_fails_as_transient_for_the_state_machine_to_retry() -> None:

@@ -83,7 +83,8 @@ _NOT_GZIP = (
 
 
 def image_account_problems(spec: ReleaseSpec, account_id: str) -> list[str]:
-    """Images outside the stack's account: Marketplace takes only the seller's own repositories."""
+    """Images outside the stack's account, where no stack says which other accounts it may read
+    (tools and tests): Marketplace takes only the seller's own repositories."""
     return [
         f"containers.{index}.image: the image is in account {container.image_ref.registry_id}, but the "
         f"pipeline publishes from the seller account {account_id} (its stack's), and Marketplace only "
@@ -100,6 +101,12 @@ def source_problems(spec: ReleaseSpec, sources: AllowedSources | None, account_i
     A release file names what the pipeline copies into the seller's listing, where validation
     data may become public: naming a bucket or repository the seller did not allow (another
     team's data, say) must fail before anything is read, not after it is published.
+
+    Sources may be in another account of the seller's (a development account) when the stack
+    allows them: Marketplace requires the model package's ECR repositories to be owned by the
+    seller account (Seller Guide, "Service restrictions and quotas": marketplace-facts.md §1,
+    [SG-limits]), and that is the published copy's, always in the stack's account; where the
+    pipeline copies from is the seller's to allow.
     """
     if sources is None:
         return image_account_problems(spec, account_id)
@@ -121,7 +128,9 @@ def source_problems(spec: ReleaseSpec, sources: AllowedSources | None, account_i
                 f"containers.{index}.image: the image is in account {ref.registry_id}, not the stack's account "
                 f"{account_id}; releases read another account's repositories only when the stack's "
                 f"SourceRepositories parameter names them (e.g. {arn}) and the repository's policy lets the "
-                f"pipeline's roles read it. The published copy is always in {account_id}, as Marketplace "
+                f"pipeline's roles read it: deploy with sam deploy --parameter-overrides SourceRepositories={arn} "
+                f"(and SourceAccounts={ref.registry_id} for its pushes to start releases), or push the image to "
+                f"a repository of {account_id}. The published copy is always in {account_id}, as Marketplace "
                 "requires (ECR repositories owned by the seller account)"
             )
     for field, uri in _release_objects(spec):

@@ -92,10 +92,16 @@ def pin_object(s3: Any, uri: str, *, where: str) -> tuple[str, int]:
         with transient_errors(f"reading {uri}"):
             head = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if error_code(exc) in {"404", "NoSuchKey", "NoSuchBucket", "403", "AccessDenied"}:
-            raise ReleaseNotFound(
-                f"{where}: {uri} cannot be read ({error_code(exc)}); upload it or fix the URI"
-            ) from exc
+        code = error_code(exc)
+        if code in {"404", "NoSuchKey", "NoSuchBucket", "403", "AccessDenied"}:
+            # S3 answers 403 for a missing object to a caller that may not list the bucket, and
+            # for any object of another account's bucket whose policy does not grant the read.
+            denied = (
+                "; in a bucket of another account, its bucket policy must grant the stack's account s3:GetObject"
+                if code in {"403", "AccessDenied"}
+                else ""
+            )
+            raise ReleaseNotFound(f"{where}: {uri} cannot be read ({code}); upload it or fix the URI{denied}") from exc
         raise
     return str(head["ETag"]).strip('"'), int(head["ContentLength"])
 

@@ -289,9 +289,16 @@ class EcrRegistry:
                 yield
         except ClientError as exc:
             message = exc.response.get("Error", {}).get("Message", "")
+            code = aws.error_code(exc)
+            # Another account's repository is read only as its repository policy allows.
+            policy = (
+                " (a repository of another account must grant the stack's account this action in its repository policy)"
+                if code.startswith("AccessDenied")
+                else ""
+            )
             raise ImageCopyFailed(
-                f"ECR {action} refused {where}: {aws.error_code(exc)}: {message}. "
-                "Check the pipeline role's ECR permissions and the repository, then re-run the release."
+                f"ECR {action} refused {where}: {code}: {message}. "
+                f"Check the pipeline role's ECR permissions and the repository{policy}, then re-run the release."
             ) from exc
 
 
