@@ -77,8 +77,9 @@ def start_for_record(record: SQSRecord) -> None:
         metrics.add_metric(name=METRIC_BY_OUTCOME[item.outcome], unit=MetricUnit.Count, value=1)
     entries = progress_entries(started, event, bus=config.event_bus_name, source=config.event_source)
     # The executions are started whatever happens here, and each announces its own outcome:
-    # a progress event that EventBridge does not take is logged and counted, not retried.
-    problems = put_progress(client("events", config.region), entries) if entries else []
+    # a progress event that EventBridge does not take is logged and counted, not retried
+    # beyond one SDK retry, so an EventBridge outage does not hold the trigger (and its batch).
+    problems = put_progress(client("events", config.region, max_attempts=2), entries) if entries else []
     if problems:
         logger.error("progress events not sent", extra={"problems": problems})
         metrics.add_metric(name="ProgressEventsNotSent", unit=MetricUnit.Count, value=len(problems))

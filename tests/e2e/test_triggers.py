@@ -77,3 +77,24 @@ def test_given_a_published_release_when_started_by_hand_again_then_a_new_executi
     assert event["detail"]["model_package_action"] == "reused"
     assert f"{first['model_package_arn']} (reused)" in note["message"]
     assert repeat["virtual_seconds"] < VALIDATION_MINUTES * 60  # the validated package is not validated again
+
+
+def test_given_waiting_notifications_when_the_release_file_comes_before_its_image_then_the_wait_and_start_are_told(
+    publish_image: Callable[..., CliRun],
+) -> None:
+    run = publish_image("docker-v2", "--trigger", "ecr-push", "--parameter-overrides", "WaitingNotifications=Enabled")
+    report = run.reported
+
+    [waiting] = [event for event in report["events"] if event["detail-type"] == "Release Waiting"]
+    [started] = [event for event in report["events"] if event["detail-type"] == "Release Started"]
+    [told] = [note for note in report["notifications"] if "is waiting and has not started" in note["message"]]
+    assert report["status"] == "SUCCEEDED"
+    # The sandbox uploads the release file first, as a seller who then pushes the image does.
+    assert "containers.0.image" in waiting["detail"]["missing"]
+    assert waiting["detail"]["trigger"]["detail-type"] == "Object Created"
+    assert started["detail"]["execution"] == report["execution_arn"]
+    assert started["detail"]["trigger"]["detail-type"] == "ECR Image Action"
+    assert started["detail"]["release"] == waiting["detail"]["release"]
+    assert waiting["detail"]["release"] in told["message"]
+    assert waiting["detail"]["missing"] in told["message"]
+    assert told["outcome"] is None  # operations messages carry no outcome attribute

@@ -9,6 +9,7 @@ import os
 import shlex
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -141,13 +142,29 @@ def test_given_a_sandbox_that_cannot_start_when_serve_then_it_says_why_without_a
     assert "Traceback" not in err
 
 
+def signal_when_serving(signum: int, timeout: float = 30.0) -> threading.Thread:
+    """Send ``signum`` to this process once a sandbox is serving (its handlers are set by then),
+    not after a fixed delay: on a loaded machine the signal would otherwise kill the test."""
+
+    def send() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(sandbox.entered for sandbox in FakeSandbox.instances):
+                os.kill(os.getpid(), signum)
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_given_a_serving_sandbox_when_signalled_then_it_shuts_down_and_exits_0(
     capsys: pytest.CaptureFixture[str], fake: type[FakeSandbox], tmp_path: Path, signum: signal.Signals
 ) -> None:
     handlers = {s: signal.getsignal(s) for s in serve.STOP_SIGNALS}
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signum))
-    timer.start()
+    timer = signal_when_serving(signum)
 
     code = run_serve(tmp_path, "--json", "--region", "eu-west-1", "--account-id", "210987654321", "--port", "0")
 
@@ -171,8 +188,7 @@ def test_given_parameter_overrides_when_serve_then_the_sandbox_deploys_with_them
     fake: type[FakeSandbox], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(serve, "_check_port", lambda port: None)  # no sockets in unit tests
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
+    timer = signal_when_serving(signal.SIGTERM)
 
     run_serve(
         tmp_path,
