@@ -44,6 +44,7 @@ from moto.s3.exceptions import S3ClientError
 from moto.s3.models import s3_backends
 from moto.s3.responses import S3Response
 
+from sandbox.ext_events import targets_of_our_own
 from sandbox.ext_s3 import _over_tls
 from sandbox.extension import Extension
 
@@ -217,24 +218,7 @@ class CrossAccountAccess(Extension):
         stack.enter_context(patch.object(Rule, "send_to_targets", self._send_to_targets(Rule.send_to_targets)))
 
     def _send_to_targets(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        ext = self
-
-        def send(rule: Rule, event: dict[str, Any], transform_input: bool = True) -> None:
-            forwarded = [target for target in rule.targets if ext._other_bus(rule, target["Arn"])]
-            if not forwarded:
-                original(rule, event, transform_input)
-                return
-            if not rule.event_pattern.matches_event(cast(Any, event)):
-                return
-            rest = [target for target in rule.targets if target not in forwarded]
-            if rest:
-                local = copy.copy(rule)
-                local.targets = rest
-                original(local, event, transform_input)
-            for target in forwarded:
-                ext._forward(rule, target, event)
-
-        return send
+        return targets_of_our_own(original, lambda rule, target: self._other_bus(rule, target["Arn"]), self._forward)
 
     @staticmethod
     def _other_bus(rule: Rule, arn: str) -> bool:

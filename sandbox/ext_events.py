@@ -45,28 +45,44 @@ class WholeEventTargets(Extension):
         stack.enter_context(patch.object(Rule, "send_to_targets", _with_sns_targets(Rule.send_to_targets)))
 
 
-def _with_sns_targets(original: Callable[..., Any]) -> Callable[..., Any]:
+def targets_of_our_own(
+    original: Callable[..., Any],
+    takes: Callable[[Rule, dict[str, Any]], bool],
+    deliver: Callable[[Rule, dict[str, Any], dict[str, Any]], None],
+) -> Callable[..., Any]:
+    """A ``Rule.send_to_targets`` that hands the targets ``takes`` picks to ``deliver`` (when the
+    rule matches the event) and leaves every other target to moto's ``original``."""
+
     def send(rule: Rule, event: dict[str, Any], transform_input: bool = True) -> None:
-        topics = [target for target in rule.targets if parse_arn(target["Arn"]).service == "sns"]
-        if not topics:
+        ours = [target for target in rule.targets if takes(rule, target)]
+        if not ours:
             original(rule, event, transform_input)
             return
-        rest = [target for target in rule.targets if target not in topics]
+        rest = [target for target in rule.targets if target not in ours]
         if rest:
             local = copy.copy(rule)
             local.targets = rest
             original(local, event, transform_input)
         if not rule.event_pattern.matches_event(event):  # type: ignore[arg-type]
             return
-        for target in topics:
-            transformer = target.get("InputTransformer", {})
-            message = EventTemplateParser.parse(
-                input_template=transformer.get("InputTemplate"),
-                input_paths_map=transformer.get("InputPathsMap", {}),
-                event=event,  # type: ignore[arg-type]
-            )
-            arn = parse_arn(target["Arn"])
-            body = message if isinstance(message, str) else json.dumps(message)
-            sns_backends[arn.account][arn.region].publish(body, arn=target["Arn"])
+        for target in ours:
+            deliver(rule, target, event)
 
     return send
+
+
+def _with_sns_targets(original: Callable[..., Any]) -> Callable[..., Any]:
+    return targets_of_our_own(original, lambda rule, target: parse_arn(target["Arn"]).service == "sns", _publish)
+
+
+def _publish(rule: Rule, target: dict[str, Any], event: dict[str, Any]) -> None:
+    """What EventBridge sends an SNS topic: the target's transformed input, or the whole event."""
+    transformer = target.get("InputTransformer", {})
+    message = EventTemplateParser.parse(
+        input_template=transformer.get("InputTemplate"),
+        input_paths_map=transformer.get("InputPathsMap", {}),
+        event=event,  # type: ignore[arg-type]
+    )
+    arn = parse_arn(target["Arn"])
+    body = message if isinstance(message, str) else json.dumps(message)
+    sns_backends[arn.account][arn.region].publish(body, arn=target["Arn"])
