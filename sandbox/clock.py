@@ -29,6 +29,7 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
     FailureEventException,
 )
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state import state as state_module
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
     WaitFunction,
@@ -59,6 +60,27 @@ class _RetrierTime:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
+
+
+class _StateDatetime:
+    """Stands in for the ``datetime`` module inside moto's ``state``: the context object's
+    ``$$.State.EnteredTime`` is real time plus the virtual seconds waited so far, in Step
+    Functions' format (``2026-12-02T06:46:11.317Z``): stage times count both the work done and
+    the waits a release went through."""
+
+    timezone = dt.timezone
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.datetime = self
+        self._clock = clock
+
+    def now(self, tz: dt.tzinfo | None = None) -> _AwsTime:
+        return _AwsTime.fromtimestamp(time.time() + self._clock.virtual_seconds, dt.UTC)
+
+
+class _AwsTime(dt.datetime):
+    def isoformat(self, sep: str = "T", timespec: str = "milliseconds") -> str:
+        return super().isoformat(sep, timespec).replace("+00:00", "Z")
 
 
 class VirtualClock(Extension):
@@ -141,6 +163,7 @@ class VirtualClock(Extension):
         stack.enter_context(patch.object(WaitFunction, "_wait_interval", self._wait_interval_patch()))
         stack.enter_context(patch.object(Timestamp, "_get_wait_seconds", self._timestamp_patch()))
         stack.enter_context(patch.object(retrier_decl, "time", _RetrierTime(self)))
+        stack.enter_context(patch.object(state_module, "datetime", _StateDatetime(self)))
 
     def _wait_interval_patch(self) -> Callable[[WaitFunction, Any, int], None]:
         clock = self

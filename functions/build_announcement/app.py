@@ -1,22 +1,55 @@
-"""BuildAnnouncement: the SNS message and EventBridge detail for a finished release."""
+"""BuildAnnouncement: the SNS message and EventBridge detail for a finished release, and the
+release's metrics (outcome, the time each stage took, stage-change events EventBridge refused)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.announce import SuccessState, failed, ready
 from mlpublish.state import AnnouncementInput
+from mlpublish.timeline import Timeline, timeline
 
 logger = Logger()
+metrics = Metrics()
 
 
+def record_metrics(outcome: str, times: Timeline, failed_stage: str | None) -> None:
+    """``ReleasesReady``/``ReleasesFailed``, ``StageDuration`` and ``ReleaseDuration`` (seconds,
+    by ``Stage`` and ``Outcome``), ``StageEventsNotSent``."""
+    if outcome == "ready":
+        metrics.add_metric(name="ReleasesReady", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name="ReleasesFailed", unit=MetricUnit.Count, value=1)
+    if failed_stage:
+        with single_metric(name="ReleasesFailedAt", unit=MetricUnit.Count, value=1) as metric:
+            metric.add_dimension(name="Stage", value=failed_stage)
+    for stage, seconds in times.seconds.items():
+        with single_metric(name="StageDuration", unit=MetricUnit.Seconds, value=seconds) as metric:
+            metric.add_dimension(name="Stage", value=stage)
+            metric.add_dimension(name="Outcome", value=outcome)
+    if times.total is not None:
+        with single_metric(name="ReleaseDuration", unit=MetricUnit.Seconds, value=times.total) as metric:
+            metric.add_dimension(name="Outcome", value=outcome)
+    if times.unsent:
+        metrics.add_metric(name="StageEventsNotSent", unit=MetricUnit.Count, value=len(times.unsent))
+        logger.warning("stage-change events EventBridge did not take", extra={"stages": times.unsent})
+
+
+@metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = AnnouncementInput.model_validate(event)
-    state = {**request.state, "execution": request.execution}
+    state = {**request.state, "execution": request.execution, "finished": request.finished}
     announcement = ready(SuccessState.model_validate(state)) if request.outcome == "ready" else failed(state)
-    logger.info("announcement", extra={"outcome": announcement.outcome, "subject": announcement.subject})
+    times = timeline(state.get("stages"), request.finished)
+    failed_stage = None if request.outcome == "ready" else str(state.get("failed_stage", "unknown"))
+    record_metrics(announcement.outcome, times, failed_stage)
+    logger.info(
+        "announcement",
+        extra={"outcome": announcement.outcome, "subject": announcement.subject, "stage_seconds": times.seconds},
+    )
     return announcement.model_dump(mode="json")

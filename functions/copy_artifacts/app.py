@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.aws import client
@@ -13,8 +14,10 @@ from mlpublish.state import CopyArtifactsInput
 
 logger = Logger()
 tracer = Tracer()
+metrics = Metrics()
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> list[dict[str, Any]]:
@@ -26,4 +29,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> list[dict[s
         region=request.publishing_region,
     )
     logger.info("artifacts in place", extra={"copied": sum(c.copied for c in copied), "total": len(copied)})
+    # Server-side copies: the bytes S3 copied into the publishing region (objects already there count 0).
+    metrics.add_metric(name="ObjectBytesCopied", unit=MetricUnit.Bytes, value=sum(c.size for c in copied if c.copied))
     return [item.model_dump(mode="json") for item in copied]

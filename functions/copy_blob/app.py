@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.images.copy import copy_blob
@@ -13,8 +14,10 @@ from mlpublish.state import CopyBlobInput
 
 logger = Logger()
 tracer = Tracer()
+metrics = Metrics()
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -22,4 +25,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     target = request.target
     result = copy_blob(target, request.blob, EcrRegistry(target.source.region), EcrRegistry(target.destination_region))
     logger.info("blob", extra={"digest": result.digest, "bytes": result.bytes_copied, "skipped": result.skipped})
+    # Bytes that crossed into the publishing region; a blob already there counts 0.
+    metrics.add_metric(name="ImageBytesCopied", unit=MetricUnit.Bytes, value=result.bytes_copied)
     return result.model_dump(mode="json")

@@ -103,6 +103,37 @@ def test_given_validation_that_takes_45_minutes_when_the_release_waits_then_it_u
     assert 0 < release.reported["state_transitions"] < 60
 
 
+def test_given_a_release_when_it_runs_then_watchers_see_each_stage_it_enters_in_order(release: CliRun) -> None:
+    changes = release.events("Release Stage Changed")
+    [ready] = release.events(READY)
+
+    assert [event["detail"]["stage"] for event in changes] == [
+        "CopyToPublishingRegion",
+        "ScanImages",
+        "AwaitValidation",
+    ]
+    for event in changes:
+        assert event["source"] == "mlpublish"
+        assert event["detail"]["execution"] == ready["detail"]["execution"]
+        assert (event["detail"]["product"], event["detail"]["version"]) == ("acme-sentiment", "1.2.0")
+    entered = [event["detail"]["entered"] for event in changes]
+    assert entered == sorted(entered)
+    assert all(time.endswith("Z") for time in entered)
+
+
+def test_given_validation_that_takes_45_minutes_when_the_release_is_ready_then_it_says_how_long_each_stage_took(
+    release: CliRun,
+) -> None:
+    [ready] = release.events(READY)
+    [note] = release.reported["notifications"]
+    seconds = ready["detail"]["stage_seconds"]
+
+    assert list(seconds) == ["ResolveRelease", "CopyToPublishingRegion", "ScanImages", "AwaitValidation"]
+    assert VALIDATION_MINUTES * 60 <= seconds["AwaitValidation"] < release.reported["virtual_seconds"] + release.seconds
+    assert all(value >= 0 for value in seconds.values())
+    assert "Time taken: resolve " in note["message"]
+
+
 def test_given_a_release_when_it_runs_then_every_state_payload_stays_small(release: CliRun) -> None:
     # References only, never manifests or blobs: far below Step Functions' 256 KiB.
     assert 0 < release.reported["max_state_bytes"] < 8 * 1024

@@ -181,7 +181,7 @@ def clean_scan(image: dict[str, Any]) -> None:
 
 
 def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_needs(
-    seller: dict[str, Any], lambda_context: FakeLambdaContext
+    seller: dict[str, Any], lambda_context: FakeLambdaContext, capsys: pytest.CaptureFixture[str]
 ) -> None:
     release = load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
 
@@ -208,6 +208,8 @@ def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_nee
     for item in release["objects"]:
         head = publishing_s3.head_object(Bucket=item["destination_bucket"], Key=item["destination_key"])
         assert head["Metadata"]["mlpublish-source-etag"] == item["etag"]
+    sizes = sum(item["size"] for item in release["objects"])
+    assert emitted_metrics(capsys.readouterr().out)[("ObjectBytesCopied", ())] == sizes
 
     images = published_images(release)
     for image in images:
@@ -600,6 +602,53 @@ def test_given_a_failed_resolve_then_the_failure_announcement_names_stage_and_re
     assert failed.detail["release_uri"] == RELEASE_URI
     assert failed.detail["execution"] == EXECUTION
     assert len(failed.subject) < 100
+
+
+def emitted_metrics(stdout: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The CloudWatch EMF metrics a handler printed: (name, dimensions) -> value."""
+    found = {}
+    for line in stdout.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            [dimensions] = directive["Dimensions"]
+            key = tuple(sorted((name, blob[name]) for name in dimensions if name != "service"))
+            for metric in directive["Metrics"]:
+                value = blob[metric["Name"]]
+                found[(metric["Name"], key)] = value[0] if isinstance(value, list) else value
+    return found
+
+
+def test_given_a_failed_validation_then_the_announcement_records_outcome_stage_and_each_stages_duration(
+    stack_env: pytest.MonkeyPatch, lambda_context: FakeLambdaContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = {
+        **sample_event("manual-start.json"),
+        "error": {"Error": "ValidationFailed", "Cause": "the transform job failed"},
+        "failed_stage": "AwaitValidation",
+        "stages": {
+            "ResolveRelease": {"entered": "2026-12-02T12:00:00.000Z"},
+            "CopyToPublishingRegion": {"entered": "2026-12-02T12:00:02.500Z", "unsent": 0},
+            "ScanImages": {"Error": "EventBridge.InternalException", "Cause": "down"},
+            "AwaitValidation": {"entered": "2026-12-02T12:01:00.000Z", "unsent": 0},
+        },
+    }
+
+    load_handler("build_announcement")(
+        {"outcome": "failed", "state": state, "execution": EXECUTION, "finished": "2026-12-02T12:31:00.000Z"},
+        lambda_context,
+    )
+
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics[("ReleasesFailed", ())] == 1
+    assert metrics[("ReleasesFailedAt", (("Stage", "AwaitValidation"),))] == 1
+    assert metrics[("StageDuration", (("Outcome", "failed"), ("Stage", "ResolveRelease")))] == 2.5
+    assert metrics[("StageDuration", (("Outcome", "failed"), ("Stage", "AwaitValidation")))] == 1800
+    assert metrics[("StageEventsNotSent", ())] == 1
+    assert not [key for key in metrics if key[0] == "StageDuration" and ("Stage", "ScanImages") in key[1]]
+    assert ("ReleaseDuration", (("Outcome", "failed"),)) not in metrics  # a stage's time is unknown
+    assert ("ReleasesReady", ()) not in metrics
 
 
 # --- trigger ----------------------------------------------------------------------------

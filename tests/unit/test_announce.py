@@ -186,6 +186,46 @@ def test_given_an_image_whose_os_was_not_detected_then_the_ready_announcement_sa
 # --- parse_error ----------------------------------------------------------------------
 
 
+def test_given_the_stage_times_then_the_ready_announcement_says_how_long_each_stage_took() -> None:
+    stages = {
+        "ResolveRelease": {"entered": "2026-12-02T12:00:00.000Z"},
+        "CopyToPublishingRegion": {"entered": "2026-12-02T12:00:05.000Z", "unsent": 0},
+        "ScanImages": {"entered": "2026-12-02T12:02:05.000Z", "unsent": 0},
+        "AwaitValidation": {"entered": "2026-12-02T12:03:05.000Z", "unsent": 0},
+    }
+    state = success_state().model_copy(update={"stages": stages, "finished": "2026-12-02T13:33:05.000Z"})
+
+    announcement = ready(state)
+
+    assert announcement.detail["stage_seconds"] == {
+        "ResolveRelease": 5.0,
+        "CopyToPublishingRegion": 120.0,
+        "ScanImages": 60.0,
+        "AwaitValidation": 5400.0,
+    }
+    assert "Time taken: resolve 5s, copy 2m 0s, scan 1m 0s, validation 1h 30m" in announcement.message
+
+
+def test_given_a_release_that_failed_validating_then_the_failure_says_how_long_each_stage_took() -> None:
+    state = {
+        "release": resolved_release().model_dump(mode="json"),
+        "error": {"Error": "ValidationFailed", "Cause": "the transform job failed"},
+        "failed_stage": "AwaitValidation",
+        "stages": {
+            "ResolveRelease": {"entered": "2026-12-02T12:00:00.000Z"},
+            "CopyToPublishingRegion": {"entered": "2026-12-02T12:00:02.000Z", "unsent": 0},
+            "ScanImages": {"entered": "2026-12-02T12:00:12.000Z", "unsent": 0},
+            "AwaitValidation": {"entered": "2026-12-02T12:00:20.000Z", "unsent": 0},
+        },
+        "finished": "2026-12-02T12:40:20.000Z",
+    }
+
+    announcement = failed(state)
+
+    assert announcement.detail["stage_seconds"]["AwaitValidation"] == 2400.0
+    assert "Time taken: resolve 2s, copy 10s, scan 8s, validation 40m 0s" in announcement.message
+
+
 def test_given_a_lambda_error_with_listed_reasons_then_each_reason_is_separated() -> None:
     error = PreflightFailed(
         "release acme-sentiment 1.2.0 breaks 2 Marketplace rule(s); fix the release file:",
@@ -262,9 +302,11 @@ def test_given_a_failure_before_the_release_was_resolved_then_stage_and_reasons_
         "release_uri": "s3://mlpublish-pipeline/releases/acme.yaml",
         "trigger": trigger,
         "execution": EXECUTION,
+        "stage_seconds": {},  # it failed before the stage timeline began
     }
     message = announcement.message
     assert "failed at stage ResolveRelease" in message
+    assert "Time taken" not in message
     assert "PreflightFailed: release breaks 1 Marketplace rule(s); fix the release file:\n  - a: b" in message
     assert message.endswith(f"Execution: {EXECUTION}")
 

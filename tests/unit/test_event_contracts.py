@@ -323,7 +323,12 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
         ),
         "BuildAnnouncement": (
             AnnouncementInput,
-            {"outcome": "ready", "state": state, "execution": "arn:aws:states:us-west-2:123456789012:execution:m:e"},
+            {
+                "outcome": "ready",
+                "state": state,
+                "execution": "arn:aws:states:us-west-2:123456789012:execution:m:e",
+                "finished": "2026-12-02T12:00:00.000Z",
+            },
         ),
     }
 

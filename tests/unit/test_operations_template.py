@@ -125,6 +125,33 @@ def test_given_a_release_waiting_event_then_the_waiting_rule_matches_it_and_its_
     assert {"Fn::GetAtt": ["ReleaseWaitingRule", "Arn"]} in sources
 
 
+def test_given_a_stage_change_event_then_the_optional_stage_rule_matches_it_and_its_message_paths_exist(
+    template: dict[str, Any],
+) -> None:
+    rule = template["Resources"]["ReleaseStageRule"]
+    states = json.loads((ROOT / "statemachine" / "publish.asl.json").read_text())["States"]
+    [entry] = states["EnterScanning"]["Parameters"]["Entries"]
+    detail = {key.removesuffix(".$") for key in entry["Detail"]}
+    pattern = rule["Properties"]["EventPattern"]
+    [target] = rule["Properties"]["Targets"]
+
+    assert rule["Condition"] == "NotifyStages"
+    assert template["Conditions"]["NotifyStages"] == {"Fn::Equals": [{"Ref": "StageNotifications"}, "Enabled"]}
+    assert template["Parameters"]["StageNotifications"]["Default"] == "Disabled"
+    assert pattern == {"source": [{"Ref": "EventSource"}], "detail-type": [entry["DetailType"]]}
+    assert (entry["Source"], entry["EventBusName"]) == ("${EventSource}", "${EventBusName}")
+    for path in target["InputTransformer"]["InputPathsMap"].values():
+        assert path.startswith("$.detail.")
+        assert path.removeprefix("$.detail.") in detail
+    policy = template["Resources"]["NotificationTopicPolicy"]["Properties"]["PolicyDocument"]
+    sources = [
+        arn
+        for statement in policy["Statement"]
+        for arn in branches(statement.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn", []))
+    ]
+    assert {"Fn::GetAtt": ["ReleaseStageRule", "Arn"]} in sources
+
+
 def test_given_the_dashboard_then_its_body_is_json_and_shows_only_metrics_and_alarms_the_stack_has(
     template: dict[str, Any],
 ) -> None:
@@ -145,6 +172,7 @@ def test_given_the_dashboard_then_its_body_is_json_and_shows_only_metrics_and_al
            for metric in widget["properties"]["metrics"] if metric[0] == namespace}  # fmt: skip
     assert own <= emitted_metrics()
     assert {"ReleasesStarted", "ReleasesWaiting", "RefusedTriggers"} <= own
+    assert {"StageDuration", "ReleasesReady", "ReleasesFailed", "ImageBytesCopied", "ObjectBytesCopied"} <= own
     referenced = set(re.findall(r"\$\{([^}.]+)", body)) - {"AWS::Region", "AWS::AccountId", "AWS::Partition",
                                                            "AWS::StackName"}  # fmt: skip
     assert referenced <= set(variables) | set(template["Resources"])

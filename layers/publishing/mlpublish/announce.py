@@ -29,6 +29,7 @@ from mlpublish.state import (
     ScanProgress,
     ValidationProgress,
 )
+from mlpublish.timeline import timeline
 
 READY = "Release Ready For Listing"
 FAILED = "Release Failed"
@@ -50,6 +51,8 @@ class SuccessState(BaseModel):
     scan: ScanProgress
     resource: ResourceResult
     validation: ValidationProgress
+    stages: dict[str, Any] = {}
+    finished: str = ""
 
 
 # SNS takes subjects of printable ASCII shorter than 100 characters: a longer or non-ASCII
@@ -78,6 +81,7 @@ def ready(state: SuccessState) -> Announcement:
         }
         for image in state.copied.images
     ]
+    times = timeline(state.stages, state.finished)
     detail = {
         "product": spec.product.name,
         "version": spec.product.version,
@@ -96,6 +100,7 @@ def ready(state: SuccessState) -> Announcement:
         "release_uri": release.release_uri,
         "trigger": release.trigger.model_dump(mode="json"),
         "execution": state.execution,
+        "stage_seconds": times.seconds,
     }
     lines = [
         f"{spec.product.name} {spec.product.version} is ready to list on AWS Marketplace.",
@@ -111,6 +116,7 @@ def ready(state: SuccessState) -> Announcement:
         ),
         f"Validation: {state.validation.status}; image scans: "
         + ", ".join(f"{scan.repository} {scan.status}" for scan in state.scan.images),
+        *([f"Time taken: {times.summary()}"] if times.seconds else []),
         "",
         "Next: in the AWS Marketplace Management Portal, add a version to the product with this model "
         "package ARN (or use the Catalog API AddDeliveryOptions change).",
@@ -151,6 +157,7 @@ def failed(state: dict[str, Any]) -> Announcement:
     release_file = str(state.get("release_uri") or "inline release").rsplit("/", 1)[-1]
     product = release.spec.product.name if release else release_file
     title = f"{product} {version}".strip()
+    times = timeline(state.get("stages"), state.get("finished"))
     detail: dict[str, Any] = {
         "product": release.spec.product.name if release else None,
         "version": version or None,
@@ -161,6 +168,7 @@ def failed(state: dict[str, Any]) -> Announcement:
         "release_uri": release.release_uri if release else state.get("release_uri"),
         "trigger": state.get("trigger") if release is None else release.trigger.model_dump(mode="json"),
         "execution": state.get("execution", ""),
+        "stage_seconds": times.seconds,
     }
     resource = state.get("resource")
     if isinstance(resource, dict) and resource.get("arn"):
@@ -170,6 +178,7 @@ def failed(state: dict[str, Any]) -> Announcement:
         "",
         f"{failure.error}: {failure.reason}",
         *(f"  - {reason}" for reason in failure.reasons),
+        *([f"Time taken: {times.summary()}"] if times.seconds else []),
         "",
         "Nothing was listed. Fix the cause and push, upload or start the release again: finished "
         "work (copied blobs and objects, a validated package) is reused.",

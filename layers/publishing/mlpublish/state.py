@@ -290,3 +290,4 @@ class AnnouncementInput(_State):
     outcome: Literal["ready", "failed"]
     state: dict[str, Any] = Field(description="The execution's state when it ended")
     execution: str = ""
+    finished: str = Field(default="", description="When the announcement began ($$.State.EnteredTime)")
