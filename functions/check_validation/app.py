@@ -1,4 +1,4 @@
-"""CheckValidation: one look at the model package's validation; raises with every FailureReason."""
+"""CheckValidation: one look at the model package's (or algorithm's) validation; raises with every FailureReason."""
 
 from __future__ import annotations
 

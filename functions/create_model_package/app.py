@@ -1,4 +1,4 @@
-"""CreateModelPackage: the certified model package with its validation profile (idempotent)."""
+"""CreateModelPackage: the certified model package (or algorithm) with its validation profile (idempotent)."""
 
 from __future__ import annotations
 
@@ -22,5 +22,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     result = create_model_package(
         client("sagemaker", request.release.publishing_region), request.release, request.images
     )
-    logger.info("model package", extra={"arn": result.arn, "action": result.action})
+    logger.info("created or reused", extra={"arn": result.arn, "action": result.action})
     return result.model_dump(mode="json")

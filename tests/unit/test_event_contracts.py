@@ -129,6 +129,7 @@ CONTRACTS: dict[str, Callable[[Path], Any]] = {
     "sqs-trigger-batch.json": parse_sqs_batch,
     "manual-start.json": parse_manual_start,
     "release.example.yaml": parse_release_file,
+    "release.algorithm.yaml": parse_release_file,
     "release.invalid.yaml": parse_invalid_release,
 }
 

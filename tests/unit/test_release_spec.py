@@ -354,11 +354,14 @@ def test_given_a_document_that_is_not_a_mapping_when_parsed_then_the_expected_se
     )
 
 
-def test_given_an_algorithm_product_when_parsed_then_it_is_refused_at_product_kind_with_what_to_use() -> None:
+def test_given_an_algorithm_product_without_its_sections_when_parsed_then_each_missing_one_is_named() -> None:
     document = release_document()
     document["product"]["kind"] = "algorithm"
 
-    assert problems(document) == ["product.kind: 'algorithm' products are not published yet; use 'model_package'"]
+    found = problems(document)
+
+    assert [problem.split(":")[0] for problem in found] == ["training", "validation"]
+    assert "see events/release.algorithm.yaml" in found[0]
 
 
 def test_given_an_unknown_product_kind_when_parsed_then_the_known_kinds_are_listed() -> None:

@@ -82,14 +82,16 @@ def ready(state: SuccessState) -> Announcement:
         for image in state.copied.images
     ]
     times = timeline(state.stages, state.finished)
+    noun = "algorithm" if spec.is_algorithm else "model_package"
+    label = noun.replace("_", " ")
     detail = {
         "product": spec.product.name,
         "version": spec.product.version,
         "kind": spec.product.kind,
         "publishing_region": release.publishing_region,
-        "model_package_arn": resource.arn,
-        "model_package_name": resource.name,
-        "model_package_action": resource.action,
+        f"{noun}_arn": resource.arn,
+        f"{noun}_name": resource.name,
+        f"{noun}_action": resource.action,
         "fingerprint": release.fingerprint,
         "images": images,
         "artifacts": [{"role": a.role, "container": a.container, "uri": a.uri} for a in state.copied.artifacts],
@@ -105,7 +107,7 @@ def ready(state: SuccessState) -> Announcement:
     lines = [
         f"{spec.product.name} {spec.product.version} is ready to list on AWS Marketplace.",
         "",
-        f"Model package: {resource.arn} ({resource.action})",
+        f"{label.capitalize()}: {resource.arn} ({resource.action})",
         f"Publishing region: {release.publishing_region}",
         "Images:",
         *(
@@ -118,8 +120,8 @@ def ready(state: SuccessState) -> Announcement:
         + ", ".join(f"{scan.repository} {scan.status}" for scan in state.scan.images),
         *([f"Time taken: {times.summary()}"] if times.seconds else []),
         "",
-        "Next: in the AWS Marketplace Management Portal, add a version to the product with this model "
-        "package ARN (or use the Catalog API AddDeliveryOptions change).",
+        f"Next: in the AWS Marketplace Management Portal, add a version to the product with this {label} "
+        "ARN (or use the Catalog API AddDeliveryOptions change).",
         f"Execution: {state.execution}",
     ]
     return Announcement(
@@ -172,7 +174,7 @@ def failed(state: dict[str, Any]) -> Announcement:
     }
     resource = state.get("resource")
     if isinstance(resource, dict) and resource.get("arn"):
-        detail["model_package_arn"] = resource["arn"]
+        detail["algorithm_arn" if ":algorithm/" in str(resource["arn"]) else "model_package_arn"] = resource["arn"]
     lines = [
         f"Publishing {title} failed at stage {failure.stage}.",
         "",

@@ -11,7 +11,7 @@ import zlib
 from mlpublish.errors import PreflightFailed
 from mlpublish.images.manifests import BUILD_HINT
 from mlpublish.images.osinfo import ImagePlatform
-from mlpublish.release import ReleaseSpec
+from mlpublish.release import TRAINING_IMAGE, ReleaseSpec, value_problem
 from mlpublish.settings import AllowedSources, PublishingConfig
 from mlpublish.state import Release
 
@@ -86,12 +86,12 @@ def image_account_problems(spec: ReleaseSpec, account_id: str) -> list[str]:
     """Images outside the stack's account, where no stack says which other accounts it may read
     (tools and tests): Marketplace takes only the seller's own repositories."""
     return [
-        f"containers.{index}.image: the image is in account {container.image_ref.registry_id}, but the "
+        f"{field}: the image is in account {ref.registry_id}, but the "
         f"pipeline publishes from the seller account {account_id} (its stack's), and Marketplace only "
         "accepts ECR repositories owned by that account; push the image to your own ECR first, or "
         "deploy the stack in the image's account"
-        for index, container in enumerate(spec.containers)
-        if container.image_ref.registry_id != account_id
+        for _, field, _, ref in spec.images()
+        if ref.registry_id != account_id
     ]
 
 
@@ -111,21 +111,20 @@ def source_problems(spec: ReleaseSpec, sources: AllowedSources | None, account_i
     if sources is None:
         return image_account_problems(spec, account_id)
     problems = []
-    for index, container in enumerate(spec.containers):
-        ref = container.image_ref
+    for _, field, _, ref in spec.images():
         arn = f"arn:aws:ecr:{ref.region}:{ref.registry_id}:repository/{ref.repository}"
         if sources.allows_repository(arn, account_id=account_id):
             continue
         if sources.repositories:
             problems.append(
-                f"containers.{index}.image: repository {arn} is not one of the stack's SourceRepositories "
+                f"{field}: repository {arn} is not one of the stack's SourceRepositories "
                 f"({', '.join(sources.repositories)}); add it (IAM wildcards work, e.g. "
                 f"arn:aws:ecr:{ref.region}:{ref.registry_id}:repository/{ref.repository.split('/')[0]}/*) with "
                 "sam deploy --parameter-overrides SourceRepositories=..., or push the image to an allowed repository"
             )
         else:
             problems.append(
-                f"containers.{index}.image: the image is in account {ref.registry_id}, not the stack's account "
+                f"{field}: the image is in account {ref.registry_id}, not the stack's account "
                 f"{account_id}; releases read another account's repositories only when the stack's "
                 f"SourceRepositories parameter names them (e.g. {arn}) and the repository's policy lets the "
                 f"pipeline's roles read it: deploy with sam deploy --parameter-overrides SourceRepositories={arn} "
@@ -133,7 +132,7 @@ def source_problems(spec: ReleaseSpec, sources: AllowedSources | None, account_i
                 f"a repository of {account_id}. The published copy is always in {account_id}, as Marketplace "
                 "requires (ECR repositories owned by the seller account)"
             )
-    for field, uri in _release_objects(spec):
+    for _, _, field, uri in spec.objects():
         bucket = uri.removeprefix("s3://").split("/", 1)[0]
         if sources.allows_bucket(bucket):
             continue
@@ -143,17 +142,6 @@ def source_problems(spec: ReleaseSpec, sources: AllowedSources | None, account_i
             "parameter (sam deploy --parameter-overrides SourceBuckets=...), or move the object to an allowed bucket"
         )
     return problems
-
-
-def _release_objects(spec: ReleaseSpec) -> list[tuple[str, str]]:
-    """(field path, s3 URI) of every object the release names."""
-    found = [
-        (f"containers.{index}.model_data", container.model_data)
-        for index, container in enumerate(spec.containers)
-        if container.model_data
-    ]
-    found.append(("validation.input", spec.validation.input))
-    return found
 
 
 def check_sources(spec: ReleaseSpec, *, account_id: str, sources: AllowedSources | None) -> None:
@@ -189,6 +177,7 @@ def check_release(
                 f"containers.{index}.model_data: SageMaker extracts model data as a gzipped tar "
                 "into /opt/ml/model; upload a .tar.gz"
             )
+    problems += algorithm_problems(spec)
     validation = spec.validation
     if validation.instance_type not in spec.inference.transform_instance_types:
         problems.append(
@@ -213,6 +202,77 @@ def check_release(
         )
 
 
+def algorithm_problems(spec: ReleaseSpec) -> list[str]:
+    """An algorithm's validation training job against what the algorithm declares: SageMaker
+    refuses CreateAlgorithm (or fails validation hours later) for each of these."""
+    training, job = spec.training, spec.validation.training
+    if training is None or job is None:
+        return []
+    problems = []
+    if training.image is not None and any(container.name == TRAINING_IMAGE for container in spec.containers):
+        problems.append(
+            f"containers: a container named {TRAINING_IMAGE!r} clashes with the separate training image; rename it"
+        )
+    problems += [
+        f"containers.{index}.model_data: an algorithm's inference containers serve the model its training makes; "
+        "remove model_data (publish a model package from the algorithm to ship a trained model)"
+        for index, container in enumerate(spec.containers)
+        if container.model_data is not None
+    ]
+    if job.instance_type not in training.instance_types:
+        problems.append(
+            f"validation.training.instance_type: {job.instance_type} is not in training.instance_types "
+            f"({', '.join(training.instance_types)}); validation must train on a supported instance"
+        )
+    if job.instance_count > 1 and not training.distributed:
+        problems.append(
+            f"validation.training.instance_count: {job.instance_count} instances need training.distributed: true "
+            "(SupportsDistributedTraining); use 1, or declare the algorithm distributed"
+        )
+    channels = {channel.name: channel for channel in training.channels}
+    for name in job.channels:
+        channel = channels.get(name)
+        if channel is None:
+            problems.append(
+                f"validation.training.channels.{name}: the algorithm declares no channel {name!r} "
+                f"(training.channels: {', '.join(channels)}); use a declared channel or declare it"
+            )
+        elif job.input_mode not in channel.input_modes:
+            problems.append(
+                f"validation.training.input_mode: {job.input_mode} is not among channel {name}'s input_modes "
+                f"({', '.join(channel.input_modes)})"
+            )
+    missing = [name for name, channel in channels.items() if channel.required and name not in job.channels]
+    if missing:
+        problems.append(
+            f"validation.training.channels: the required channel(s) {', '.join(missing)} have no data; give an "
+            "s3:// URI for each (or mark the channel required: false)"
+        )
+    declared = {parameter.name: parameter for parameter in training.hyperparameters}
+    for name, value in job.hyperparameters.items():
+        parameter = declared.get(name)
+        if parameter is None:
+            problems.append(
+                f"validation.training.hyperparameters.{name}: not a hyperparameter of the algorithm "
+                "(training.hyperparameters); declare it or remove it"
+            )
+            continue
+        problem = value_problem(parameter, value)
+        if problem:
+            problems.append(f"validation.training.hyperparameters.{name}: {problem}")
+    unset = [
+        name
+        for name, parameter in declared.items()
+        if parameter.required and parameter.default is None and name not in job.hyperparameters
+    ]
+    if unset:
+        problems.append(
+            f"validation.training.hyperparameters: required hyperparameter(s) {', '.join(unset)} have neither a "
+            "value nor a default; give one"
+        )
+    return problems
+
+
 def platform_problems(spec: ReleaseSpec) -> list[str]:
     """Containers asking for a platform other than the one SageMaker validates on."""
     problems = []
@@ -227,15 +287,20 @@ def platform_problems(spec: ReleaseSpec) -> list[str]:
     return problems
 
 
-def image_platform_problem(spec: ReleaseSpec, index: int, image: str, config: str, found: ImagePlatform) -> str | None:
-    """Whether the image config of ``containers[index]`` (``image``, config digest ``config``)
+def image_platform_problem(spec: ReleaseSpec, field: str, image: str, config: str, found: ImagePlatform) -> str | None:
+    """Whether the image config of the image at ``field`` (``image``, config digest ``config``)
     declares a platform validation can run; an image config that names none is let through."""
     if not (found.os or found.architecture) or _is_validation_platform(found.os, found.architecture):
         return None
+    if field == "training.image":
+        assert spec.validation.training is not None  # nosec B101  # an algorithm release has it (release.py)
+        job = f"a training job on {spec.validation.training.instance_type}, and training"
+    else:
+        job = f"a batch transform job on {spec.validation.instance_type}, and batch transform"
     return (
-        f"containers.{index}.image: {image} is built for {found} (its image config {config} says so), but "
-        f"SageMaker validates it with a batch transform job on {spec.validation.instance_type}, and batch "
-        f"transform instance types ({TRANSFORM_FAMILIES}) are x86-64 only, so it must be {VALIDATION_PLATFORM}; "
+        f"{field}: {image} is built for {found} (its image config {config} says so), but "
+        f"SageMaker validates it with {job} "
+        f"instance types ({TRANSFORM_FAMILIES}) are x86-64 only, so it must be {VALIDATION_PLATFORM}; "
         f"build for {VALIDATION_PLATFORM}: {BUILD_HINT.format(platform=VALIDATION_PLATFORM)}, and push it again"
     )
 

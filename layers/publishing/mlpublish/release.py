@@ -1,9 +1,11 @@
 """The release specification: what a seller writes once per product (YAML or JSON).
 
-One file describes one product version. ``kind`` selects what is published; today the
-pipeline publishes ``model_package`` products with 1–15 containers. The shape already has
-room for ``algorithm`` products (a ``training`` section) and model packages built from an
-algorithm (``source_algorithm``) without renaming anything a seller has written.
+One file describes one product version. ``kind`` selects what is published: a
+``model_package`` (1–15 inference containers and their model data) or an ``algorithm`` (a
+``training`` section: the training image, its channels, hyperparameters and metrics; the
+inference containers serve what training makes; validation trains, then transforms). The
+shape has room for model packages built from an algorithm (``source_algorithm``) without
+renaming anything a seller has written.
 
 Validation errors carry the field path and the reason, e.g.
 ``containers.0.image: must be an ECR image URI (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG)``.
@@ -18,7 +20,7 @@ from functools import cache
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from mlpublish.errors import InvalidRelease
 
@@ -130,13 +132,6 @@ class Product(_Spec):
                 )
         return value
 
-    @field_validator("kind")
-    @classmethod
-    def _published_kind(cls, value: str) -> str:
-        if value != "model_package":
-            raise ValueError(f"{value!r} products are not published yet; use 'model_package'")
-        return value
-
 
 def _character_name(char: str) -> str:
     named = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab"}
@@ -203,8 +198,225 @@ class Inference(_Spec):
         return _known_instance_types(value, "TransformInstanceType")
 
 
+HYPERPARAMETER_TYPES = ("Integer", "Continuous", "Categorical", "FreeText")
+InputMode = Literal["File", "Pipe", "FastFile"]
+Compression = Literal["None", "Gzip"]
+
+
+class Channel(_Spec):
+    """A training channel the algorithm reads (SageMaker ChannelSpecification)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9.\-_]+$")
+    description: str = Field(default="", max_length=1024)
+    required: bool = True
+    content_types: list[str] = Field(min_length=1, description="SupportedContentTypes, e.g. text/csv")
+    compression: list[Compression] = Field(default_factory=lambda: list[Compression](["None"]), min_length=1)
+    input_modes: list[InputMode] = Field(default_factory=lambda: list[InputMode](["File"]), min_length=1)
+
+
+class HyperParameter(_Spec):
+    """A hyperparameter the algorithm accepts (SageMaker HyperParameterSpecification).
+
+    Integer and Continuous take ``min`` and ``max``; Categorical takes ``values``; FreeText
+    takes neither. ``default`` must lie in the range (or be one of the values).
+    """
+
+    name: str = Field(min_length=1, max_length=256)
+    type: Literal["Integer", "Continuous", "Categorical", "FreeText"]
+    description: str = Field(default="", max_length=1024)
+    min: int | float | None = None
+    max: int | float | None = None
+    values: list[str] | None = Field(default=None, min_length=1, max_length=30)
+    default: str | None = Field(default=None, max_length=2500)
+    tunable: bool = False
+    required: bool = False
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _default_as_text(cls, value: object) -> object:
+        # SageMaker passes every hyperparameter as a string; YAML reads 10 or 0.5 as numbers.
+        return _as_text(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HyperParameter:
+        problems = [*_range_problems(self)]
+        if self.default is not None:
+            problem = value_problem(self, self.default)
+            if problem:
+                problems.append(f"default {problem}")
+        if self.type == "FreeText" and self.tunable:
+            problems.append("a FreeText hyperparameter cannot be tunable (tuning needs a range or values)")
+        if problems:
+            raise ValueError(f"hyperparameter {self.name}: " + "; ".join(problems))
+        return self
+
+
+def _as_text(value: object) -> object:
+    """A YAML number or boolean as the string SageMaker passes (true, 10, 0.5); else unchanged."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if isinstance(value, int | float) else value
+
+
+def _range_problems(parameter: HyperParameter) -> list[str]:
+    kind, low, high, values = parameter.type, parameter.min, parameter.max, parameter.values
+    if kind in {"Integer", "Continuous"}:
+        if low is None or high is None:
+            return [f"an {kind} hyperparameter needs min and max"]
+        if values is not None:
+            return [f"an {kind} hyperparameter takes min and max, not values"]
+        if kind == "Integer" and not (float(low).is_integer() and float(high).is_integer()):
+            return ["an Integer hyperparameter needs whole-number min and max"]
+        if low >= high:
+            return [f"min ({low}) must be less than max ({high})"]
+        return []
+    if low is not None or high is not None:
+        return [f"a {kind} hyperparameter takes no min or max"]
+    if kind == "Categorical" and not values:
+        return ["a Categorical hyperparameter needs values (1-30)"]
+    if kind == "FreeText" and values is not None:
+        return ["a FreeText hyperparameter takes no values"]
+    return []
+
+
+def value_problem(parameter: HyperParameter, value: str) -> str | None:
+    """Why ``value`` is not a valid setting of ``parameter`` (None when it is)."""
+    if parameter.type == "Categorical":
+        return None if value in (parameter.values or []) else f"{value!r} is not one of {parameter.values}"
+    if parameter.type == "FreeText" or parameter.min is None or parameter.max is None:
+        return None
+    try:
+        number = int(value) if parameter.type == "Integer" else float(value)
+    except ValueError:
+        return f"{value!r} is not {'a whole number' if parameter.type == 'Integer' else 'a number'}"
+    if not parameter.min <= number <= parameter.max:
+        return f"{value} is outside {parameter.min}..{parameter.max}"
+    return None
+
+
+class Metric(_Spec):
+    """A metric training logs and SageMaker parses with ``regex`` (MetricDefinition)."""
+
+    name: str = Field(min_length=1, max_length=255)
+    regex: str = Field(min_length=1, max_length=500)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            pattern = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a regular expression ({exc})") from exc
+        if pattern.groups < 1:
+            raise ValueError("needs a capturing group around the value, e.g. accuracy=([0-9.]+)")
+        return value
+
+
+class Objective(_Spec):
+    """A metric hyperparameter tuning may optimise (HyperParameterTuningJobObjective)."""
+
+    metric: str = Field(min_length=1, max_length=255)
+    type: Literal["Maximize", "Minimize"]
+
+
+class Training(_Spec):
+    """What an algorithm product trains with (SageMaker TrainingSpecification)."""
+
+    image: str | None = Field(
+        default=None, description="Training image; omitted: the first container's image trains and serves"
+    )
+    instance_types: list[str] = Field(min_length=1, description="SupportedTrainingInstanceTypes")
+    distributed: bool = Field(default=False, description="SupportsDistributedTraining")
+    channels: list[Channel] = Field(min_length=1, max_length=8)
+    hyperparameters: list[HyperParameter] = Field(default_factory=list, max_length=100)
+    metrics: list[Metric] = Field(default_factory=list, max_length=40)
+    objectives: list[Objective] = Field(default_factory=list, description="SupportedTuningJobObjectiveMetrics")
+
+    @field_validator("image")
+    @classmethod
+    def _image_is_ecr(cls, value: str | None) -> str | None:
+        if value is not None:
+            ImageRef.parse(value)
+        return value
+
+    @field_validator("instance_types")
+    @classmethod
+    def _instance_types(cls, value: list[str]) -> list[str]:
+        return _known_instance_types(value, "TrainingInstanceType")
+
+    @field_validator("channels", "hyperparameters", "metrics")
+    @classmethod
+    def _unique_names(cls, value: list[Any]) -> list[Any]:
+        names = [item.name for item in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"names must be unique; repeated: {', '.join(repeated)}")
+        return value
+
+    @model_validator(mode="after")
+    def _objectives_are_metrics(self) -> Training:
+        defined = {metric.name for metric in self.metrics}
+        unknown = [objective.metric for objective in self.objectives if objective.metric not in defined]
+        if unknown:
+            raise ValueError(
+                f"objectives name metrics that are not defined: {', '.join(unknown)}; add them to training.metrics "
+                "(name and regex) or remove the objective"
+            )
+        return self
+
+    @property
+    def image_ref(self) -> ImageRef | None:
+        return ImageRef.parse(self.image) if self.image else None
+
+
+class TrainingValidation(_Spec):
+    """The training job of an algorithm's validation profile (TrainingJobDefinition)."""
+
+    channels: dict[str, S3Uri] = Field(min_length=1, description="Channel name -> s3:// URI of its data")
+    instance_type: str
+    instance_count: int = Field(default=1, ge=1, le=20)
+    volume_gb: int = Field(default=30, ge=1, le=16384)
+    input_mode: InputMode = "File"
+    hyperparameters: dict[str, str] = Field(default_factory=dict, max_length=100)
+    max_runtime_seconds: int = Field(default=3600, ge=1, le=28 * 24 * 3600)
+    max_wait_seconds: int | None = Field(
+        default=None, ge=1, description="Managed spot training: at least max_runtime_seconds"
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_uris(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, uri in value.items():
+            try:
+                _check_s3_uri(uri)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from exc
+        return value
+
+    @field_validator("hyperparameters", mode="before")
+    @classmethod
+    def _values_as_text(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {key: _as_text(item) for key, item in value.items()}
+        return value
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        return _known_instance_types([value], "TrainingInstanceType")[0]
+
+    @model_validator(mode="after")
+    def _spot_wait(self) -> TrainingValidation:
+        if self.max_wait_seconds is not None and self.max_wait_seconds < self.max_runtime_seconds:
+            raise ValueError(
+                f"max_wait_seconds ({self.max_wait_seconds}) must be at least max_runtime_seconds "
+                f"({self.max_runtime_seconds}): a spot job waits for capacity on top of its run time"
+            )
+        return self
+
+
 class Validation(_Spec):
-    """The one validation profile SageMaker runs as a batch transform job."""
+    """The one validation profile: a batch transform job (after a training job, for an algorithm)."""
 
     profile_name: str = Field(default="validation", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
     input: S3Uri = Field(description="s3:// URI of the validation input object.")
@@ -217,6 +429,9 @@ class Validation(_Spec):
     max_payload_mb: int = Field(default=6, ge=1, le=100, description="Marketplace batch limit: 100 MB")
     accept: str | None = None
     timeout_minutes: int = Field(default=720, ge=10, le=7 * 24 * 60)
+    training: TrainingValidation | None = Field(
+        default=None, description="Algorithms: the training job validation runs first; its model is then transformed"
+    )
 
     @field_validator("input")
     @classmethod
@@ -236,8 +451,55 @@ class ReleaseSpec(_Spec):
         default=None, description="Defaults to the stack's PublishingRegion parameter."
     )
     containers: list[Container] = Field(min_length=1, max_length=15)
+    training: Training | None = Field(
+        default=None, validate_default=True, description="Algorithms only: what the algorithm trains with"
+    )
     inference: Inference
     validation: Validation
+
+    @field_validator("validation", mode="before")
+    @classmethod
+    def _one_profile(cls, value: object) -> object:
+        # SageMaker takes exactly one validation profile for an algorithm and at most one for a
+        # Marketplace model package: a list is accepted only when it holds one.
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise ValueError(
+                    f"gives {len(value)} validation profiles; SageMaker takes exactly one (an algorithm's "
+                    "AlgorithmValidationSpecification.ValidationProfiles: 1; a model package's: at most 1): keep one, "
+                    "as a mapping"
+                )
+            return value[0]
+        return value
+
+    # Field validators see the product (validated before them), so each problem carries its path.
+    @field_validator("training")
+    @classmethod
+    def _training_for_algorithms(cls, value: Training | None, info: ValidationInfo) -> Training | None:
+        product = info.data.get("product")
+        if product is not None and product.kind == "algorithm" and value is None:
+            raise ValueError(
+                "product.kind algorithm needs a training section (image, instance_types, channels, hyperparameters, "
+                "metrics): see events/release.algorithm.yaml"
+            )
+        if product is not None and product.kind != "algorithm" and value is not None:
+            raise ValueError("belongs to algorithm products; set product.kind: algorithm, or remove it")
+        return value
+
+    @field_validator("validation")
+    @classmethod
+    def _validation_for_the_kind(cls, value: Validation, info: ValidationInfo) -> Validation:
+        product = info.data.get("product")
+        if product is not None and product.kind == "algorithm" and value.training is None:
+            raise ValueError(
+                "product.kind algorithm needs validation.training (channels, instance_type): SageMaker validates an "
+                "algorithm by training it, then transforming validation.input with the model it trained"
+            )
+        if product is not None and product.kind != "algorithm" and value.training is not None:
+            raise ValueError(
+                "validation.training belongs to algorithm products; set product.kind: algorithm, or remove it"
+            )
+        return value
 
     # Field validators (not a model validator) so that these problems carry the field path
     # and are reported together with every other field's problems.
@@ -260,6 +522,42 @@ class ReleaseSpec(_Spec):
     @property
     def source_account(self) -> str:
         return self.containers[0].image_ref.registry_id
+
+    @property
+    def is_algorithm(self) -> bool:
+        return self.product.kind == "algorithm"
+
+    def images(self) -> list[tuple[str, str, str, ImageRef]]:
+        """(name, field path, platform, reference) of every image the release publishes: each
+        container's, and an algorithm's training image when it is another image."""
+        found = [
+            (container.name, f"containers.{index}.image", container.platform, container.image_ref)
+            for index, container in enumerate(self.containers)
+        ]
+        training = self.training.image_ref if self.training else None
+        if training is not None and all(training != ref for *_, ref in found):
+            found.append((TRAINING_IMAGE, "training.image", "linux/amd64", training))
+        return found
+
+    def objects(self) -> list[tuple[str, str | None, str, str]]:
+        """(role, container or channel, field path, s3 URI) of every object the release names."""
+        found: list[tuple[str, str | None, str, str]] = [
+            ("model_data", container.name, f"containers.{index}.model_data", container.model_data)
+            for index, container in enumerate(self.containers)
+            if container.model_data is not None
+        ]
+        found.append(("validation_input", None, "validation.input", self.validation.input))
+        if self.validation.training is not None:
+            found += [
+                ("training_input", channel, f"validation.training.channels.{channel}", uri)
+                for channel, uri in self.validation.training.channels.items()
+            ]
+        return found
+
+
+# The name of an algorithm's training image among the release's images, when it is not one
+# of the containers' (preflight refuses a container of that name in such a release).
+TRAINING_IMAGE = "training"
 
 
 @cache

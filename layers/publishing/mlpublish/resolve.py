@@ -56,14 +56,8 @@ def parse_release_document(document: dict[str, Any]) -> ReleaseSpec:
 
 
 def release_objects(spec: ReleaseSpec) -> list[tuple[str, str | None, str]]:
-    """(role, container, s3 uri) of every object the release needs in the publishing region."""
-    objects: list[tuple[str, str | None, str]] = [
-        ("model_data", container.name, container.model_data)
-        for container in spec.containers
-        if container.model_data is not None
-    ]
-    objects.append(("validation_input", None, spec.validation.input))
-    return objects
+    """(role, container or channel, s3 uri) of every object the release needs in the publishing region."""
+    return [(role, name, uri) for role, name, _, uri in spec.objects()]
 
 
 def pin_image(ecr: Any, ref: ImageRef, *, where: str) -> str:
@@ -110,14 +104,12 @@ def pin(spec: ReleaseSpec, *, ecr_for: Any, s3: Any, known: PinSet | None = None
     """Pin every image and object; pins already known (from the trigger) are kept."""
     known = known or PinSet()
     images = dict(known.images)
-    for index, container in enumerate(spec.containers):
-        if container.name not in images:
-            ref = container.image_ref
-            images[container.name] = pin_image(ecr_for(ref.region), ref, where=f"containers.{index}.image")
+    for name, where, _, ref in spec.images():
+        if name not in images:
+            images[name] = pin_image(ecr_for(ref.region), ref, where=where)
     etags, sizes = dict(known.etags), dict(known.sizes)
-    for role, name, uri in release_objects(spec):
+    for _, _, where, uri in spec.objects():
         if uri not in etags or uri not in sizes:
-            where = f"containers[{name}].model_data" if name else f"validation.{role.split('_')[-1]}"
             etags[uri], sizes[uri] = pin_object(s3, uri, where=where)
     return PinSet(images=images, etags=etags, sizes=sizes)
 
@@ -174,19 +166,19 @@ def resolve(
     name = resource_name(spec, fp)
     images = [
         PinnedImage(
-            container=container.name,
-            source=container.image_ref.model_copy(update={"digest": pins.images[container.name]}),
-            platform=container.platform,
-            destination_repository=container.image_ref.repository,
+            container=name,
+            source=ref.model_copy(update={"digest": pins.images[name]}),
+            platform=platform,
+            destination_repository=ref.repository,
         )
-        for container in spec.containers
+        for name, _, platform, ref in spec.images()
     ]
     objects = []
     for role, container, uri in release_objects(spec):
         bucket, key = parse_s3_uri(uri)
         etag = pins.etags[uri]
         filename = key.rsplit("/", 1)[-1]
-        scope = container or "validation"
+        scope = {"model_data": container, "validation_input": "validation"}.get(role) or f"training/{container}"
         objects.append(
             PinnedObject(
                 role=role,
@@ -275,13 +267,15 @@ def check_sources(release: Release, *, s3: Any, registry_for: RegistryFactory) -
     problems: list[str] = []
     layers: dict[str, tuple[str, ...]] = {}
     seen: dict[tuple[str, str | None, str, str | None], tuple[tuple[str, ...], str | None]] = {}
-    for index, image in enumerate(release.images):
+    fields = {name: field for name, field, _, _ in spec.images()}
+    for image in release.images:
         source = image.source
         key = (source.region, source.registry_id, source.repository, source.digest)
         if key not in seen:
             image_layers, config, platform = _read_image(image, release.publishing_region, registry_for)
             name = f"{source.host}/{source.repository}@{source.digest}"
-            seen[key] = (image_layers, preflight.image_platform_problem(spec, index, name, config, platform))
+            problem = preflight.image_platform_problem(spec, fields[image.container], name, config, platform)
+            seen[key] = (image_layers, problem)
         layers[image.container], problem = seen[key]
         if problem is not None:
             problems.append(problem)

@@ -66,7 +66,7 @@ class PinnedImage(_State):
 
 
 class PinnedObject(_State):
-    role: Literal["model_data", "validation_input"]
+    role: Literal["model_data", "validation_input", "training_input"]
     container: str | None = None
     source_bucket: str
     source_key: str

@@ -153,22 +153,22 @@ class ReleaseCatalog:
 
 
 def releases_for_push(catalog: ReleaseCatalog, event: EventBridgeEvent) -> list[tuple[str, ReleaseSpec, PinSet]]:
-    """Releases with a container whose image is the pushed repository and tag (or digest)."""
+    """Releases with an image (a container's, or an algorithm's training image) that is the
+    pushed repository and tag (or digest)."""
     push = EcrPushDetail.model_validate(event.detail)
     if push.result != "SUCCESS" or push.action_type != "PUSH":
         return []
     matches = []
     for key, spec in catalog.all():
         pinned = {}
-        for container in spec.containers:
-            ref = container.image_ref
+        for name, _, _, ref in spec.images():
             same_repo = (ref.registry_id, ref.region, ref.repository) == (
                 event.account,
                 event.region,
                 push.repository_name,
             )
             if same_repo and (ref.digest == push.image_digest or (not ref.digest and ref.reference == push.image_tag)):
-                pinned[container.name] = push.image_digest
+                pinned[name] = push.image_digest
         if pinned:
             matches.append((key, spec, PinSet(images=pinned)))
     return matches
