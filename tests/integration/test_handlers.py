@@ -441,7 +441,7 @@ def test_given_an_execution_input_without_a_release_then_resolve_says_how_to_sta
         (lambda s3: s3.delete_object(Bucket=PIPELINE_BUCKET, Key=RELEASE_KEY), f"release file {RELEASE_URI} cannot"),
         (
             lambda s3: s3.delete_object(Bucket="acme-ml-artifacts", Key="sentiment/1.2.0/model.tar.gz"),
-            "containers[inference].model_data: s3://acme-ml-artifacts/sentiment/1.2.0/model.tar.gz cannot be read",
+            "containers.0.model_data: s3://acme-ml-artifacts/sentiment/1.2.0/model.tar.gz cannot be read",
         ),
         (
             lambda s3: boto3.client("ecr", region_name=SOURCE_REGION).batch_delete_image(
