@@ -515,6 +515,8 @@ class FakeRegistry:
         self.manifests = dict(manifests or {})
         self.blobs: dict[str, bytes] = {}
         self.calls: list[tuple[str, str, str | None]] = []
+        self.served: dict[str, int] = {}  # bytes handed out per blob
+        self.layers: set[str] = set()
 
     def get_manifest(self, repository: str, reference: str, registry_id: str | None = None) -> FetchedManifest:
         self.calls.append((repository, reference, registry_id))
@@ -523,12 +525,24 @@ class FakeRegistry:
     @contextmanager
     def open_blob(self, repository: str, digest: str, registry_id: str | None = None) -> Iterator[Iterator[bytes]]:
         data = self.blobs[digest]
-        yield (data[start : start + 4096] for start in range(0, len(data), 4096))
+
+        def chunks() -> Iterator[bytes]:
+            for start in range(0, len(data), 4096):
+                self.served[digest] = self.served.get(digest, 0) + len(data[start : start + 4096])
+                yield data[start : start + 4096]
+
+        yield chunks()
+
+    @property
+    def layer_bytes(self) -> int:
+        """Layer bytes served so far (image configs left out)."""
+        return sum(count for digest, count in self.served.items() if digest in self.layers)
 
     def push(self, *layers: Layer, arch: str = "amd64", config: bytes | None = None) -> str:
         """A Docker v2 image of these layers (bottom first) built for linux/``arch``; returns its digest."""
         for layer in layers:
             self.blobs[layer.digest] = layer.blob
+            self.layers.add(layer.digest)
         config = image_config(arch, None, list(layers)) if config is None else config
         self.blobs[digest_of(config)] = config
         raw = canonical(
@@ -608,6 +622,17 @@ def test_given_an_image_on_debian_then_resolve_release_records_its_os_for_the_an
     assert [(image.container, image.os) for image in release.images] == [
         ("inference", "Debian GNU/Linux 12 (bookworm)")
     ]
+
+
+def test_given_an_image_then_resolve_release_records_how_many_layer_bytes_it_read_to_tell_the_os() -> None:
+    registry = FakeRegistry()
+    base = base_layer("amd64")
+    digest = registry.push(base, big_layer()[1])
+
+    [image] = resolve_inline(registry, digest).images
+
+    assert (image.os_bytes_read, image.os_uncertain, image.os_remembered) == (registry.layer_bytes, None, False)
+    assert registry.layer_bytes == len(big_layer()[1].blob) + registry.served[base.digest]
 
 
 def test_given_an_image_built_from_scratch_then_resolve_release_blocks_it_before_anything_is_copied() -> None:

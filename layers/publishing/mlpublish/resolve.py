@@ -236,7 +236,8 @@ def resolve_release(
 ) -> Release:
     """ResolveRelease: load the spec, pin its sources, check every rule and every image.
 
-    Each image's OS, read from its layers, is recorded on the release for the announcement.
+    Each image's OS, read from its layers, is put on the release for the announcement, with
+    the layer bytes read to tell it.
     ``ecr_for`` and ``registry_for`` give the ECR client and image registry of a region.
     """
     spec = spec_of(start, s3)
@@ -260,8 +261,17 @@ def resolve_release(
             "it, and AWS Marketplace rejects images it cannot scan (UnscannableImage); nothing was copied:",
             reasons=[exc.problem],
         ) from exc
-    names = {container: os_release.name for container, os_release in found.items() if os_release is not None}
-    images = [image.model_copy(update={"os": names.get(image.container)}) for image in release.images]
+    images = [
+        image.model_copy(
+            update={
+                "os": detection.os.name if detection.os is not None else None,
+                "os_bytes_read": detection.bytes_read,
+                "os_uncertain": detection.unknown,
+                "os_remembered": detection.remembered,
+            }
+        )
+        for image, detection in ((image, found[image.container]) for image in release.images)
+    ]
     return release.model_copy(update={"images": images})
 
 

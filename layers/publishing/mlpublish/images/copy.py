@@ -23,7 +23,7 @@ from mlpublish.images.manifests import (
     sha256_digest,
     to_docker_v2,
 )
-from mlpublish.images.osinfo import READ_SECONDS, SCANNABLE_NAMES, OsDetection, OsRelease, detect_os
+from mlpublish.images.osinfo import READ_SECONDS, SCANNABLE_NAMES, OsDetection, detect_os
 from mlpublish.images.registry import FetchedManifest, ImageRegistry
 from mlpublish.release import ImageRef
 from mlpublish.state import (
@@ -50,18 +50,20 @@ class _Resolved:
 
 
 def check_publishable(
-    images: Iterable[PinnedImage], publishing_region: str, registry_for: RegistryFactory
-) -> dict[str, OsRelease | None]:
+    images: Iterable[PinnedImage],
+    publishing_region: str,
+    registry_for: RegistryFactory,
+) -> dict[str, OsDetection]:
     """Preflight for images: each pinned image yields a Docker v2 manifest for its platform,
-    built on an OS that ECR can scan. Returns each container's OS (None: not known).
+    built on an OS that ECR can scan. Returns what was found of each container's OS.
 
     Runs in ResolveRelease, before anything is copied, so an image that cannot be
     published (zstd layers, schema 1, a missing platform, a corrupt manifest, no scannable
     OS) stops the release before artifacts or blobs reach the publishing region. An image
-    whose OS cannot be told (too large or too slow to read, an unreadable layer) is let
-    through: the ScanImages stage still gates it.
+    whose OS cannot be told for certain (the read budget or time ran out, a layer served
+    wrong) is let through: the ScanImages stage still gates it (UNSUPPORTED_IMAGE fails it).
     """
-    found: dict[str, OsRelease | None] = {}
+    found: dict[str, OsDetection] = {}
     deadline = time.monotonic() + READ_SECONDS
     detected: dict[tuple[str, str | None, str, str], OsDetection] = {}
     unscannable: list[str] = []
@@ -73,7 +75,7 @@ def check_publishable(
         if key not in detected:
             detected[key] = _detect_os(target, resolved, source, deadline)
         detection = detected[key]
-        found[image.container] = detection.os
+        found[image.container] = detection
         if detection.absent:
             unscannable.append(
                 f"container {image.container}: {_source_name(target)} has no /etc/os-release or "
@@ -100,7 +102,7 @@ def _detect_os(target: CopyTarget, resolved: _Resolved, source: ImageRegistry, d
     image = target.source
     return detect_os(
         layers_of(parse_manifest(resolved.published.raw, DOCKER_V2_MANIFEST)),
-        lambda digest: source.open_blob(image.repository, digest, image.registry_id),
+        lambda layer: source.open_blob(image.repository, layer, image.registry_id),
         deadline=deadline,
     )
 
