@@ -272,6 +272,10 @@ def test_given_validation_failed_when_the_push_is_delivered_again_then_the_faile
     assert "failed validation" in repeat["failure"]["reason"]
     assert repeat["failure"]["reasons"]  # SageMaker's reasons again
     assert (repeat["blobs_copied"], repeat["blobs_skipped"]) == (0, run.reported["blobs_copied"])
+    # The image's OS, read by the first attempt, is remembered: the second downloads no layer byte.
+    [first_os], [again_os] = run.reported["os"], repeat["os"]
+    assert (first_os["os_bytes_read"] > 0, first_os["os_remembered"]) == (True, False)
+    assert (again_os["os"], again_os["os_bytes_read"], again_os["os_remembered"]) == (first_os["os"], 0, True)
     assert repeat["model_package_arn"] is None
     assert run.reported["model_packages"] == [run.reported["model_package_arn"]]
 
