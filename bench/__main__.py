@@ -8,6 +8,9 @@
    of virtual time; prints state transitions and real seconds, showing the poll backoff.
 3. Lambda concurrency: a 15-container release with ``--lambda-concurrency 1`` and with the
    default (as many invocations at once as Map and Parallel start), side by side.
+4. OS detection: the layer bytes ResolveRelease downloads to tell an image's OS, for a 2 GiB
+   base layer (made as it is read) and for the example image published twice on the sandbox's
+   ECR, the second time remembered by digest (goal: 0 bytes).
 
 Figures are from this machine and this run; they include moto's own overhead (the upload
 goes through botocore's base64 JSON encoding and moto's request parsing) and so understate
@@ -26,8 +29,8 @@ import tempfile
 import time
 import tracemalloc
 import warnings
-from collections.abc import Callable
-from contextlib import redirect_stdout
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -321,10 +324,110 @@ def bench_lambda_concurrency() -> None:
     print(f"speed-up of the default over one at a time: {speed_up:.2f}x ({os.cpu_count()} cores)")
 
 
+UBUNTU = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nNAME="Ubuntu"\nVERSION_ID="24.04"\nID=ubuntu\nID_LIKE=debian\n'
+
+
+def bench_os_detection() -> None:
+    """Layer bytes ResolveRelease downloads to tell an image's OS: a large image, and an unchanged re-run."""
+    import boto3
+    from moto import mock_aws
+
+    from mlpublish.images.copy import check_publishable
+    from mlpublish.images.osinfo import READ_BUDGET, detect_os, format_size
+    from mlpublish.images.osrecords import OsRecords
+    from mlpublish.state import BlobRef, PinnedImage
+    from sandbox.clock import VirtualClock
+    from sandbox.ext_ecr import EcrExtension
+    from sandbox.oci import open_layout, push_layout
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "tests"))
+    from fixtures.images import write_layout
+    from fixtures.layers import LazyLayer, file, lazy_member, lazy_opener, symlink
+
+    print("\n## OS detection in ResolveRelease: layer bytes downloaded")
+    print(f"{'image':<72} {'read':>10} {'seconds':>8}  goal")
+    # A CUDA-style image: a 2 GiB Ubuntu base layer whose /etc/os-release links to
+    # ../usr/lib/os-release 40 MiB further into the tar, under a 64 MiB application layer that
+    # must be read to its end (only that proves it leaves os-release alone). Made as it is read.
+    base = LazyLayer(
+        symlink("etc/os-release", "../usr/lib/os-release"),
+        lazy_member("usr/lib/gcc/x86_64-linux-gnu/13/cc1plus", 40 * MiB),
+        file("usr/lib/os-release", UBUNTU),
+        lazy_member("usr/lib/x86_64-linux-gnu/libcudnn_engines_precompiled.so.9", 2048 * MiB),
+    )
+    app_bytes = b"".join(LazyLayer(lazy_member("opt/ml/model/model.onnx", 64 * MiB)).chunks())
+    app = BlobRef(
+        digest="sha256:" + hashlib.sha256(app_bytes).hexdigest(),
+        size=len(app_bytes),
+        media_type="application/vnd.docker.image.rootfs.diff.tar.gzip",
+    )
+    started = time.perf_counter()
+    detection = detect_os([base.ref, app], lazy_opener(base, (app, app_bytes)))
+    seconds = time.perf_counter() - started
+    assert detection.os is not None, detection
+    print(
+        f"{'2.1 GiB: 2 GiB base layer, os-release symlinked 40 MiB in, 64 MiB layer above':<72} "
+        f"{format_size(detection.bytes_read):>10} {seconds:>8.2f}  bounded: <= {format_size(READ_BUDGET)}"
+    )
+
+    # The example image, published twice: the second run finds the OS recorded for its digest.
+    clock = VirtualClock()
+    with tempfile.TemporaryDirectory() as tmp, mock_aws(), clock, EcrExtension(clock, emit_push_events=False):
+        ecr = boto3.client("ecr", region_name=SOURCE_REGION)
+        ecr.create_repository(repositoryName="bench/os")
+        layout = open_layout(write_layout(Path(tmp) / "image", "docker-v2").path)
+        digest = push_layout(layout, ecr, "bench/os", "1.0").digest
+        s3 = boto3.client("s3", region_name=SOURCE_REGION)
+        s3.create_bucket(Bucket="bench-pipeline", CreateBucketConfiguration={"LocationConstraint": SOURCE_REGION})
+        records = OsRecords(s3, "bench-pipeline")
+        image = PinnedImage.model_validate(
+            {
+                "container": "bench",
+                "source": {"registry_id": "123456789012", "region": SOURCE_REGION, "repository": "bench/os"},
+                "platform": "linux/amd64",
+                "destination_repository": "bench/os",
+            }
+        )
+        image = image.model_copy(update={"source": image.source.model_copy(update={"digest": digest})})
+        downloaded = []
+        for run in ("first run", "unchanged re-run"):
+            registry = _CountingRegistry(SOURCE_REGION, ecr)
+            started = time.perf_counter()
+            check_publishable([image], DESTINATION_REGION, lambda region, registry=registry: registry, records)
+            downloaded.append((run, registry.downloaded, time.perf_counter() - started))
+    for run, count, seconds in downloaded:
+        goal = "0" if run == "unchanged re-run" else ""
+        print(f"{'example image (' + run + ')':<72} {format_size(count):>10} {seconds:>8.2f}  {goal}")
+
+
+class _CountingRegistry:
+    """The source registry (EcrRegistry), counting the blob bytes it downloads."""
+
+    def __init__(self, region: str, client: Any) -> None:
+        from mlpublish.images.registry import EcrRegistry
+
+        self._registry, self.downloaded = EcrRegistry(region, client), 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registry, name)
+
+    @contextmanager
+    def open_blob(self, repository: str, digest: str, registry_id: str | None = None) -> Iterator[Iterator[bytes]]:
+        with self._registry.open_blob(repository, digest, registry_id) as chunks:
+            yield self._counted(chunks)
+
+    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.downloaded += len(chunk)
+            yield chunk
+
+
 def main() -> int:
     _environment()
     warnings.simplefilter("ignore")
     print("# mlpublish benchmarks")
+    bench_os_detection()
     bench_blob_copy()
     bench_waiting()
     bench_lambda_concurrency()

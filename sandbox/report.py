@@ -81,6 +81,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "deduplicated": False,
         "max_state_bytes": 0,
         "images": [],
+        "os": [],
         "stack": stack_report(sandbox),
         "lambda": sandbox.lambdas.stats() if sandbox.lambdas else {},
         "published_objects": [],
@@ -99,6 +100,12 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
     history = _history(sandbox, delivery.execution_arn)
     report["state_transitions"] = sum(1 for event in history if event["type"].endswith("StateEntered"))
     report["max_state_bytes"] = _largest_state(history)
+    # How ResolveRelease told each image's OS: layer bytes read (0: remembered for its digest).
+    report["os"] = [
+        {key: image.get(key) for key in ("container", "os", "os_bytes_read", "os_uncertain", "os_remembered")}
+        for state in _outputs(history, "ResolveRelease")[-1:]
+        for image in state.get("release", {}).get("images", [])  # a caught failure carries none
+    ]
     order = [container.name for container in sandbox.spec.containers]
     images = sorted(_outputs(history, "PutManifest"), key=lambda image: order.index(image["container"]))
     for image in images:

@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.aws import account_id, client
+from mlpublish.images.osrecords import OsRecords
 from mlpublish.images.registry import EcrRegistry
 from mlpublish.resolve import parse_start, resolve_release
 from mlpublish.settings import settings
@@ -30,6 +31,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         source_region=config.region,
         publishing=config.publishing,
         validation_role_arn=config.validation_role_arn,
+        os_records=OsRecords(client("s3", config.region), config.pipeline_bucket),
     )
     logger.info("release resolved", extra={"resource_name": release.resource_name, "fingerprint": release.fingerprint})
     return release.model_dump(mode="json")

@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from tests.fixtures.cli_runs import CliRun, run_cli
@@ -20,7 +21,8 @@ from tests.fixtures.images import WrittenLayout
 
 from mlpublish.errors import InvalidRelease
 from mlpublish.release import parse_release
-from sandbox import cli
+from sandbox import cli, runner
+from sandbox.ext_ecr import UNSUPPORTED_IMAGE, EcrExtension, ScanOutcome
 from sandbox.runner import IMAGE_SCAN_FAILURE, VALIDATION_FAILURE
 
 pytestmark = pytest.mark.e2e
@@ -175,6 +177,24 @@ def test_given_an_image_built_from_scratch_when_the_release_runs_then_it_is_bloc
     assert_nothing_published(run)
 
 
+def test_given_an_image_ecr_finds_unsupported_after_the_copy_then_the_release_fails_at_scan_images(
+    publish_image: Callable[..., CliRun],
+) -> None:
+    # What decides when the OS could not be told for certain before the copy (the read budget ran
+    # out): ECR's scan status UNSUPPORTED_IMAGE fails the release, as Marketplace would refuse it.
+    def unsupported(clock: Any, *, scan_outcome: ScanOutcome, fault: Any) -> EcrExtension:
+        return EcrExtension(clock, scan_outcome=UNSUPPORTED_IMAGE, fault=fault)
+
+    with patch.object(runner, "EcrExtension", unsupported):
+        run = publish_image("docker-v2")
+    failure = assert_announced(run, "ScanImages", "ImageScanBlocked")
+
+    [reason] = failure["reasons"]
+    assert "UnsupportedImageError" in reason
+    assert "Marketplace rejects unscannable images (UnscannableImage)" in reason
+    assert run.reported["model_package_arn"] is None
+
+
 # --- a corrupt blob --------------------------------------------------------------------------
 
 
@@ -252,6 +272,10 @@ def test_given_validation_failed_when_the_push_is_delivered_again_then_the_faile
     assert "failed validation" in repeat["failure"]["reason"]
     assert repeat["failure"]["reasons"]  # SageMaker's reasons again
     assert (repeat["blobs_copied"], repeat["blobs_skipped"]) == (0, run.reported["blobs_copied"])
+    # The image's OS, read by the first attempt, is remembered: the second downloads no layer byte.
+    [first_os], [again_os] = run.reported["os"], repeat["os"]
+    assert (first_os["os_bytes_read"] > 0, first_os["os_remembered"]) == (True, False)
+    assert (again_os["os"], again_os["os_bytes_read"], again_os["os_remembered"]) == (first_os["os"], 0, True)
     assert repeat["model_package_arn"] is None
     assert run.reported["model_packages"] == [run.reported["model_package_arn"]]
 

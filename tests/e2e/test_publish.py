@@ -60,8 +60,12 @@ def test_given_a_pushed_image_when_the_release_succeeds_then_the_announcement_na
     [note] = release.reported["notifications"]
     [event] = release.events(READY)
 
-    assert f"; OS: {DEBIAN})" in note["message"]
-    assert [image["os"] for image in event["detail"]["images"]] == [DEBIAN]
+    assert f"; OS: {DEBIAN}, read from " in note["message"]
+    [image] = event["detail"]["images"]
+    assert (image["os"], image["os_uncertain"], image["os_remembered"]) == (DEBIAN, None, False)
+    assert image["os_bytes_read"] > 0
+    os_keys = ("os", "os_bytes_read", "os_uncertain", "os_remembered")
+    assert release.reported["os"] == [{"container": "inference", **{key: image[key] for key in os_keys}}]
 
 
 def test_given_a_pushed_image_when_the_release_succeeds_then_an_event_carries_the_model_package_arn(
@@ -223,4 +227,4 @@ def test_given_an_oci_layout_built_by_umoci_when_published_then_it_is_ready_for_
     assert config_and_layers(run.reported["published_manifest"]) == config_and_layers(source)
     assert run.published.blobs == set(layout_blobs(umoci_image)) - {top["digest"]}
     assert len(run.events(READY)) == 1
-    assert f"; OS: {DEBIAN})" in run.reported["notifications"][0]["message"]
+    assert f"; OS: {DEBIAN}, read from " in run.reported["notifications"][0]["message"]

@@ -256,6 +256,41 @@ def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_nee
     json.dumps(announcement)
 
 
+def test_given_an_unchanged_image_when_resolve_runs_again_then_no_layer_is_downloaded_and_the_os_is_remembered(
+    seller: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    opened: list[str] = []
+    serve = EcrRegistry.open_blob  # the fixture's source registry
+
+    @contextmanager
+    def counted(
+        registry: EcrRegistry, repository: str, digest: str, registry_id: str | None = None
+    ) -> Iterator[Iterator[bytes]]:
+        opened.append(digest)
+        with serve(registry, repository, digest, registry_id) as chunks:
+            yield chunks
+
+    seller["env"].setattr(EcrRegistry, "open_blob", counted)
+    [image] = boto3.client("ecr", region_name=SOURCE_REGION).batch_get_image(
+        repositoryName=REPOSITORY, imageIds=[{"imageDigest": seller["digest"]}]
+    )["images"]
+    layers = {layer["digest"] for layer in json.loads(image["imageManifest"])["layers"]}
+
+    first = load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+    read_first = [digest for digest in opened if digest in layers]
+    again = load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+
+    assert read_first
+    assert [digest for digest in opened if digest in layers] == read_first  # the re-run opened no layer
+    assert first["images"][0]["os_bytes_read"] > 0
+    assert again["images"][0]["os"] == first["images"][0]["os"] == "Debian GNU/Linux 12 (bookworm)"
+    assert (again["images"][0]["os_bytes_read"], again["images"][0]["os_remembered"]) == (0, True)
+    record = seller["s3"].get_object(
+        Bucket=PIPELINE_BUCKET, Key=f"mlpublish/os-release/v1/{seller['digest'].removeprefix('sha256:')}.json"
+    )
+    assert json.loads(record["Body"].read())["os"]["id"] == "debian"
+
+
 def test_given_a_manual_start_with_pins_from_the_trigger_then_resolve_keeps_them(
     seller: dict[str, Any], lambda_context: FakeLambdaContext
 ) -> None:

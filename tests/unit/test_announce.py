@@ -47,14 +47,16 @@ PACKAGE_ARN = "arn:aws:sagemaker:us-east-2:123456789012:model-package/acme-senti
 DEBIAN = "Debian GNU/Linux 12 (bookworm)"
 
 
-def with_os(release: Release, os_name: str | None) -> Release:
-    """The release as ResolveRelease leaves it once it has read each image's OS."""
-    return release.model_copy(update={"images": [image.model_copy(update={"os": os_name}) for image in release.images]})
+def with_os(release: Release, os_name: str | None, **read: Any) -> Release:
+    """The release as ResolveRelease leaves it once it has read each image's OS (``read``: how,
+    e.g. ``os_bytes_read=...``)."""
+    update = {"os": os_name, **read}
+    return release.model_copy(update={"images": [image.model_copy(update=update) for image in release.images]})
 
 
 def success_state(release: Release | None = None, *, converted: bool = False) -> SuccessState:
     release = release or with_os(
-        resolved_release(trigger=Trigger(kind="ecr-push", ref="acme/sentiment@sha256:5")), DEBIAN
+        resolved_release(trigger=Trigger(kind="ecr-push", ref="acme/sentiment@sha256:5")), DEBIAN, os_bytes_read=3210
     )
     images = published_images(release, converted=converted)
     return SuccessState(
@@ -140,6 +142,9 @@ def test_given_a_validated_package_then_the_ready_detail_carries_what_a_listing_
             "media_type": image.media_type,
             "conversion": "none",
             "os": DEBIAN,
+            "os_bytes_read": 3210,
+            "os_uncertain": None,
+            "os_remembered": False,
         }
     ]
     assert [artifact["role"] for artifact in detail["artifacts"]] == ["model_data", "validation_input"]
@@ -158,7 +163,7 @@ def test_given_a_validated_package_then_the_message_says_what_to_do_next_in_the_
     assert message.startswith("acme-sentiment 1.2.0 is ready to list on AWS Marketplace.")
     assert f"Model package: {PACKAGE_ARN} (created)" in message
     assert f"  inference: {state.copied.images[0].image_uri} (application/vnd.docker" in message
-    assert f"; OS: {DEBIAN})" in message
+    assert f"; OS: {DEBIAN}, read from 3.1 KiB of its layers)" in message
     assert "converted from" not in message
     assert "Validation: Completed; image scans: acme/sentiment COMPLETE" in message
     assert "AWS Marketplace Management Portal" in message
@@ -172,6 +177,32 @@ def test_given_an_image_converted_to_docker_v2_then_the_message_names_the_source
     message = ready(state).message
 
     assert f"converted from {state.copied.images[0].source_digest}" in message
+
+
+def test_given_an_os_remembered_for_the_digest_then_the_announcement_says_no_layer_was_read() -> None:
+    state = success_state(with_os(resolved_release(), DEBIAN, os_bytes_read=0, os_remembered=True))
+
+    announcement = ready(state)
+
+    assert (announcement.detail["images"][0]["os_bytes_read"], announcement.detail["images"][0]["os_remembered"]) == (
+        0,
+        True,
+    )
+    assert f"; OS: {DEBIAN}, as recorded for this digest by an earlier read (no layer read))" in announcement.message
+
+
+def test_given_an_os_not_certain_when_the_budget_ran_out_then_the_announcement_says_so_and_that_ecr_decided() -> None:
+    why = "the read budget of 512 MiB ran out after 513 MiB, in layer 4 of 7"
+    state = success_state(with_os(resolved_release(), None, os_bytes_read=513 * 1024 * 1024, os_uncertain=why))
+
+    announcement = ready(state)
+
+    image = announcement.detail["images"][0]
+    assert (image["os"], image["os_uncertain"], image["os_bytes_read"]) == (None, why, 513 * 1024 * 1024)
+    assert (
+        f"; OS: not certain ({why}, of 513 MiB read); ECR's scan decided that it can be scanned)"
+        in announcement.message
+    )
 
 
 def test_given_an_image_whose_os_was_not_detected_then_the_ready_announcement_says_so() -> None:

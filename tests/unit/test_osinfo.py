@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import tarfile
 import time
@@ -13,6 +12,21 @@ from functools import partial
 
 import pytest
 from tests.fixtures.images import digest_of
+from tests.fixtures.layers import (
+    GiB,
+    LazyLayer,
+    Member,
+    MiB,
+    directory,
+    file,
+    hardlink,
+    incompressible,
+    lazy_member,
+    lazy_opener,
+    symlink,
+    tar_of,
+    whiteout,
+)
 
 from mlpublish.errors import ImageScanBlocked
 from mlpublish.images.manifests import DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR
@@ -33,46 +47,6 @@ UBUNTU = 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nNAME="Ubuntu"\nVERSION_ID="24.04"\nI
 GENTOO = 'NAME=Gentoo\nID=gentoo\nPRETTY_NAME="Gentoo Linux"\nVERSION_ID="2.17"\n'
 CHUNK = 1000  # small download chunks, so every read crosses chunk boundaries
 
-Member = tuple[tarfile.TarInfo, bytes]
-
-
-def file(name: str, text: str = "") -> Member:
-    info = tarfile.TarInfo(name)
-    info.size = len(text.encode())
-    return info, text.encode()
-
-
-def symlink(name: str, target: str) -> Member:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = tarfile.SYMTYPE, target
-    return info, b""
-
-
-def hardlink(name: str, target: str) -> Member:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = tarfile.LNKTYPE, target
-    return info, b""
-
-
-def directory(name: str) -> Member:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE
-    return info, b""
-
-
-def whiteout(path: str) -> Member:
-    """What a layer holds when it deletes ``path`` (OCI image-spec layer.md)."""
-    parent, _, name = path.rpartition("/")
-    return file(f"{parent}/.wh.{name}")
-
-
-def tar_of(*members: Member) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
 
 class FakeRegistry:
     """Serves blobs in small chunks as ECR's download does, and records what was opened."""
@@ -80,6 +54,7 @@ class FakeRegistry:
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
         self.opened: list[str] = []
+        self.served: dict[str, int] = {}  # bytes handed out per blob
 
     def layer(self, *members: Member, gzipped: bool = True) -> BlobRef:
         data = tar_of(*members)
@@ -93,7 +68,14 @@ class FakeRegistry:
     def open_blob(self, repository: str, digest: str, registry_id: str | None = None) -> Iterator[Iterator[bytes]]:
         self.opened.append(digest)
         data = self.blobs[digest]
-        yield (data[start : start + CHUNK] for start in range(0, len(data), CHUNK))
+
+        def chunks() -> Iterator[bytes]:
+            for start in range(0, len(data), CHUNK):
+                chunk = data[start : start + CHUNK]
+                self.served[digest] = self.served.get(digest, 0) + len(chunk)
+                yield chunk
+
+        yield chunks()
 
     @property
     def opener(self) -> BlobOpener:
@@ -124,7 +106,8 @@ def test_given_a_base_layer_with_etc_os_release_then_the_os_is_its_pretty_name(r
     assert (detection.os.id, detection.os.version_id) == ("debian", "12")
     assert detection.os.name == "Debian GNU/Linux 12 (bookworm)"
     assert detection.os.scannable
-    assert registry.opened == [base.digest, app.digest]  # every layer: a later one may change it
+    assert registry.opened == [app.digest, base.digest]  # from the top: a later layer may change it
+    assert detection.bytes_read == app.size + registry.served[base.digest]
 
 
 def test_given_etc_os_release_as_a_symlink_to_usr_lib_then_the_linked_file_is_read(registry: FakeRegistry) -> None:
@@ -186,6 +169,96 @@ def test_given_an_uncompressed_tar_layer_then_it_is_read_as_it_is(registry: Fake
     assert detection.os.id == "debian"
 
 
+# --- a 2 GiB base layer: read only as far as needed -----------------------------------------
+
+
+def test_given_a_2_gib_base_layer_with_os_release_early_then_it_is_read_only_up_to_os_release() -> None:
+    base = LazyLayer(
+        directory("etc"),
+        file("etc/os-release", UBUNTU),
+        lazy_member("usr/local/cuda/lib64/libcublasLt.so.12", 2 * GiB),
+    )
+
+    detection = detect_os([base.ref], lazy_opener(base))
+
+    assert detection.os is not None
+    assert detection.os.name == "Ubuntu 24.04.1 LTS"
+    assert base.declared > 2 * GiB
+    assert detection.bytes_read == base.served <= 2 * MiB  # at most two download chunks of 2 GiB
+
+
+def test_given_debians_etc_os_release_symlink_then_it_is_followed_deeper_into_the_2_gib_tar() -> None:
+    base = LazyLayer(
+        symlink("etc/os-release", "../usr/lib/os-release"),
+        lazy_member("usr/lib/gcc/libstdc++.so.6", 20 * MiB),  # what comes between, in tar order
+        file("usr/lib/os-release", DEBIAN),
+        lazy_member("usr/lib/x86_64-linux-gnu/libcudnn.so.9", 2 * GiB),
+    )
+
+    detection = detect_os([base.ref], lazy_opener(base))
+
+    assert detection.os is not None
+    assert detection.os.id == "debian"
+    assert 20 * MiB < detection.bytes_read == base.served <= 22 * MiB
+
+
+def test_given_the_symlink_in_an_upper_layer_then_it_is_followed_into_the_2_gib_base_layer(
+    registry: FakeRegistry,
+) -> None:
+    base = LazyLayer(file("usr/lib/os-release", DEBIAN), lazy_member("usr/lib/python3/torch.so", 2 * GiB))
+    upper_ref = registry.layer(symlink("etc/os-release", "../usr/lib/os-release"), file("opt/program/serve"))
+    upper = (upper_ref, registry.blobs[upper_ref.digest])
+
+    detection = detect_os([base.ref, upper_ref], lazy_opener(base, upper))
+
+    assert detection.os is not None
+    assert detection.os.id == "debian"
+    assert detection.bytes_read == upper_ref.size + base.served
+    assert base.served <= 2 * MiB
+
+
+def test_given_os_release_in_an_upper_layer_then_the_2_gib_base_layer_is_never_opened(
+    registry: FakeRegistry,
+) -> None:
+    base = LazyLayer(file("etc/os-release", GENTOO), lazy_member("usr/lib/libhuge.so", 2 * GiB))
+    upper_ref = registry.layer(file("etc/os-release", UBUNTU))
+    upper = (upper_ref, registry.blobs[upper_ref.digest])
+
+    detection = detect_os([base.ref, upper_ref], lazy_opener(base, upper))
+
+    assert detection.os is not None
+    assert detection.os.id == "ubuntu"
+    assert base.served == 0
+
+
+def test_given_a_whiteout_above_the_2_gib_base_layer_then_its_os_release_is_gone_and_the_fallback_is_read(
+    registry: FakeRegistry,
+) -> None:
+    base = LazyLayer(
+        file("etc/os-release", GENTOO),
+        file("usr/lib/os-release", DEBIAN),
+        lazy_member("usr/lib/libhuge.so", 2 * GiB),
+    )
+    upper_ref = registry.layer(whiteout("etc/os-release"))
+    upper = (upper_ref, registry.blobs[upper_ref.digest])
+
+    detection = detect_os([base.ref, upper_ref], lazy_opener(base, upper))
+
+    assert detection.os is not None
+    assert detection.os.id == "debian"
+    assert base.served <= 2 * MiB
+
+
+def test_given_a_2_gib_base_layer_without_os_release_then_the_budget_runs_out_and_the_os_is_uncertain() -> None:
+    base = LazyLayer(file("usr/local/bin/serve", "#!/bin/sh\n"), lazy_member("opt/ml/model/weights.bin", 2 * GiB))
+
+    detection = detect_os([base.ref], lazy_opener(base), budget=8 * MiB)
+
+    assert (detection.os, detection.absent) == (None, False)
+    assert detection.unknown == "the read budget of 8 MiB ran out after 9 MiB, in layer 1 of 1"
+    assert detection.bytes_read == base.served == 9 * MiB
+
+
 # --- later layers win ------------------------------------------------------------------------
 
 
@@ -205,8 +278,9 @@ def test_given_whiteouts_of_both_os_release_files_then_the_image_has_no_os(regis
 
     detection = detect(registry, lower, upper)
 
-    assert detection == OsDetection(None)
+    assert detection == OsDetection(None, bytes_read=upper.size)
     assert detection.absent
+    assert registry.opened == [upper.digest]  # what the whiteouts hide is not read
 
 
 def test_given_a_whiteout_of_etc_os_release_only_then_usr_lib_os_release_is_the_fallback(
@@ -264,7 +338,8 @@ def test_given_an_image_built_from_scratch_then_every_layer_is_read_and_it_has_n
     detection = detect(registry, *layers)
 
     assert detection.absent
-    assert registry.opened == [layer.digest for layer in layers]
+    assert registry.opened == [layer.digest for layer in reversed(layers)]
+    assert detection.bytes_read == sum(layer.size for layer in layers)
 
 
 def test_given_an_os_ecr_cannot_scan_then_it_is_found_and_named_but_not_scannable(registry: FakeRegistry) -> None:
@@ -300,31 +375,43 @@ def test_given_an_os_id_then_only_the_families_ecr_basic_scanning_lists_are_scan
 # --- when the OS cannot be told ------------------------------------------------------------
 
 
-def test_given_layers_larger_than_the_budget_then_the_os_is_unknown_without_downloading_them(
+def test_given_layers_declared_larger_than_the_budget_then_the_bytes_served_are_what_counts(
     registry: FakeRegistry,
 ) -> None:
     base = registry.layer(file("etc/os-release", DEBIAN))
+    declared_huge = base.model_copy(update={"size": 64 * GiB})
 
-    detection = detect(registry, base, budget=base.size - 1)
+    detection = detect(registry, declared_huge, budget=10 * CHUNK)
 
-    assert detection.os is None
-    assert not detection.absent
-    assert detection.unknown is not None
-    assert "more than the" in detection.unknown
-    assert registry.opened == []
+    assert detection.os is not None
+    assert detection.bytes_read == base.size <= 10 * CHUNK
 
 
-def test_given_a_registry_serving_more_than_the_budget_then_reading_stops_and_the_os_is_unknown(
+def test_given_an_upper_layer_larger_than_the_budget_then_the_os_is_uncertain_and_says_how_much_was_read(
     registry: FakeRegistry,
 ) -> None:
-    weights = "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in range(2000))  # compresses poorly
-    served = registry.layer(file("etc/os-release", DEBIAN), file("opt/ml/model/weights.bin", weights))
+    base = registry.layer(file("etc/os-release", DEBIAN))
+    weights = registry.layer(file("opt/ml/model/weights.bin", incompressible(20 * CHUNK)))
+
+    detection = detect(registry, base, weights, budget=5 * CHUNK)
+
+    assert (detection.os, detection.absent) == (None, False)
+    assert detection.bytes_read == 6 * CHUNK  # the chunk that went over is counted too
+    assert detection.unknown == "the read budget of 4.9 KiB ran out after 5.9 KiB, in layer 2 of 2"
+    assert registry.opened == [weights.digest]  # the base, whose file would settle it, is never reached
+
+
+def test_given_a_registry_serving_more_than_declared_then_reading_stops_at_the_budget(
+    registry: FakeRegistry,
+) -> None:
+    served = registry.layer(file("opt/ml/model/weights.bin", incompressible(2000 * 64)))
     declared = served.model_copy(update={"size": 10})
 
     detection = detect(registry, declared, budget=CHUNK)
 
     assert (detection.os, detection.absent) == (None, False)
     assert detection.unknown is not None
+    assert detection.bytes_read == 2 * CHUNK
 
 
 def test_given_a_deadline_that_has_passed_then_reading_stops_and_the_os_is_unknown(registry: FakeRegistry) -> None:
@@ -333,7 +420,7 @@ def test_given_a_deadline_that_has_passed_then_reading_stops_and_the_os_is_unkno
     detection = detect_os([base], registry.opener, deadline=time.monotonic() - 1)
 
     assert (detection.os, detection.absent) == (None, False)
-    assert detection.unknown == "reading the layers took longer than allowed"
+    assert detection.unknown == f"the time allowed for reading layers ran out after {base.size} bytes, in layer 1 of 1"
 
 
 # --- when os-release cannot be resolved in the layers read: an error, never "not detected" ----
@@ -440,6 +527,7 @@ def test_given_a_layer_that_is_not_a_gzip_tar_then_it_is_an_error_naming_the_lay
     assert error.problem.startswith(
         f"/etc/os-release cannot be resolved: layer 2 of 2 ({layer.digest}) is not a readable, complete tar ("
     )
+    assert registry.opened == [layer.digest]
     assert error.problem.endswith("and push it again")
     assert "docker buildx build --platform linux/amd64" in error.problem
 
@@ -455,19 +543,20 @@ def test_given_a_gzip_layer_pushed_with_a_failing_checksum_then_it_is_an_error_r
     assert "CRC check failed" in unresolved(registry, layer).problem
 
 
-def test_given_a_layer_corrupted_on_the_way_then_the_os_is_unknown_and_the_copy_is_left_to_refuse_it(
+def test_given_a_layer_read_to_its_end_corrupted_on_the_way_then_the_os_is_unknown_and_the_copy_refuses_it(
     registry: FakeRegistry,
 ) -> None:
-    layer = registry.layer(file("etc/os-release", DEBIAN))
-    data = bytearray(registry.blobs[layer.digest])
+    base = registry.layer(file("etc/os-release", DEBIAN))
+    app = registry.layer(file("opt/program/serve", "#!/bin/sh\n"))
+    data = bytearray(registry.blobs[app.digest])
     data[-8] ^= 0x01  # served so, but the digest names the good bytes
-    registry.blobs[layer.digest] = bytes(data)
+    registry.blobs[app.digest] = bytes(data)
 
-    detection = detect(registry, layer)
+    detection = detect(registry, base, app)
 
     assert (detection.os, detection.absent) == (None, False)
     assert detection.unknown is not None
-    assert detection.unknown.startswith(f"layer {layer.digest} was served as other bytes (sha256:")
+    assert detection.unknown.startswith(f"layer {app.digest} was served as other bytes (sha256:")
 
 
 def stored(registry: FakeRegistry, data: bytes, *, gzipped: bool) -> BlobRef:
@@ -502,14 +591,14 @@ def end_of_members(whole: bytes) -> int:
         ),
     ],
 )
-def test_given_a_tar_cut_short_after_os_release_then_it_is_an_error_although_a_stream_read_ends_quietly(
+def test_given_an_upper_layer_cut_short_then_it_is_an_error_although_a_stream_read_ends_quietly(
     registry: FakeRegistry, gzipped: bool, cut: Callable[[bytes], bytes], why: str
 ) -> None:
-    # os-release first and whole: os-release was found, yet the layer was cut.
-    whole = tar_of(file("etc/os-release", DEBIAN), file("opt/program/predictor.py", "#" * 4000 + "\n"))
+    base = registry.layer(file("etc/os-release", DEBIAN))
+    whole = tar_of(file("opt/program/serve", "#!/bin/sh\n"), file("opt/program/predictor.py", "#" * 4000 + "\n"))
     layer = stored(registry, cut(whole), gzipped=gzipped)
 
-    error = unresolved(registry, layer)
+    error = unresolved(registry, base, layer)
 
     assert f"is not a readable, complete tar ({why})" in error.problem
 

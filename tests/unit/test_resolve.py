@@ -51,6 +51,7 @@ from mlpublish.errors import (
     SourceChanged,
     TransientAwsError,
 )
+from mlpublish.images.osrecords import OsRecords
 from mlpublish.images.registry import FetchedManifest
 from mlpublish.objects import publishing_bucket
 from mlpublish.preflight import PUBLISHING_REGIONS, STATE_BUDGET
@@ -515,6 +516,8 @@ class FakeRegistry:
         self.manifests = dict(manifests or {})
         self.blobs: dict[str, bytes] = {}
         self.calls: list[tuple[str, str, str | None]] = []
+        self.served: dict[str, int] = {}  # bytes handed out per blob
+        self.layers: set[str] = set()
 
     def get_manifest(self, repository: str, reference: str, registry_id: str | None = None) -> FetchedManifest:
         self.calls.append((repository, reference, registry_id))
@@ -523,12 +526,24 @@ class FakeRegistry:
     @contextmanager
     def open_blob(self, repository: str, digest: str, registry_id: str | None = None) -> Iterator[Iterator[bytes]]:
         data = self.blobs[digest]
-        yield (data[start : start + 4096] for start in range(0, len(data), 4096))
+
+        def chunks() -> Iterator[bytes]:
+            for start in range(0, len(data), 4096):
+                self.served[digest] = self.served.get(digest, 0) + len(data[start : start + 4096])
+                yield data[start : start + 4096]
+
+        yield chunks()
+
+    @property
+    def layer_bytes(self) -> int:
+        """Layer bytes served so far (image configs left out)."""
+        return sum(count for digest, count in self.served.items() if digest in self.layers)
 
     def push(self, *layers: Layer, arch: str = "amd64", config: bytes | None = None) -> str:
         """A Docker v2 image of these layers (bottom first) built for linux/``arch``; returns its digest."""
         for layer in layers:
             self.blobs[layer.digest] = layer.blob
+            self.layers.add(layer.digest)
         config = image_config(arch, None, list(layers)) if config is None else config
         self.blobs[digest_of(config)] = config
         raw = canonical(
@@ -565,6 +580,7 @@ def resolve_inline(
     model: bytes | None = None,
     s3: FakeS3 | None = None,
     document: dict[str, Any] | None = None,
+    os_records: OsRecords | None = None,
 ) -> Any:
     regions: list[str] = []
     model = model_tar_gz() if model is None else model
@@ -581,6 +597,7 @@ def resolve_inline(
         source_region=SOURCE_REGION,
         publishing=stack(),
         validation_role_arn=DEFAULT_ROLE,
+        os_records=os_records,
     )
     assert set(regions) == {SOURCE_REGION}
     return release
@@ -608,6 +625,78 @@ def test_given_an_image_on_debian_then_resolve_release_records_its_os_for_the_an
     assert [(image.container, image.os) for image in release.images] == [
         ("inference", "Debian GNU/Linux 12 (bookworm)")
     ]
+
+
+def test_given_an_image_then_resolve_release_records_how_many_layer_bytes_it_read_to_tell_the_os() -> None:
+    registry = FakeRegistry()
+    base = base_layer("amd64")
+    digest = registry.push(base, big_layer()[1])
+
+    [image] = resolve_inline(registry, digest).images
+
+    assert (image.os_bytes_read, image.os_uncertain, image.os_remembered) == (registry.layer_bytes, None, False)
+    assert registry.layer_bytes == len(big_layer()[1].blob) + registry.served[base.digest]
+
+
+class RecordBucket:
+    """The pipeline bucket as ResolveRelease's S3 client sees it: GetObject and PutObject by key."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
+        if Key not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "x"}}, "GetObject")
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, ContentType: str) -> dict[str, Any]:
+        self.objects[Key] = Body
+        return {}
+
+
+def test_given_an_unchanged_image_when_resolved_again_then_no_layer_byte_is_downloaded() -> None:
+    registry = FakeRegistry()
+    digest = registry.push(base_layer("amd64"), big_layer()[1])
+    records = OsRecords(RecordBucket(), "mlpublish-pipeline")
+    first = resolve_inline(registry, digest, os_records=records)
+    read_first = registry.layer_bytes
+
+    again = resolve_inline(registry, digest, os_records=records)
+
+    assert read_first > 0
+    assert registry.layer_bytes == read_first  # the re-run downloaded 0 layer bytes
+    assert again.images[0].os == first.images[0].os == "Debian GNU/Linux 12 (bookworm)"
+    assert (again.images[0].os_bytes_read, again.images[0].os_remembered) == (0, True)
+
+
+def test_given_a_changed_image_when_resolved_then_its_layers_are_read_again() -> None:
+    registry = FakeRegistry()
+    records = OsRecords(RecordBucket(), "mlpublish-pipeline")
+    resolve_inline(registry, registry.push(base_layer("amd64"), big_layer()[1]), os_records=records)
+    read_first = registry.layer_bytes
+    changed = registry.push(os_layer('ID=ubuntu\nPRETTY_NAME="Ubuntu 24.04.1 LTS"\n'), big_layer()[1])
+
+    [image] = resolve_inline(registry, changed, os_records=records).images
+
+    assert (image.os, image.os_remembered) == ("Ubuntu 24.04.1 LTS", False)
+    assert registry.layer_bytes - read_first == image.os_bytes_read > 0
+
+
+def test_given_an_unscannable_image_remembered_then_the_refusal_names_the_record_to_delete() -> None:
+    registry = FakeRegistry()
+    digest = registry.push(os_layer('ID=gentoo\nPRETTY_NAME="Gentoo Linux"\n'))
+    records = OsRecords(RecordBucket(), "mlpublish-pipeline")
+    with pytest.raises(ImageScanBlocked):
+        resolve_inline(registry, digest, os_records=records)
+    read_first = registry.layer_bytes
+
+    with pytest.raises(ImageScanBlocked) as caught:
+        resolve_inline(registry, digest, os_records=records)
+
+    assert registry.layer_bytes == read_first
+    [reason] = caught.value.reasons
+    assert "is built on Gentoo Linux (os-release ID gentoo), which ECR basic scanning does not support" in reason
+    assert "as recorded in s3://mlpublish-pipeline/mlpublish/os-release/v1/" in reason
 
 
 def test_given_an_image_built_from_scratch_then_resolve_release_blocks_it_before_anything_is_copied() -> None:

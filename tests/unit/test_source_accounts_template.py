@@ -8,12 +8,15 @@ exactly those events on the bus the policy opens.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.events.models import EventPattern
 
+from mlpublish.images.osrecords import RECORD_PREFIX
 from sandbox.stack import load_template
 
 pytestmark = pytest.mark.unit
@@ -67,7 +70,14 @@ class Deployed:
         if function == "Fn::Sub":
             text, names = (argument, {}) if isinstance(argument, str) else argument
             local = {key: self.resolve(item) for key, item in names.items()}
-            return re.sub(r"\$\{([^}]+)\}", lambda m: str(local.get(m[1], self.values.get(m[1]))), text)
+
+            def value(name: str) -> str:
+                if name in local:
+                    return str(local[name])
+                # ${Resource.Attribute} reads as Fn::GetAtt does here.
+                return str(self.values.get(name, f"<{name}>" if "." in name else None))
+
+            return re.sub(r"\$\{([^}]+)\}", lambda m: value(m[1]), text)
         if function == "Fn::Join":
             separator, items = argument
             return separator.join(str(item) for item in self.resolve(items))
@@ -176,3 +186,39 @@ def test_given_no_buckets_then_the_source_account_template_forwards_pushes_only(
     rules = source_account(RepositoryNames="acme/sentiment").resources("AWS::Events::Rule")
 
     assert list(rules) == ["ForwardPushesRule"]
+
+
+def s3_created(bucket: str, key: str) -> dict[str, Any]:
+    return {
+        "source": "aws.s3",
+        "account": STACK_ACCOUNT,
+        "detail-type": "Object Created",
+        "detail": {"bucket": {"name": bucket}, "object": {"key": key}},
+    }
+
+
+def test_given_the_pipelines_own_os_records_then_their_writes_start_nothing_while_release_files_do() -> None:
+    deployed = stack()
+    [_, upload] = trigger_patterns(deployed)
+    [bucket] = upload["detail"]["bucket"]["name"][:1]
+    pattern = EventPattern.load(json.dumps(upload))
+
+    assert pattern.matches_event(s3_created(bucket, "releases/acme-sentiment.yaml"))
+    assert pattern.matches_event(s3_created(bucket, "models/mlpublish/os-release.tar.gz"))
+    assert not pattern.matches_event(s3_created(bucket, f"{RECORD_PREFIX}v1/{'ab' * 32}.json"))
+
+
+def test_given_resolve_release_then_it_may_write_only_the_os_records_in_the_pipeline_bucket() -> None:
+    functions = stack().resources("AWS::Serverless::Function")
+    statements = functions["ResolveReleaseFunction"]["Policies"][0]["Statement"]
+
+    writes = [statement for statement in statements if any("Put" in action for action in statement["Action"])]
+
+    assert writes == [
+        {
+            "Sid": "RememberImageOs",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject"],
+            "Resource": f"<PipelineBucket.Arn>/{RECORD_PREFIX}*",
+        }
+    ]

@@ -17,12 +17,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mlpublish.errors import AnnouncementNotDelivered
+from mlpublish.images.osinfo import format_size
 from mlpublish.state import (
     Announcement,
     CopiedObject,
     Deferred,
     DeferredNotification,
     Failure,
+    PinnedImage,
     PublishedImage,
     Release,
     ResourceResult,
@@ -65,10 +67,37 @@ def _subject(text: str) -> str:
     return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 3] + "..."
 
 
+def _os_detail(image: PinnedImage | None) -> dict[str, Any]:
+    """The image's OS and how it was told: bytes of layers read, remembered, or why not certain."""
+    if image is None:
+        return {"os": None, "os_bytes_read": None, "os_uncertain": None, "os_remembered": False}
+    return {
+        "os": image.os,
+        "os_bytes_read": image.os_bytes_read,
+        "os_uncertain": image.os_uncertain,
+        "os_remembered": image.os_remembered,
+    }
+
+
+def _os_text(image: dict[str, Any]) -> str:
+    """E.g. ``Debian GNU/Linux 12 (bookworm), read from 1.2 MiB of its layers``."""
+    read = image["os_bytes_read"]
+    if read is None:
+        return str(image["os"] or "not detected")
+    if image["os_remembered"]:
+        return f"{image['os'] or 'none'}, as recorded for this digest by an earlier read (no layer read)"
+    if image["os_uncertain"]:
+        return (
+            f"not certain ({image['os_uncertain']}, of {format_size(read)} read); "
+            "ECR's scan decided that it can be scanned"
+        )
+    return f"{image['os'] or 'none'}, read from {format_size(read)} of its layers"
+
+
 def ready(state: SuccessState) -> Announcement:
     release, resource = state.release, state.resource
     spec = release.spec
-    os_names = {image.container: image.os for image in release.images}
+    pinned = {image.container: image for image in release.images}
     images = [
         {
             "container": image.container,
@@ -77,7 +106,7 @@ def ready(state: SuccessState) -> Announcement:
             "source_digest": image.source_digest,
             "media_type": image.media_type,
             "conversion": image.conversion,
-            "os": os_names.get(image.container),
+            **_os_detail(pinned.get(image.container)),
         }
         for image in state.copied.images
     ]
@@ -113,7 +142,7 @@ def ready(state: SuccessState) -> Announcement:
         *(
             f"  {image['container']}: {image['image_uri']} ({image['media_type']}"
             + (f", converted from {image['source_digest']}" if image["digest"] != image["source_digest"] else "")
-            + f"; OS: {image['os'] or 'not detected'})"
+            + f"; OS: {_os_text(image)})"
             for image in images
         ),
         f"Validation: {state.validation.status}; image scans: "

@@ -23,6 +23,7 @@ from mlpublish.errors import ImageScanBlocked, InvalidRelease, PreflightFailed, 
 from mlpublish.images.copy import RegistryFactory, _resolve, check_publishable, copy_target
 from mlpublish.images.manifests import blobs_of, layers_of, parse_manifest
 from mlpublish.images.osinfo import ImagePlatform, OsReleaseUnresolved, read_platform
+from mlpublish.images.osrecords import OsRecords
 from mlpublish.objects import publishing_bucket
 from mlpublish.release import ImageRef, ReleaseSpec, canonical_json, parse_release, parse_s3_uri, validate_release
 from mlpublish.settings import PublishingConfig
@@ -225,10 +226,12 @@ def resolve_release(
     source_region: str,
     publishing: PublishingConfig,
     validation_role_arn: str,
+    os_records: OsRecords | None = None,
 ) -> Release:
     """ResolveRelease: load the spec, pin its sources, check every rule and every image.
 
-    Each image's OS, read from its layers, is recorded on the release for the announcement.
+    Each image's OS, read from its layers (or, with ``os_records``, as recorded for its digest
+    by an earlier read), is put on the release for the announcement, with the bytes read.
     ``ecr_for`` and ``registry_for`` give the ECR client and image registry of a region.
     """
     spec = spec_of(start, s3)
@@ -245,15 +248,24 @@ def resolve_release(
     )
     layers = check_sources(release, s3=s3, registry_for=registry_for)
     try:
-        found = check_publishable(release.images, release.publishing_region, registry_for)
+        found = check_publishable(release.images, release.publishing_region, registry_for, os_records)
     except OsReleaseUnresolved as exc:
         raise ImageScanBlocked(
             f"ECR cannot tell the OS of {', '.join(_image_names(release, layers, exc.layers))}, so it cannot scan "
             "it, and AWS Marketplace rejects images it cannot scan (UnscannableImage); nothing was copied:",
             reasons=[exc.problem],
         ) from exc
-    names = {container: os_release.name for container, os_release in found.items() if os_release is not None}
-    images = [image.model_copy(update={"os": names.get(image.container)}) for image in release.images]
+    images = [
+        image.model_copy(
+            update={
+                "os": detection.os.name if detection.os is not None else None,
+                "os_bytes_read": detection.bytes_read,
+                "os_uncertain": detection.unknown,
+                "os_remembered": detection.remembered,
+            }
+        )
+        for image, detection in ((image, found[image.container]) for image in release.images)
+    ]
     return release.model_copy(update={"images": images})
 
 

@@ -63,6 +63,13 @@ class PinnedImage(_State):
     os: str | None = Field(
         default=None, description="The OS its os-release names, e.g. Debian GNU/Linux 12 (bookworm); None if not known"
     )
+    os_bytes_read: int | None = Field(
+        default=None, description="Layer bytes downloaded to tell the OS (0: remembered for its digest); None: not read"
+    )
+    os_uncertain: str | None = Field(
+        default=None, description="Why the OS is not certain (read budget or time ran out); ECR's scan decides"
+    )
+    os_remembered: bool = Field(default=False, description="The OS is an earlier read's, recorded for this digest")
 
 
 class PinnedObject(_State):

@@ -23,7 +23,8 @@ from mlpublish.images.manifests import (
     sha256_digest,
     to_docker_v2,
 )
-from mlpublish.images.osinfo import READ_SECONDS, SCANNABLE_NAMES, OsDetection, OsRelease, detect_os
+from mlpublish.images.osinfo import READ_SECONDS, SCANNABLE_NAMES, OsDetection, detect_os
+from mlpublish.images.osrecords import OsRecords
 from mlpublish.images.registry import FetchedManifest, ImageRegistry
 from mlpublish.release import ImageRef
 from mlpublish.state import (
@@ -50,18 +51,23 @@ class _Resolved:
 
 
 def check_publishable(
-    images: Iterable[PinnedImage], publishing_region: str, registry_for: RegistryFactory
-) -> dict[str, OsRelease | None]:
+    images: Iterable[PinnedImage],
+    publishing_region: str,
+    registry_for: RegistryFactory,
+    records: OsRecords | None = None,
+) -> dict[str, OsDetection]:
     """Preflight for images: each pinned image yields a Docker v2 manifest for its platform,
-    built on an OS that ECR can scan. Returns each container's OS (None: not known).
+    built on an OS that ECR can scan. Returns what was found of each container's OS.
 
     Runs in ResolveRelease, before anything is copied, so an image that cannot be
     published (zstd layers, schema 1, a missing platform, a corrupt manifest, no scannable
     OS) stops the release before artifacts or blobs reach the publishing region. An image
-    whose OS cannot be told (too large or too slow to read, an unreadable layer) is let
-    through: the ScanImages stage still gates it.
+    whose OS cannot be told for certain (the read budget or time ran out, a layer served
+    wrong) is let through: the ScanImages stage still gates it (UNSUPPORTED_IMAGE fails it).
+    With ``records``, the OS found for a published manifest digest is remembered, and a
+    digest read before downloads no layer.
     """
-    found: dict[str, OsRelease | None] = {}
+    found: dict[str, OsDetection] = {}
     deadline = time.monotonic() + READ_SECONDS
     detected: dict[tuple[str, str | None, str, str], OsDetection] = {}
     unscannable: list[str] = []
@@ -71,19 +77,25 @@ def check_publishable(
         resolved = _resolve(target, source)
         key = (image.source.region, image.source.registry_id, image.source.repository, resolved.published.digest)
         if key not in detected:
-            detected[key] = _detect_os(target, resolved, source, deadline)
+            detected[key] = _detect_os(target, resolved, source, deadline, records)
         detection = detected[key]
-        found[image.container] = detection.os
+        found[image.container] = detection
+        recorded = (
+            f" (as recorded in {records.uri(resolved.published.digest)} from an earlier read; delete the record "
+            "to read the layers again)"
+            if detection.remembered and records is not None
+            else ""
+        )
         if detection.absent:
             unscannable.append(
                 f"container {image.container}: {_source_name(target)} has no /etc/os-release or "
                 "/usr/lib/os-release in any of its layers, like an image built FROM scratch, or "
-                "distroless without OS files"
+                f"distroless without OS files{recorded}"
             )
         elif detection.os is not None and not detection.os.scannable:
             unscannable.append(
                 f"container {image.container}: {_source_name(target)} is built on {detection.os.name} "
-                f"(os-release ID {detection.os.id}), which ECR basic scanning does not support"
+                f"(os-release ID {detection.os.id}), which ECR basic scanning does not support{recorded}"
             )
     if unscannable:
         raise ImageScanBlocked(
@@ -95,14 +107,24 @@ def check_publishable(
     return found
 
 
-def _detect_os(target: CopyTarget, resolved: _Resolved, source: ImageRegistry, deadline: float) -> OsDetection:
-    """The OS of the image as published, read from its layers in the source registry."""
+def _detect_os(
+    target: CopyTarget, resolved: _Resolved, source: ImageRegistry, deadline: float, records: OsRecords | None
+) -> OsDetection:
+    """The OS of the image as published: as recorded for its digest, else read from its layers
+    in the source registry (and recorded once certain)."""
+    digest = resolved.published.digest
+    remembered = records.get(digest) if records is not None else None
+    if remembered is not None:
+        return remembered
     image = target.source
-    return detect_os(
+    detection = detect_os(
         layers_of(parse_manifest(resolved.published.raw, DOCKER_V2_MANIFEST)),
-        lambda digest: source.open_blob(image.repository, digest, image.registry_id),
+        lambda layer: source.open_blob(image.repository, layer, image.registry_id),
         deadline=deadline,
     )
+    if records is not None:
+        records.put(digest, detection)
+    return detection
 
 
 def copy_target(image: PinnedImage, publishing_region: str) -> CopyTarget:

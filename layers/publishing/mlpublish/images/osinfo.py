@@ -5,21 +5,33 @@ tells the OS from the image's os-release file. Reading that file before anything
 copied lets ResolveRelease stop such a release at once, rather than after the copy and
 the scan.
 
-Layers are streamed (gzip or plain tar) and only os-release entries are kept, so memory
-stays at one download chunk however large a layer is. Layers are stacked as a container
-runtime stacks them (OCI image-spec ``layer.md``): a later entry replaces an earlier one,
-``.wh.NAME`` deletes NAME and ``.wh..wh..opq`` empties its directory. As os-release(5)
-says, ``/etc/os-release`` is read first (often a symlink to ``../usr/lib/os-release``) and
-``/usr/lib/os-release`` is the fallback.
+Layers are read from the top of the image down, and each only as far as needed: a higher
+layer's entry wins over anything below it (OCI image-spec ``layer.md``: a later layer replaces
+an earlier one's entry, ``.wh.NAME`` deletes NAME below it and ``.wh..wh..opq`` empties its
+directory below it), so an entry found in a layer is final as soon as every layer above it is
+known not to touch that path, and nothing beneath it need be read. A layer above can only be
+known not to touch a path by reading it to its end (a tar has no index); the layer where the
+answer is settled is read only up to the entry that settles it. As os-release(5) says,
+``/etc/os-release`` is read first (on Debian and Ubuntu a symlink to ``../usr/lib/os-release``,
+later in the same tar or in another layer) and ``/usr/lib/os-release`` is the fallback. The
+bytes read are counted against a budget of bytes actually served (not the layers' declared
+sizes) and a deadline, whatever the image's size, and reported with the result.
 
-Layers left unread for lack of budget or time leave the OS unknown. Layers that were read
-but in which os-release cannot be resolved (a symlink loop, a dangling link, a layer that
-is not a readable or complete tar) raise OsReleaseUnresolved: ECR could not tell the OS of
-such an image either, and a container runtime could not unpack a broken layer.
+Memory stays at one download chunk however large a layer is. A layer read to its end is
+checked against its digest and gzip CRC; a layer left part-read is not (reading on would
+defeat the point): the copy verifies every blob it publishes, and the download is over TLS.
+Within one layer the first entry for a path is taken (image builders write each path once).
+
+A budget or deadline spent before the answer is certain leaves the OS unknown, saying so:
+ECR's scan after the copy decides then. Layers that were read but in which os-release cannot
+be resolved (a symlink loop, a dangling link, a layer that is not a readable or complete tar)
+raise OsReleaseUnresolved: ECR could not tell the OS of such an image either, and a container
+runtime could not unpack a broken layer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -43,10 +55,12 @@ from mlpublish.state import BlobRef
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-MiB = 1024 * 1024
-# Compressed bytes read per image at most. An image that needs more is reported as of
-# unknown OS, not blocked: a large image is no sign of a missing OS, and reading it would
-# take longer than ResolveRelease should.
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+# Compressed bytes read per image at most (counted as served, so at most one download chunk
+# more). An image whose answer needs more is reported as of uncertain OS, not blocked: a large
+# image is no sign of a missing OS, and reading it would take longer than ResolveRelease should.
 READ_BUDGET = 512 * MiB
 # Seconds spent reading layers per release at most, well within ResolveRelease's timeout: a
 # layer of many small files costs far more time than its compressed size suggests.
@@ -115,11 +129,15 @@ class OsRelease(BaseModel):
 
 @dataclass(frozen=True)
 class OsDetection:
-    """What the layers say: the OS, no OS at all, or unknown (``unknown`` says why: layers left
-    unread for lack of budget or time, or of a media type not read)."""
+    """What the layers say: the OS, no OS at all, or unknown (``unknown`` says why: the budget or
+    the time ran out before the answer was certain, a layer of a media type not read, bytes
+    served wrong). ``bytes_read`` counts the layer bytes downloaded to find out; ``remembered``
+    says the answer is an earlier read's, recorded for the same manifest digest."""
 
     os: OsRelease | None
     unknown: str | None = None
+    bytes_read: int = 0
+    remembered: bool = False
 
     @property
     def absent(self) -> bool:
@@ -132,49 +150,54 @@ def detect_os(
 ) -> OsDetection:
     """The OS of the image whose layers, bottom first, are ``layers``.
 
-    ``open_blob(digest)`` streams a blob's stored bytes. Reading stops, with an unknown
-    result, when the layers are larger than ``budget`` compressed bytes or ``deadline`` (a
-    ``time.monotonic()`` value) passes. Raises OsReleaseUnresolved when a layer is not a
-    readable, complete tar, or when os-release, present, cannot be followed to a file.
+    ``open_blob(digest)`` streams a blob's stored bytes. Layers are read from the top down,
+    each only until the answer is certain. Reading stops, with an unknown result, once more
+    than ``budget`` bytes were served or ``deadline`` (a ``time.monotonic()`` value) passes.
+    Raises OsReleaseUnresolved when a layer read is not a readable, complete tar, or when
+    os-release, present, cannot be followed to a file.
     """
-    declared = sum(layer.size for layer in layers)
-    if declared > budget:
-        return OsDetection(None, f"its layers hold {declared} bytes, more than the {budget} read")
-    tree: dict[str, _Entry] = {}
     reader = _Budget(budget, deadline)
+    above: dict[str, _Entry | None] = {}  # the os-release paths as the layers read so far settle them
     digests = [layer.digest for layer in layers]
-    for number, layer in enumerate(layers, start=1):
+    for number in range(len(layers), 0, -1):
+        layer = layers[number - 1]
+        where = f"layer {number} of {len(layers)} ({layer.digest})"
         if layer.media_type not in (DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR):
-            return OsDetection(None, f"layer {layer.digest} has media type {layer.media_type}, which is not read")
+            return OsDetection(None, f"{where} has media type {layer.media_type}, which is not read", reader.spent)
         broken: Exception | None = None
         try:
             with open_blob(layer.digest) as chunks:
                 raw = _ChunkReader(iter(chunks), reader)
                 try:
-                    changes = _read_layer(raw, gzipped=layer.media_type == DOCKER_LAYER_GZIP)
+                    found, whole = _read_layer(
+                        raw, gzipped=layer.media_type == DOCKER_LAYER_GZIP, above=above, bottom=number == 1
+                    )
                 except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-                    broken = exc
-                raw.drain()
+                    broken, found, whole = exc, _UNDECIDED, True
+                if whole:  # so that the digest covers the blob (a layer left part-read is not checked)
+                    raw.drain()
         except _OverBudget as exc:
-            return OsDetection(None, str(exc))
-        if raw.digest != layer.digest or raw.count != layer.size:
+            return OsDetection(
+                None, f"{exc} after {format_size(reader.spent)}, in layer {number} of {len(layers)}", reader.spent
+            )
+        if whole and (raw.digest != layer.digest or raw.count != layer.size):
             # Bytes corrupted on the way say nothing about the image: the copy verifies every
             # blob and refuses this one, naming it.
-            return OsDetection(None, f"layer {layer.digest} was served as other bytes ({raw.digest})")
+            return OsDetection(None, f"layer {layer.digest} was served as other bytes ({raw.digest})", reader.spent)
         if broken is not None:
             # The layer's own bytes are broken: known here, and once dropped ("not detected").
             raise OsReleaseUnresolved(
-                f"/etc/os-release cannot be resolved: layer {number} of {len(layers)} ({layer.digest}) is not a "
+                f"/etc/os-release cannot be resolved: {where} is not a "
                 f"readable, complete tar ({broken or type(broken).__name__}), and a container runtime could not unpack "
                 "it either; rebuild the image with a tool that writes whole layers (e.g. "
                 f"{BUILD_HINT.format(platform=DEFAULT_PLATFORM)}) and push it again",
                 layers=digests,
             ) from broken
-        changes.apply(tree)
-    found = _resolve(tree)
-    if isinstance(found, list):
-        raise OsReleaseUnresolved("; ".join(found) + f"; {OS_RELEASE_FIX}", layers=digests)
-    return found
+        if isinstance(found, list):
+            raise OsReleaseUnresolved("; ".join(found) + f"; {OS_RELEASE_FIX}", layers=digests)
+        if isinstance(found, OsDetection):
+            return dataclasses.replace(found, bytes_read=reader.spent)
+    return OsDetection(None)  # no layers at all
 
 
 @dataclass(frozen=True)
@@ -256,19 +279,45 @@ class _Entry:
     what: str = ""  # what an "other" entry is, e.g. "a directory"
 
 
+class _Undecided:
+    """Not settled by the layers read so far: a lower layer (or the rest of this one) may settle it."""
+
+
+_UNDECIDED = _Undecided()
+Lookup = Callable[[str], "_Entry | _Undecided | None"]
+
+
 @dataclass
 class _LayerChanges:
-    """What one layer does to the os-release paths: deletions first, then its own entries."""
+    """What one layer does to the os-release paths: its own entries, and what it deletes below it."""
 
     deleted: set[str]
     emptied: set[str]
     entries: dict[str, _Entry]
 
-    def apply(self, tree: dict[str, _Entry]) -> None:
-        for path in list(tree):
-            if any(_within(path, d) for d in self.deleted) or any(path.startswith(d + "/") for d in self.emptied):
-                del tree[path]
-        tree.update(self.entries)
+    def apply(self, above: dict[str, _Entry | None]) -> None:
+        """Settle, under the layers above, the paths this layer has or deletes (None: deleted)."""
+        for path in OS_RELEASE_PATHS:
+            if path in above:
+                continue
+            if path in self.entries:  # a layer's own entry survives its whiteouts, which act below it
+                above[path] = self.entries[path]
+            elif any(_within(path, d) for d in self.deleted) or any(path.startswith(d + "/") for d in self.emptied):
+                above[path] = None
+
+
+def _lookup(above: dict[str, _Entry | None], entries: dict[str, _Entry], *, bottom: bool) -> Lookup:
+    """A path's entry in the image as far as it is known: settled above, found in the layer being
+    read, absent once the bottom layer is read to its end, else undecided."""
+
+    def find(path: str) -> _Entry | _Undecided | None:
+        if path in above:
+            return above[path]
+        if path in entries:
+            return entries[path]
+        return None if bottom else _UNDECIDED
+
+    return find
 
 
 class _OverBudget(Exception):
@@ -276,15 +325,17 @@ class _OverBudget(Exception):
 
 
 class _Budget:
+    """Bytes served so far (``spent``) against the budget, and the deadline."""
+
     def __init__(self, budget: int, deadline: float | None) -> None:
-        self.budget, self.left, self.deadline = budget, budget, deadline
+        self.budget, self.spent, self.deadline = budget, 0, deadline
 
     def spend(self, size: int) -> None:
-        self.left -= size
-        if self.left < 0:
-            raise _OverBudget(f"the registry served more than the {self.budget} bytes read")
+        self.spent += size
+        if self.spent > self.budget:
+            raise _OverBudget(f"the read budget of {format_size(self.budget)} ran out")
         if self.deadline is not None and time.monotonic() > self.deadline:
-            raise _OverBudget("reading the layers took longer than allowed")
+            raise _OverBudget("the time allowed for reading layers ran out")
 
 
 class _Counted(io.RawIOBase):
@@ -343,7 +394,12 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
-def _read_layer(raw: _ChunkReader, *, gzipped: bool) -> _LayerChanges:
+def _read_layer(
+    raw: _ChunkReader, *, gzipped: bool, above: dict[str, _Entry | None], bottom: bool
+) -> tuple[OsDetection | list[str] | _Undecided, bool]:
+    """Read one layer until the answer is settled or the layer ends; settle in ``above`` what it
+    settles. Returns the answer (undecided, an OsDetection, or why os-release cannot be resolved)
+    and whether the layer was read to its end."""
     stream = _Counted(gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw)
     changes = _LayerChanges(deleted=set(), emptied=set(), entries={})
     files: dict[str, str] = {}  # every os-release file of this layer, for hard links to it
@@ -361,7 +417,10 @@ def _read_layer(raw: _ChunkReader, *, gzipped: bool) -> _LayerChanges:
             elif base.startswith(WHITEOUT):
                 changes.deleted.add(posixpath.join(directory, base[len(WHITEOUT) :]))
             elif path in OS_RELEASE_PATHS:
-                changes.entries[path] = _entry(tar, member, path, files)
+                changes.entries.setdefault(path, _entry(tar, member, path, files))
+                found = _resolve(_lookup(above, changes.entries, bottom=False))
+                if not isinstance(found, _Undecided):
+                    return found, False  # settled: nothing further down can change it
             elif not member.isdir() and any(_within(candidate, path) for candidate in OS_RELEASE_PATHS):
                 changes.deleted.add(path)  # a file or link replacing etc/ or usr/lib/ hides what was below
         end = tar.offset  # where the end-of-archive block should be
@@ -375,7 +434,8 @@ def _read_layer(raw: _ChunkReader, *, gzipped: bool) -> _LayerChanges:
         raise tarfile.ReadError(
             f"it ends after {stream.count} bytes, before its last member and end-of-archive block ({end + TAR_BLOCK})"
         )
-    return changes
+    changes.apply(above)
+    return _resolve(_lookup(above, {}, bottom=bottom)), True
 
 
 def _entry(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, files: dict[str, str]) -> _Entry:
@@ -393,15 +453,18 @@ def _entry(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, files: dict
     return _Entry("other", what="a directory" if member.isdir() else "not a regular file")
 
 
-def _resolve(tree: dict[str, _Entry]) -> OsDetection | list[str]:
-    """The OS, no OS (neither path exists), or why the os-release there cannot be resolved.
+def _resolve(lookup: Lookup) -> OsDetection | list[str] | _Undecided:
+    """The OS, no OS (neither path exists), why the os-release there cannot be resolved, or
+    undecided while what settles it is in layers (or parts of one) not read yet.
 
     As os-release(5) reads them, /usr/lib/os-release is the fallback when /etc/os-release
     cannot be opened, so a broken /etc/os-release is a problem only without that fallback.
     """
     problems: list[str] = []
     for path in OS_RELEASE_PATHS:
-        found = _follow(tree, path)
+        found = _follow(lookup, path)
+        if isinstance(found, _Undecided):
+            return found  # this path comes first: what it turns out to be decides
         if isinstance(found, OsRelease):
             return OsDetection(found)
         if found is not None and found not in problems:
@@ -409,21 +472,23 @@ def _resolve(tree: dict[str, _Entry]) -> OsDetection | list[str]:
     return problems or OsDetection(None)
 
 
-def _follow(tree: dict[str, _Entry], path: str) -> OsRelease | str | None:
+def _follow(lookup: Lookup, path: str) -> OsRelease | str | _Undecided | None:
     """The os-release at ``path`` after symlinks; None if absent; why it cannot be resolved."""
     chain = [path]
     while len(chain) <= MAX_SYMLINK_HOPS:
         current = chain[-1]
-        entry = tree.get(current)
-        if entry is None:
-            if current == path:
-                return None
-            if current in OS_RELEASE_PATHS:
-                return f"/{path} is a dangling symlink: it points to /{current}, which no layer has"
+        if current not in OS_RELEASE_PATHS:
             return (
                 f"/{path} is a symlink to /{current}, outside the os-release paths read "
                 "(/etc/os-release, /usr/lib/os-release)"
             )
+        entry = lookup(current)
+        if entry is None:
+            if current == path:
+                return None
+            return f"/{path} is a dangling symlink: it points to /{current}, which no layer has"
+        if isinstance(entry, _Undecided):
+            return entry
         if entry.kind == "file":
             return parse_os_release(entry.text)
         if entry.kind == "other":
@@ -445,3 +510,11 @@ def _path(name: str) -> str:
 
 def _within(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory + "/")
+
+
+def format_size(count: int) -> str:
+    """E.g. ``512 MiB``, ``1.5 KiB``, ``300 bytes``."""
+    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if count >= scale:
+            return f"{count / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{count} bytes"
