@@ -1,4 +1,4 @@
-"""SageMaker model-package validation as the Marketplace pipeline experiences it.
+"""SageMaker model packages and algorithms, validated as the Marketplace pipeline experiences it.
 
 moto 5.2.5 says ``Completed`` for every model package, with a ValidationStatuses and an
 ImageScanStatuses item named after the package ARN; it has no DeleteModelPackage and
@@ -26,6 +26,33 @@ in a background thread started at creation: its FailureReason (or success) decid
 profile's ValidationStatuses item. A describe that finds the virtual validation over while
 the real job still runs waits for it (at most ``block_seconds``, then InProgress), so the
 state machine polls no more often than it does on AWS.
+
+Algorithms: moto 5.2.5 has no CreateAlgorithm, DescribeAlgorithm, ListAlgorithms or
+DeleteAlgorithm. This extension serves them on moto's SageMaker endpoint (handlers added to
+``SageMakerResponse``), keeping each account's and region's algorithms on moto's backend for
+them, so the account is the one the request's credentials belong to, as for moto's own
+resources. Each request is checked server-side (:mod:`sandbox.sagemaker_requests`: every
+constraint of botocore's input shape, then ParamValidator, then CreateAlgorithm's documented
+rules), whatever the client checked. An algorithm's validation unfolds on the virtual clock
+exactly as a package's (``ValidationOutcome``, ``set_outcome``): one ValidationStatuses item
+per profile (``algorithm_validation_failures``, else ``validation_failures``, give its
+FailureReason) and one ImageScanStatuses item per image (training image, then inference
+containers; an image used for both once). No training runs: with a ``local`` validator the
+algorithm's run says it was not run (the real validation under runc does not run ``train``
+yet) and the virtual outcome decides. DescribeAlgorithm has no ProductId (Marketplace sets it
+once listed); DeleteAlgorithm removes at once (SageMaker passes through ``Deleting``); Tags
+are kept with the request but ListTags does not see them; no "SageMaker Algorithm State
+Change" event is emitted.
+
+Confirmed for SageMaker: the shapes, enums and limits (botocore 1.44.5); the validation
+message format (aws/amazon-sagemaker-examples#4843); "ARN should be scoped to correct region:
+REGION" for another region's ARN (aws/amazon-sagemaker-examples#2292); a training container
+exiting 1 without a failure file fails its job with "AlgorithmError: , exit code: 1"
+(aws-samples/amazon-sagemaker-ml-pipeline-deploy-with-terraform#12). Assumed (no source
+found): "Algorithm already exists: ARN" for an existing name (mirrors the model package's),
+'Could not find algorithm "ARN".' for a missing one (ValidationException, like SageMaker's
+other Describe calls), how an algorithm's status items are named and worded, ListAlgorithms'
+page size (10) and a NameContains that ignores case.
 
 Item names (EntityName, ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``) of ImageScanStatuses are
 not documented; the sandbox uses the container's hostname, else its repository name.

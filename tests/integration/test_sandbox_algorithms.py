@@ -19,10 +19,12 @@ from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
 from moto import mock_aws
 
+from sandbox.audit import ApiCall
 from sandbox.clock import VirtualClock
 from sandbox.ext_sagemaker import ALGORITHM_NOT_RUN, EVERY, LocalRun, SageMakerValidation, ValidationOutcome
 from sandbox.runner import ALGORITHM_VALIDATION_FAILURE
 from sandbox.sagemaker_requests import constraint_errors, output_shape
+from sandbox.server import EmulatorServer
 
 pytestmark = pytest.mark.integration
 
@@ -488,18 +490,23 @@ def test_given_algorithm_when_deleted_then_gone_and_name_reusable(sandbox: SageM
     assert sm.describe_algorithm(AlgorithmName="to-delete")["AlgorithmStatus"] == "Pending"
 
 
-def test_given_seller_account_credentials_in_us_east_2_then_algorithm_lives_in_that_account_and_region_only(
-    sandbox: SageMakerValidation,
-) -> None:
+def seller_session() -> boto3.session.Session:
+    """Temporary credentials in the seller's account (not moto's default one), as the sandbox's seller has."""
     credentials = SESSION.client("sts").assume_role(
         RoleArn=f"arn:aws:iam::{SELLER}:role/publisher", RoleSessionName="seller"
     )["Credentials"]
-    seller = boto3.session.Session(
+    return boto3.session.Session(
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
         region_name=REGION,
     )
+
+
+def test_given_seller_account_credentials_in_us_east_2_then_algorithm_lives_in_that_account_and_region_only(
+    sandbox: SageMakerValidation,
+) -> None:
+    seller = seller_session()
     seller_sm = seller.client("sagemaker")
 
     arn = seller_sm.create_algorithm(**algorithm_request("seller-algo", account=SELLER))["AlgorithmArn"]
@@ -513,3 +520,28 @@ def test_given_seller_account_credentials_in_us_east_2_then_algorithm_lives_in_t
     with pytest.raises(ClientError) as other_account:
         client().describe_algorithm(AlgorithmName="seller-algo")
     assert "Could not find algorithm" in other_account.value.response["Error"]["Message"]
+
+
+def test_given_the_emulator_endpoint_when_the_seller_calls_over_http_then_served_as_in_process(
+    sandbox: SageMakerValidation, clock: VirtualClock
+) -> None:
+    server = EmulatorServer()
+    received: list[ApiCall] = []
+    server.observers.append(received.append)
+    server.start()
+    try:
+        sm = seller_session().client("sagemaker", endpoint_url=server.endpoint)
+        arn = sm.create_algorithm(**algorithm_request("over-http", account=SELLER))["AlgorithmArn"]
+        clock.advance(3660)
+        described = sm.describe_algorithm(AlgorithmName="over-http")
+        listed = names(sm)
+        sm.delete_algorithm(AlgorithmName="over-http")
+    finally:
+        server.stop()
+
+    assert arn == f"arn:aws:sagemaker:{REGION}:{SELLER}:algorithm/over-http"
+    assert described["AlgorithmStatus"] == "Completed"
+    assert listed == ["over-http"]
+    assert {"CreateAlgorithm", "DescribeAlgorithm", "ListAlgorithms", "DeleteAlgorithm"} <= {
+        call.operation for call in received
+    }
