@@ -8,6 +8,7 @@ sandbox serves them (sandbox/ext_sagemaker.py), checks requests server-side
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import functools
 from collections.abc import Iterator
 from typing import Any
@@ -450,11 +451,15 @@ def test_given_algorithms_when_listed_then_filtered_sorted_and_paged(
     sandbox: SageMakerValidation, clock: VirtualClock
 ) -> None:
     sm = client()
+    started = clock.now()
     for name in ("beta-algo", "alpha-algo", "gamma-model"):
         sm.create_algorithm(**algorithm_request(name))
         clock.advance(10)
 
     by_creation = names(sm)
+    created_between = names(
+        sm, CreationTimeAfter=started + dt.timedelta(seconds=5), CreationTimeBefore=started + dt.timedelta(seconds=15)
+    )
     containing = names(sm, NameContains="ALGO")
     by_name_descending = names(sm, SortBy="Name", SortOrder="Descending")
     first = sm.list_algorithms(SortBy="Name", MaxResults=2)
@@ -462,6 +467,7 @@ def test_given_algorithms_when_listed_then_filtered_sorted_and_paged(
     [summary] = sm.list_algorithms(NameContains="gamma")["AlgorithmSummaryList"]
 
     assert by_creation == ["beta-algo", "alpha-algo", "gamma-model"]
+    assert created_between == ["alpha-algo"]
     assert containing == ["beta-algo", "alpha-algo"]
     assert by_name_descending == ["gamma-model", "beta-algo", "alpha-algo"]
     assert [item["AlgorithmName"] for item in first["AlgorithmSummaryList"]] == ["alpha-algo", "beta-algo"]
