@@ -22,7 +22,9 @@ module, installed explicitly and undone afterwards (never at import time):
                     loopback HTTP, rejects manifests with missing blobs, emits push events,
                     scans images on the virtual clock; fault injection (corrupt-blob)
 - ext_sagemaker.py  model package validation runs on the virtual clock and ends Completed
-                    or Failed with FailureReasons; name conflicts and deletion as in AWS
+                    or Failed with FailureReasons; name conflicts and deletion as in AWS;
+                    CreateAlgorithm/DescribeAlgorithm/ListAlgorithms/DeleteAlgorithm (moto has
+                    none), requests checked against botocore's model (sagemaker_requests.py)
 - ext_events.py     EventBridge targets receive the whole event (moto drops ``account``)
 - ext_s3.py         S3 copies answer 412 when ``x-amz-copy-source-if-match`` (or -if-unmodified-since)
                     does not hold; bucket policies conditioned on aws:SecureTransport see TLS requests

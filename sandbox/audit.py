@@ -44,10 +44,11 @@ S3_ACTIONS = {
     "GetObjectAttributes": ["s3:GetObject", "s3:GetObjectAttributes"],
 }
 # Calls that need more than their own action, as the pipeline makes them: it tags what it
-# creates, and a model package with a validation profile passes the validation role.
+# creates, and a model package or algorithm with a validation profile passes the validation role.
 EXTRA_ACTIONS = {
     "ecr:CreateRepository": ["ecr:TagResource"],
     "sagemaker:CreateModelPackage": ["sagemaker:AddTags", "iam:PassRole"],
+    "sagemaker:CreateAlgorithm": ["sagemaker:AddTags", "iam:PassRole"],
     "s3:CreateBucket": [],
 }
 # Calls that need no permission.

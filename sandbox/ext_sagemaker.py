@@ -1,4 +1,4 @@
-"""SageMaker model-package validation as the Marketplace pipeline experiences it.
+"""SageMaker model packages and algorithms, validated as the Marketplace pipeline experiences it.
 
 moto 5.2.5 says ``Completed`` for every model package, with a ValidationStatuses and an
 ImageScanStatuses item named after the package ARN; it has no DeleteModelPackage and
@@ -27,12 +27,40 @@ profile's ValidationStatuses item. A describe that finds the virtual validation 
 the real job still runs waits for it (at most ``block_seconds``, then InProgress), so the
 state machine polls no more often than it does on AWS.
 
+Algorithms: moto 5.2.5 has no CreateAlgorithm, DescribeAlgorithm, ListAlgorithms or
+DeleteAlgorithm. This extension serves them on moto's SageMaker endpoint (handlers added to
+``SageMakerResponse``), keeping each account's and region's algorithms on moto's backend for
+them, so the account is the one the request's credentials belong to, as for moto's own
+resources. Each request is checked server-side (:mod:`sandbox.sagemaker_requests`: every
+constraint of botocore's input shape, then ParamValidator, then CreateAlgorithm's documented
+rules), whatever the client checked. An algorithm's validation unfolds on the virtual clock
+exactly as a package's (``ValidationOutcome``, ``set_outcome``): one ValidationStatuses item
+per profile (``algorithm_validation_failures``, else ``validation_failures``, give its
+FailureReason) and one ImageScanStatuses item per image (training image, then inference
+containers; an image used for both once). No training runs: with a ``local`` validator the
+algorithm's run says it was not run (the real validation under runc does not run ``train``
+yet) and the virtual outcome decides. DescribeAlgorithm has no ProductId (Marketplace sets it
+once listed); DeleteAlgorithm removes at once (SageMaker passes through ``Deleting``); Tags
+are kept with the request but ListTags does not see them; no "SageMaker Algorithm State
+Change" event is emitted.
+
+Confirmed for SageMaker: the shapes, enums and limits (botocore 1.44.5); the validation
+message format (aws/amazon-sagemaker-examples#4843); "ARN should be scoped to correct region:
+REGION" for another region's ARN (aws/amazon-sagemaker-examples#2292); a training container
+exiting 1 without a failure file fails its job with "AlgorithmError: , exit code: 1"
+(aws-samples/amazon-sagemaker-ml-pipeline-deploy-with-terraform#12). Assumed (no source
+found): "Algorithm already exists: ARN" for an existing name (mirrors the model package's),
+'Could not find algorithm "ARN".' for a missing one (ValidationException, like SageMaker's
+other Describe calls), how an algorithm's status items are named and worded, ListAlgorithms'
+page size (10) and a NameContains that ignores case.
+
 Item names (EntityName, ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``) of ImageScanStatuses are
 not documented; the sandbox uses the container's hostname, else its repository name.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 import threading
@@ -43,31 +71,44 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest.mock import patch
 
-from moto.core.responses import EmptyResult
+from moto.core.responses import ActionResult, EmptyResult
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
+from moto.sagemaker.utils import arn_formatter
 
 from sandbox.clock import VirtualClock
 from sandbox.extension import Extension
+from sandbox.sagemaker_requests import check_create_algorithm, check_request
 
 #: Key of a failure mapping that applies to every profile / container.
 EVERY = "*"
+#: What the sandbox's report says of an algorithm's validation when containers run for real.
+ALGORITHM_NOT_RUN = (
+    "an algorithm's validation (its training job, then a transform job on the trained model) is not run "
+    "locally yet: the training container's `train` was not run"
+)
+#: Attribute of moto's per-account, per-region SageMaker backend holding the sandbox's algorithms.
+_STORE = "sandbox_algorithms"
 
 
 @dataclass(frozen=True)
 class ValidationOutcome:
-    """How validation of a certified model package unfolds, in virtual seconds.
+    """How validation of a certified model package or algorithm unfolds, in virtual seconds.
 
     ``validation_failures`` maps a validation profile name (or ``"*"``) and
     ``image_scan_failures`` a scan item name, an image URI (or ``"*"``) to the
-    FailureReason reported for it; any failure makes the package ``Failed``.
+    FailureReason reported for it; any failure makes the package (algorithm) ``Failed``.
+    ``algorithm_validation_failures``, when not empty, replaces ``validation_failures`` for
+    algorithms, whose profile is a training job (then a transform job) rather than a
+    transform job alone.
     """
 
     pending_seconds: float = 60.0
     in_progress_seconds: float = 3600.0
     validation_failures: Mapping[str, str] = field(default_factory=dict)
     image_scan_failures: Mapping[str, str] = field(default_factory=dict)
+    algorithm_validation_failures: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,6 +124,48 @@ class LocalRun:
     failures: dict[str, str] = field(default_factory=dict)
     jobs: list[dict[str, Any]] = field(default_factory=list)
     not_run: str | None = None
+
+
+@dataclass
+class Algorithm:
+    """One algorithm as CreateAlgorithm made it: ``request`` is the request as received."""
+
+    name: str
+    arn: str
+    creation_time: dt.datetime
+    request: Mapping[str, Any]
+    status: str = "Pending"
+    status_details: dict[str, list[dict[str, str]]] = field(
+        default_factory=lambda: {"ValidationStatuses": [], "ImageScanStatuses": []}
+    )
+
+    def describe(self) -> dict[str, Any]:
+        """DescribeAlgorithmOutput (no ProductId: SageMaker sets it once Marketplace lists the algorithm)."""
+        described: dict[str, Any] = {
+            "AlgorithmName": self.name,
+            "AlgorithmArn": self.arn,
+            "CreationTime": self.creation_time,
+            "TrainingSpecification": copy.deepcopy(self.request["TrainingSpecification"]),
+            "AlgorithmStatus": self.status,
+            "AlgorithmStatusDetails": copy.deepcopy(self.status_details),
+            "CertifyForMarketplace": bool(self.request.get("CertifyForMarketplace", False)),
+        }
+        for key in ("AlgorithmDescription", "InferenceSpecification", "ValidationSpecification"):
+            if self.request.get(key) is not None:
+                described[key] = copy.deepcopy(self.request[key])
+        return described
+
+    def summary(self) -> dict[str, Any]:
+        """AlgorithmSummary, as ListAlgorithms gives it."""
+        summary: dict[str, Any] = {
+            "AlgorithmName": self.name,
+            "AlgorithmArn": self.arn,
+            "CreationTime": self.creation_time,
+            "AlgorithmStatus": self.status,
+        }
+        if self.request.get("AlgorithmDescription") is not None:
+            summary["AlgorithmDescription"] = self.request["AlgorithmDescription"]
+        return summary
 
 
 @dataclass(frozen=True)
@@ -136,6 +219,8 @@ class SageMakerValidation(Extension):
         stack.enter_context(
             patch.object(SageMakerResponse, "delete_model_package", self._delete_response(), create=True)
         )
+        for name, handler in self._algorithm_responses().items():
+            stack.enter_context(patch.object(SageMakerResponse, name, handler, create=True))
         stack.callback(self._finish_local_runs)
 
     def _finish_local_runs(self, timeout: float = 60.0) -> None:
@@ -184,6 +269,146 @@ class SageMakerValidation(Extension):
             return EmptyResult()
 
         return delete_model_package
+
+    def _algorithm_responses(self) -> dict[str, Callable[[SageMakerResponse], ActionResult]]:
+        """CreateAlgorithm, DescribeAlgorithm, ListAlgorithms and DeleteAlgorithm (moto has none)."""
+        ext = self
+
+        # Plain functions: moto dispatches only to functions defined on the response class.
+        def create_algorithm(response: SageMakerResponse) -> ActionResult:
+            return ActionResult({"AlgorithmArn": ext._create_algorithm(response).arn})
+
+        def describe_algorithm(response: SageMakerResponse) -> ActionResult:
+            check_request("DescribeAlgorithm", response.params)
+            algorithm = ext._find_algorithm(response, response._get_param("AlgorithmName"))
+            ext._refresh_algorithm(algorithm)
+            return ActionResult(algorithm.describe())
+
+        def list_algorithms(response: SageMakerResponse) -> ActionResult:
+            check_request("ListAlgorithms", response.params)
+            return ActionResult(ext._list_algorithms(response))
+
+        def delete_algorithm(response: SageMakerResponse) -> EmptyResult:
+            check_request("DeleteAlgorithm", response.params)
+            algorithm = ext._find_algorithm(response, response._get_param("AlgorithmName"))
+            with ext._lock:
+                _algorithms(response.sagemaker_backend).pop(algorithm.name.lower(), None)
+                ext._tracked.pop(algorithm.arn, None)
+            ext.local_runs.pop(algorithm.arn, None)
+            return EmptyResult()
+
+        return {
+            "create_algorithm": create_algorithm,
+            "describe_algorithm": describe_algorithm,
+            "list_algorithms": list_algorithms,
+            "delete_algorithm": delete_algorithm,
+        }
+
+    def _create_algorithm(self, response: SageMakerResponse) -> Algorithm:
+        request = copy.deepcopy(dict(response.params))
+        check_create_algorithm(request)
+        name = request["AlgorithmName"]
+        backend = response.sagemaker_backend
+        arn = arn_formatter("algorithm", name, response.current_account, response.region)
+        algorithm = Algorithm(name, arn, self.clock.now(), request)
+        with self._lock:
+            store = _algorithms(backend)
+            existing = store.get(name.lower())
+            if existing is not None:
+                # SageMaker documents no message for an existing algorithm name: this mirrors the
+                # model package's ("ModelPackage already exists: ARN") above.
+                raise ValidationError(f"Algorithm already exists: {existing.arn}")
+            store[name.lower()] = algorithm
+        self._track_algorithm(algorithm)
+        return algorithm
+
+    def _find_algorithm(self, response: SageMakerResponse, name_or_arn: str) -> Algorithm:
+        """The caller's algorithm of that name or ARN, in the request's account and region.
+
+        An ARN of another region is refused with the message SageMaker gave for one
+        (aws/amazon-sagemaker-examples#2292: "ARN should be scoped to correct region: us-west-2").
+        A missing algorithm is a ValidationException, as for SageMaker's other Describe calls
+        (DescribeAlgorithm declares no error shape); its wording is not documented: "Could not
+        find algorithm" follows SageMaker's "Could not find model ..." (unconfirmed).
+        """
+        region, account = response.region, response.current_account
+        name = name_or_arn
+        if name_or_arn.startswith("arn:"):
+            parts = name_or_arn.split(":", 5)
+            if len(parts) == 6 and parts[3] != region:
+                raise ValidationError(f"ARN should be scoped to correct region: {region}")
+            kind, _, name = parts[-1].partition("/")
+            if kind != "algorithm" or parts[4] != account:
+                name = ""
+        with self._lock:
+            algorithm = _algorithms(response.sagemaker_backend).get(name.lower()) if name else None
+        if algorithm is None:
+            arn = name_or_arn if name_or_arn.startswith("arn:") else arn_formatter("algorithm", name, account, region)
+            raise ValidationError(f'Could not find algorithm "{arn}".')
+        return algorithm
+
+    def _list_algorithms(self, response: SageMakerResponse) -> dict[str, Any]:
+        """ListAlgorithms: filters, sort (default CreationTime, Ascending, as documented) and pages.
+
+        SageMaker does not document its default page size or whether NameContains ignores case:
+        the sandbox pages by 10 and ignores case (SageMaker names are unique regardless of case).
+        """
+        params = response.params
+        with self._lock:
+            algorithms = list(_algorithms(response.sagemaker_backend).values())
+        for algorithm in algorithms:
+            self._refresh_algorithm(algorithm)
+        contains = (params.get("NameContains") or "").lower()
+        after, before = _utc(params.get("CreationTimeAfter")), _utc(params.get("CreationTimeBefore"))
+        chosen = [
+            a
+            for a in algorithms
+            if contains in a.name.lower()
+            and (after is None or a.creation_time > after)
+            and (before is None or a.creation_time < before)
+        ]
+        if params.get("SortBy") == "Name":
+            chosen.sort(key=lambda a: a.name)
+        else:
+            chosen.sort(key=lambda a: a.creation_time)
+        if params.get("SortOrder") == "Descending":
+            chosen.reverse()
+        token = params.get("NextToken")
+        if token and not token.isdigit():
+            raise ValidationError(f"Invalid NextToken: {token}")
+        start = int(token or 0)
+        end = start + int(params.get("MaxResults") or 10)
+        page: dict[str, Any] = {"AlgorithmSummaryList": [a.summary() for a in chosen[start:end]]}
+        if end < len(chosen):
+            page["NextToken"] = str(end)
+        return page
+
+    def _track_algorithm(self, algorithm: Algorithm) -> None:
+        """Start the virtual validation clock of a new algorithm, as for a model package."""
+        request = algorithm.request
+        profiles = (request.get("ValidationSpecification") or {}).get("ValidationProfiles") or []
+        if not profiles and not request.get("CertifyForMarketplace"):
+            algorithm.status = "Completed"
+            return
+        outcome = self._outcomes.get(algorithm.name, self.default_outcome)
+        failures = outcome.algorithm_validation_failures or outcome.validation_failures
+        validations = tuple(_Item(p["ProfileName"], _reason(failures, p["ProfileName"])) for p in profiles)
+        image_scans = tuple(
+            _Item(name, _reason(outcome.image_scan_failures, name, image))
+            for name, image in _algorithm_scan_items(request)
+        )
+        with self._lock:
+            self._tracked[algorithm.arn] = _Tracked(algorithm.creation_time, outcome, validations, image_scans)
+        if self.local is not None and profiles:
+            run = LocalRun(algorithm.arn, not_run=ALGORITHM_NOT_RUN)
+            run.done.set()
+            self.local_runs[algorithm.arn] = run
+        self._refresh_algorithm(algorithm)
+
+    def _refresh_algorithm(self, algorithm: Algorithm) -> None:
+        status = self._status(algorithm.arn)
+        if status is not None:
+            algorithm.status, algorithm.status_details = status
 
     def _existing_unversioned(
         self, backend: SageMakerModelBackend, name: str | None, request: Mapping[str, Any]
@@ -240,13 +465,19 @@ class SageMakerValidation(Extension):
 
     def _refresh(self, package: Any) -> None:
         """Set the package's status from the virtual time elapsed since its creation."""
+        status = self._status(package.arn)
+        if status is not None:
+            package.model_package_status, package.model_package_status_details = status
+
+    def _status(self, arn: str) -> tuple[str, dict[str, list[dict[str, str]]]] | None:
+        """The status and status details of a tracked package or algorithm, now on the virtual clock."""
         with self._lock:
-            tracked = self._tracked.get(package.arn)
+            tracked = self._tracked.get(arn)
         if tracked is None:
-            return
+            return None
         elapsed = self.clock.seconds_since(tracked.created_at)
         outcome = tracked.outcome
-        local = self.local_runs.get(package.arn)
+        local = self.local_runs.get(arn)
         over = elapsed >= outcome.pending_seconds + outcome.in_progress_seconds
         if over and local is not None and not local.done.wait(self.block_seconds):
             over = False  # the real job still runs: SageMaker would still say InProgress
@@ -260,8 +491,7 @@ class SageMakerValidation(Extension):
             details = _details(tracked, None)
             failed = any(item.get("Status") == "Failed" for items in details.values() for item in items)
             status = "Failed" if failed else "Completed"
-        package.model_package_status = status
-        package.model_package_status_details = details
+        return status, details
 
     def _delete(self, backend: SageMakerModelBackend, name_or_arn: str) -> None:
         arn = backend.model_package_name_mapping.get(name_or_arn, name_or_arn)
@@ -314,6 +544,34 @@ def _scan_items(inference_specification: Mapping[str, Any] | None) -> list[tuple
         seen.add(name)
         items.append((name, image))
     return items
+
+
+def _algorithm_scan_items(request: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(item name, image URI) per image of an algorithm: its training image, then its inference
+    containers' images; an image used for both is scanned once."""
+    images = [request["TrainingSpecification"]["TrainingImage"]]
+    containers = [{"Image": images[0]}]
+    for container in (request.get("InferenceSpecification") or {}).get("Containers") or []:
+        if container.get("Image") not in images:
+            images.append(container.get("Image"))
+            containers.append(container)
+    return _scan_items({"Containers": containers})
+
+
+def _algorithms(backend: SageMakerModelBackend) -> dict[str, Algorithm]:
+    """The algorithms of one account and region by lower-case name, kept on moto's backend for
+    them, so that they go when moto resets its backends."""
+    store: dict[str, Algorithm] = backend.__dict__.setdefault(_STORE, {})
+    return store
+
+
+def _utc(value: Any) -> dt.datetime | None:
+    """A timestamp parameter as an aware datetime (moto parses it naive, in UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(float(value), dt.UTC)
 
 
 def _repository_name(image: str) -> str:

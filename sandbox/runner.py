@@ -61,6 +61,11 @@ VALIDATION_FAILURE = (
     "ClientError: Transform job validation failed: the container returned HTTP 500 for "
     "POST /invocations on 3 of 3 records (see /aws/sagemaker/TransformJobs)"
 )
+# An algorithm's profile trains first: a training container that exits with 1 and writes no
+# /opt/ml/output/failure is reported by SageMaker as "AlgorithmError: , exit code: 1".
+ALGORITHM_VALIDATION_FAILURE = (
+    "Training job validation failed: AlgorithmError: , exit code: 1 (see /aws/sagemaker/TrainingJobs)"
+)
 IMAGE_SCAN_FAILURE = "Image scan found 1 HIGH vulnerability in the inference image"
 
 
@@ -150,6 +155,7 @@ class Sandbox:
         self.lambdas: LambdaWorkers | None = None
         self.ecr = EcrExtension(self.clock, scan_outcome=options.scan, fault=options.fault)
         failures = {EVERY: VALIDATION_FAILURE} if options.validation == "failed" else {}
+        algorithm_failures = {EVERY: ALGORITHM_VALIDATION_FAILURE} if options.validation == "failed" else {}
         scan_failures = {EVERY: IMAGE_SCAN_FAILURE} if options.validation == "failed" else {}
         self.validation_not_run = validation_local.unavailable() if options.validation == "real" else None
         self.validation_mode = "completed" if self.validation_not_run else options.validation
@@ -166,6 +172,7 @@ class Sandbox:
                 in_progress_seconds=max(options.validation_minutes * 60.0 - 60.0, 0.0),
                 validation_failures=failures,
                 image_scan_failures=scan_failures,
+                algorithm_validation_failures=algorithm_failures,
             ),
             local=local,
             stopping=stopping,

@@ -22,6 +22,7 @@ from moto.moto_server import werkzeug_app
 from moto.s3.models import FakeBucket
 from moto.s3.responses import S3Response
 from moto.sagemaker.models import SageMakerModelBackend
+from moto.sagemaker.responses import SageMakerResponse
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
@@ -86,3 +87,9 @@ def test_given_the_patched_moto_attributes_then_they_exist() -> None:
         assert callable(getattr(SageMakerModelBackend, name)), name  # ext_sagemaker
     for name in ("DomainDispatcherApplication", "MotoRequestHandler", "create_backend_app"):
         assert hasattr(werkzeug_app, name), name  # server
+
+
+def test_given_the_pinned_moto_then_it_serves_no_algorithms_and_the_sandbox_adds_them() -> None:
+    handlers = {"create_algorithm", "describe_algorithm", "list_algorithms", "delete_algorithm", "delete_model_package"}
+    assert not handlers & set(vars(SageMakerResponse))  # ext_sagemaker adds them; a moto that has them: re-check
+    assert isinstance(SageMakerResponse.sagemaker_backend, property)  # per account (credentials) and region
