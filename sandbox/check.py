@@ -245,7 +245,7 @@ def _read_inputs(args: argparse.Namespace, report: CheckReport) -> Inputs | None
         report.findings.append(_finding("release", exc))
         return None
     report.product = f"{spec.product.name} {spec.product.version}"
-    layouts = _open_images(args.image, [container.name for container in spec.containers])
+    layouts = _open_images(args.image, [name for name, *_ in spec.images()])
     try:
         model_data = _model_data(args.model_data, spec)
         if args.validation_input is not None:
@@ -359,18 +359,23 @@ def preflight(inputs: Inputs, report: CheckReport, account: str, publishing: Pub
     started = time.monotonic()
     with aws.running():
         pushed: dict[str, str] = {}
-        for index, container in enumerate(spec.containers):
-            ref = container.image_ref
+        for name, field, _, ref in spec.images():
             ecr = aws.client("ecr", ref.region, ref.registry_id)
-            digest = push_layout(inputs.layouts[container.name], ecr, ref.repository, ref.tag or "latest").digest
-            pushed[container.name] = digest
+            digest = push_layout(inputs.layouts[name], ecr, ref.repository, ref.tag or "latest").digest
+            pushed[name] = digest
             if ref.digest and ref.digest != digest:
-                report.findings.append(_digest_mismatch(index, ref, digest, inputs.layouts[container.name]))
-                document["containers"][index]["image"] = _with_digest(ref, digest)
+                report.findings.append(_digest_mismatch(field, ref, digest, inputs.layouts[name]))
+                if field == "training.image":
+                    document["training"]["image"] = _with_digest(ref, digest)
+                else:
+                    document["containers"][int(field.split(".")[1])]["image"] = _with_digest(ref, digest)
         for container in spec.containers:
             if container.model_data:
                 aws.put(container.model_data, inputs.model_data[container.name][0], account)
         aws.put(spec.validation.input, inputs.validation_input[0], account)
+        for role, _, _, uri in spec.objects():
+            if role == "training_input":  # an algorithm's channel data: the validation input stands in for it
+                aws.put(uri, inputs.validation_input[0], account)
         try:
             release = resolve_release(
                 StartInput(release=document),
@@ -395,16 +400,13 @@ def preflight(inputs: Inputs, report: CheckReport, account: str, publishing: Pub
     report.preflight["seconds"] = round(time.monotonic() - started, 2)
 
 
-def _digest_mismatch(index: int, ref: ImageRef, digest: str, layout: OciLayout) -> Finding:
+def _digest_mismatch(field: str, ref: ImageRef, digest: str, layout: OciLayout) -> Finding:
     return Finding(
         "release",
         "DigestMismatch",
-        f"containers.{index}.image pins {ref.digest}, but the image in {layout.path} is {digest}: the release "
+        f"{field} pins {ref.digest}, but the image in {layout.path} is {digest}: the release "
         "would publish another image than the one checked here (the rest of the check uses the local image)",
-        [
-            f"containers.{index}.image: pin the digest of the image you push ({ref.host}/{ref.repository}@{digest}), "
-            "or name it by tag"
-        ],
+        [f"{field}: pin the digest of the image you push ({ref.host}/{ref.repository}@{digest}), or name it by tag"],
     )
 
 
@@ -507,6 +509,14 @@ def validate(inputs: Inputs, report: CheckReport, account: str, deadline_scale: 
     from sandbox.validation_local import ContainerUnderTest, Deadlines, LayoutImage, TransformJob
 
     spec = inputs.spec
+    if spec.is_algorithm:
+        report.validation = {
+            "mode": "not run",
+            "reason": "an algorithm is validated by a training job (its image's `train`, with the channels and "
+            "hyperparameters mounted), then a transform job with the model it trained; the sandbox does not run "
+            "training yet",
+        }
+        return
     why = validation_local.unavailable()
     if why is not None:
         report.validation = {"mode": "not run", "reason": why}

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_files(args)
         spec = load_release(args.release)
-        layouts = _open_images(args.image, [container.name for container in spec.containers])
+        layouts = _open_images(args.image, [name for name, *_ in spec.images()])
     except FileNotFoundError as exc:
         return _usage_error(f"{exc.filename or exc}: no such file; check the path")
     except (InvalidRelease, LayoutError, ValueError) as exc:
@@ -296,12 +296,13 @@ def _check_files(args: argparse.Namespace) -> None:
 
 
 def _open_images(values: list[str], containers: list[str]) -> dict[str, OciLayout]:
-    """``PATH`` (a one-container release) or ``CONTAINER=PATH`` for each container."""
+    """``PATH`` (a one-image release) or ``NAME=PATH`` for each image: each container's, and an
+    algorithm's separate training image (``training``)."""
     paths: dict[str, str] = {}
     for value in values:
         name, sep, path = value.partition("=")
         if sep and name not in containers and not Path(value).exists():
-            raise ValueError(f"--image {value}: {name} is not a container of the release ({', '.join(containers)})")
+            raise ValueError(f"--image {value}: {name} is not an image of the release ({', '.join(containers)})")
         if not sep or name not in containers:
             if len(values) != 1 or len(containers) != 1:
                 raise ValueError(
@@ -346,6 +347,7 @@ def run(spec: Any, options: RunOptions, layouts: dict[str, OciLayout], progress:
             progress.delivery("repeat", repeat)
             report["repeat"] = repeat
             report["model_packages"] = repeat["model_packages"]  # what the region holds at the end
+            report["algorithms"] = repeat["algorithms"]
     return report
 
 
@@ -389,7 +391,10 @@ class _Progress:
         print(file=self.stream)
 
     def summary(self, report: dict[str, Any]) -> None:
-        self.say(f"model packages in {report['publishing_region']}: {len(report['model_packages'])}")
+        if report["algorithms"]:
+            self.say(f"algorithms in {report['publishing_region']}: {len(report['algorithms'])}")
+        else:
+            self.say(f"model packages in {report['publishing_region']}: {len(report['model_packages'])}")
         if report["status"] == "SUCCEEDED":
             self.say(f"ready for listing: {report['model_package_arn']}")
         else:

@@ -78,6 +78,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "blobs_skipped": 0,
         "bytes_copied": 0,
         "model_packages": model_packages(sandbox),
+        "algorithms": algorithms(sandbox),
         "deduplicated": False,
         "max_state_bytes": 0,
         "images": [],
@@ -106,7 +107,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         for state in _outputs(history, "ResolveRelease")[-1:]
         for image in state.get("release", {}).get("images", [])  # a caught failure carries none
     ]
-    order = [container.name for container in sandbox.spec.containers]
+    order = [name for name, *_ in sandbox.spec.images()]
     images = sorted(_outputs(history, "PutManifest"), key=lambda image: order.index(image["container"]))
     for image in images:
         report["blobs_copied"] += image["blobs_copied"]
@@ -184,11 +185,22 @@ def model_packages(sandbox: Sandbox) -> list[str]:
     return sorted(item["ModelPackageArn"] for item in sm.list_model_packages()["ModelPackageSummaryList"])
 
 
+def algorithms(sandbox: Sandbox) -> list[str]:
+    if not _known_region(sandbox.publishing_region):
+        return []
+    sm = sandbox.aws("sagemaker", sandbox.publishing_region)
+    return sorted(item["AlgorithmArn"] for item in sm.list_algorithms()["AlgorithmSummaryList"])
+
+
 def describe_model_package(sandbox: Sandbox, arn: str) -> dict[str, Any] | None:
-    """DescribeModelPackage of the package the release created, as JSON-ready data."""
+    """DescribeModelPackage (DescribeAlgorithm) of what the release created, as JSON-ready data."""
     region = arn.split(":")[3]
+    sagemaker = sandbox.aws("sagemaker", region)
     try:
-        described = sandbox.aws("sagemaker", region).describe_model_package(ModelPackageName=arn)
+        if ":algorithm/" in arn:
+            described = sagemaker.describe_algorithm(AlgorithmName=arn)
+        else:
+            described = sagemaker.describe_model_package(ModelPackageName=arn)
     except ClientError:
         return None
     described.pop("ResponseMetadata", None)
@@ -206,6 +218,11 @@ def published_objects(sandbox: Sandbox, package: dict[str, Any] | None) -> list[
         if container.get("ModelDataUrl"):
             uris.append(container["ModelDataUrl"])
     for profile in package.get("ValidationSpecification", {}).get("ValidationProfiles", []):
+        training = profile.get("TrainingJobDefinition", {})
+        for channel in training.get("InputDataConfig", []):
+            uris.append(channel.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri", ""))
+        if training.get("OutputDataConfig", {}).get("S3OutputPath"):
+            uris.append(training["OutputDataConfig"]["S3OutputPath"])
         job = profile.get("TransformJobDefinition", {})
         source = job.get("TransformInput", {}).get("DataSource", {}).get("S3DataSource", {}).get("S3Uri")
         output = job.get("TransformOutput", {}).get("S3OutputPath")

@@ -316,8 +316,7 @@ class Sandbox:
         return str(described["roleArn"])
 
     def artifact_buckets(self) -> list[str]:
-        uris = [c.model_data for c in self.spec.containers if c.model_data] + [self.spec.validation.input]
-        return sorted({parse_s3_uri(uri)[0] for uri in uris})
+        return sorted({parse_s3_uri(uri)[0] for *_, uri in self.spec.objects()})
 
     def aws(self, service: str, region: str | None = None, account: str | None = None) -> Any:
         """A client in the stack's account (or ``account``), as the seller's own CLI would be."""
@@ -384,12 +383,10 @@ class Sandbox:
 
     def layouts_by_container(self, layouts: Layouts) -> dict[str, OciLayout]:
         """One layout per container; a single layout serves a one-container release."""
-        names = [container.name for container in self.spec.containers]
+        names = [name for name, *_ in self.spec.images()]
         if isinstance(layouts, OciLayout):
             if len(names) != 1:
-                raise ValueError(
-                    f"the release has {len(names)} containers ({', '.join(names)}); give an image for each"
-                )
+                raise ValueError(f"the release has {len(names)} images ({', '.join(names)}); give an image for each")
             return {names[0]: layouts}
         missing = [name for name in names if name not in layouts]
         unknown = sorted(set(layouts) - set(names))
@@ -402,11 +399,11 @@ class Sandbox:
         return dict(layouts)
 
     def push_images(self, layouts: Layouts) -> str:
-        """Push every container's image, in release order; returns the first one's digest."""
+        """Push every image (each container's, an algorithm's training image), in release order;
+        returns the first one's digest."""
         digests = []
-        for container in self.spec.containers:
-            layout = self.layouts_by_container(layouts)[container.name]
-            ref = container.image_ref
+        for name, _, _, ref in self.spec.images():
+            layout = self.layouts_by_container(layouts)[name]
             ecr = self.aws("ecr", ref.region, account=ref.registry_id)
             with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
                 ecr.create_repository(repositoryName=ref.repository)
@@ -484,17 +481,21 @@ class Sandbox:
             self.deploy_source_account()
         model_uris = [c.model_data for c in self.spec.containers if c.model_data]
         validation_uri = self.spec.validation.input
+        # An algorithm's training channels: the sample validation input stands in for their data.
+        data_uris = [validation_uri, *(uri for role, *_, uri in self.spec.objects() if role == "training_input")]
         before = self.clock.virtual_seconds
         known = self._executions()
         if trigger == "ecr-push":
             for uri in model_uris:
                 self._put(uri, self._model_data())
-            self._put(validation_uri, self._validation_input())
+            for uri in data_uris:
+                self._put(uri, self._validation_input())
             self._put(self.release_uri(), release_text)
             digest = self.push_images(layouts)
         elif trigger == "s3-upload":
             digest = self.push_images(layouts)
-            self._put(validation_uri, self._validation_input())
+            for uri in data_uris:
+                self._put(uri, self._validation_input())
             self._put(self.release_uri(), release_text)
             for uri in model_uris or [validation_uri]:
                 self._put(uri, self._model_data() if model_uris else self._validation_input(), eventbridge=True)
@@ -502,7 +503,8 @@ class Sandbox:
             digest = self.push_images(layouts)
             for uri in model_uris:
                 self._put(uri, self._model_data())
-            self._put(validation_uri, self._validation_input())
+            for uri in data_uris:
+                self._put(uri, self._validation_input())
             self._put(self.release_uri("manual/"), release_text)
             self.start_manually()
         return digest, self._await_new(known, before)
@@ -531,11 +533,11 @@ class Sandbox:
         """Accounts of the release's images other than the stack's and the development account,
         whose pushes the sandbox forwards to the stack's bus as the seller does."""
         forwarded = {self.account_id, self.options.source_account}
-        return sorted({c.image_ref.registry_id for c in self.spec.containers} - forwarded)
+        return sorted({ref.registry_id for *_, ref in self.spec.images()} - forwarded)
 
     def foreign_regions(self) -> list[str]:
         """Regions of the release's images other than the stack's."""
-        return sorted({c.image_ref.region for c in self.spec.containers} - {self.source_region})
+        return sorted({ref.region for *_, ref in self.spec.images()} - {self.source_region})
 
     def effective_trigger(self) -> Trigger:
         """The chosen trigger, unless its event cannot reach the stack: a push in another account

@@ -64,7 +64,7 @@ def test_given_an_image_for_an_unknown_container_when_run_then_the_containers_ar
     code, err = run(capsys, "--release", EXAMPLE, "--image", f"encoder={layout}")
 
     assert code == EXIT_USAGE
-    assert "encoder is not a container of the release (inference)" in err
+    assert "encoder is not an image of the release (inference)" in err
 
 
 @pytest.mark.parametrize(
