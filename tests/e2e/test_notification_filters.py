@@ -3,17 +3,20 @@
 Each announcement carries outcome, product, version, kind and region (what is known: a release
 that could not be read carries its outcome only), so a subscription's filter policy picks the
 announcements it wants. One sandbox announces a ready release and a release file that is not
-there; queues subscribed with filter policies receive only what their policy matches.
+there; queues subscribed with filter policies receive only what their policy matches. A failure
+whose announcement could not be built is announced raw by the state machine, with its outcome.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.fixtures.images import write_layout
+from tests.fixtures.images import WrittenLayout, write_layout
 
+from sandbox.api_faults import ApiFault
 from sandbox.oci import open_layout
 from sandbox.runner import ROOT, RunOptions, Sandbox, load_release
 
@@ -63,10 +66,14 @@ def received(sandbox: Sandbox, url: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def subscribers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+def image(tmp_path_factory: pytest.TempPathFactory) -> WrittenLayout:
+    return write_layout(tmp_path_factory.mktemp("image"), "docker-v2", tag="1.2.0")
+
+
+@pytest.fixture(scope="module")
+def subscribers(image: WrittenLayout, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     """What each filtered queue received, and (``all``) the unfiltered subscriber."""
     directory = tmp_path_factory.mktemp("filters")
-    image = write_layout(directory / "image", "docker-v2", tag="1.2.0")
     options = RunOptions(release=EXAMPLE, validation="completed", log_file=directory / "lambda.log")
     sandbox = Sandbox(load_release(EXAMPLE), options)
     with sandbox.running():
@@ -110,3 +117,29 @@ def test_given_a_filter_on_product_version_kind_and_region_then_only_that_releas
     # The failed release was never read: it names no product, so a product filter leaves it out.
     assert subscribers["acme-sentiment-1.x-in-us-east-2"] == [READY]
     assert subscribers["another-product"] == []
+
+
+def test_given_a_failure_whose_announcement_cannot_be_built_then_the_raw_announcement_carries_its_outcome(
+    image: WrittenLayout, tmp_path: Path
+) -> None:
+    # Lambda fails every invocation of the state machine's: ResolveRelease fails, and so does
+    # BuildFailureAnnouncement, so the state machine announces the raw error (UnformattedFailure).
+    lambda_down = ApiFault.parse("5xx:lambda:Invoke:times=1000")
+    options = RunOptions(
+        release=EXAMPLE,
+        trigger="manual",
+        validation="completed",
+        log_file=tmp_path / "lambda.log",
+        api_faults=[lambda_down],
+    )
+    sandbox = Sandbox(load_release(EXAMPLE), options)
+    with sandbox.running():
+        urls = subscribe(sandbox, {"failed": {"outcome": ["failed"]}})
+        _, delivery = sandbox.seed_and_trigger(open_layout(image.path))
+        failed = received(sandbox, urls["failed"])
+        events = sandbox.drain("events")  # the unformatted detail is checked against its schema (conftest)
+
+    assert delivery.status == "FAILED"
+    assert failed == ["Release failed (unformatted)"]
+    [event] = [event for event in events if event["detail-type"] == "Release Failed"]
+    assert event["detail"]["unformatted"] is True
