@@ -202,6 +202,23 @@ def test_given_the_state_machines_stage_changes_then_each_detail_conforms() -> N
         assert event_problems(event(STAGE_CHANGED, evaluated(entry["Detail"]))) == [], entry["Detail"]["stage"]
 
 
+def literal_detail_types(node: Any) -> list[str]:
+    """Every detail-type the definition writes out literally (``DetailType`` or ``detail_type``)."""
+    if isinstance(node, list):
+        return [found for item in node for found in literal_detail_types(item)]
+    if not isinstance(node, dict):
+        return []
+    named = [value for key, value in node.items() if key in {"DetailType", "detail_type"} and isinstance(value, str)]
+    return named + [found for value in node.values() for found in literal_detail_types(value)]
+
+
+def test_given_the_state_machine_then_every_detail_type_it_names_has_a_schema() -> None:
+    named = literal_detail_types(definition())
+
+    assert {FAILED, STAGE_CHANGED} <= set(named)
+    assert set(named) <= DETAIL_TYPES.keys(), "add each detail-type's model to mlpublish.events.DETAIL_TYPES"
+
+
 def test_given_the_triggers_progress_then_each_detail_conforms() -> None:
     started = [
         Started("s3://b/releases/a.yaml", "arn:aws:states:r:1:execution:m:a", "a", "started"),
