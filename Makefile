@@ -22,7 +22,7 @@ PYTEST := $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 # Offline commands (validate, lint) still want a region and credentials to exist.
 OFFLINE_AWS := AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 
-.PHONY: faults help venv sam-venv awscli-venv checkov-venv deb sandbox-cache lint test unit integration e2e demo build layer-check deploy bench clean
+.PHONY: schemas faults help venv sam-venv awscli-venv checkov-venv deb sandbox-cache lint test unit integration e2e demo build layer-check deploy bench clean
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -92,13 +92,14 @@ CHECKOV := $(CHECKOV_VENV)/bin/checkov --skip-download --compact --quiet
 # (PyCQA/bandit#1041, and every line of a multi-line statement); those lines are dropped.
 BANDIT_NOISE := nosec encountered .*but no failed test
 
-lint: venv sam-venv checkov-venv ## ruff, mypy, statelint, cfn-lint, sam validate --lint, checkov, bandit
+lint: venv sam-venv checkov-venv ## ruff, mypy, statelint, cfn-lint, sam validate --lint, checkov, bandit, schemas current
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy functions
 	$(VENV)/bin/mypy tools
 	$(VENV)/bin/statelint --ignore=URI statemachine/publish.asl.json
+	$(PY) -m tools.schemas --check
 	$(VENV)/bin/cfn-lint template.yaml templates/source-account.yaml
 	$(OFFLINE_AWS) $(SAM) validate --lint
 	$(CHECKOV) --file template.yaml --framework cloudformation --skip-check $(CHECKOV_SKIP)
@@ -106,6 +107,9 @@ lint: venv sam-venv checkov-venv ## ruff, mypy, statelint, cfn-lint, sam validat
 	set -o pipefail; $(VENV)/bin/bandit --quiet --recursive layers functions 2>&1 | { grep -v '$(BANDIT_NOISE)' || true; }
 	set -o pipefail; $(VENV)/bin/bandit --quiet --recursive sandbox tools bench --skip B101,B404,B603 2>&1 \
 	  | { grep -v '$(BANDIT_NOISE)' || true; }
+
+schemas: venv ## regenerate schemas/ (JSON Schemas of the release file and every event) from the models
+	$(PY) -m tools.schemas
 
 unit: venv ## unit tests only (no network)
 	$(PYTEST) -m unit -q

@@ -52,6 +52,8 @@ def _sns_messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "subject": item.get("Subject"),
             "message": item.get("Message"),
             "outcome": item.get("MessageAttributes", {}).get("outcome", {}).get("Value"),
+            # what a subscription's filter policy matches on (outcome, product, version, kind, region)
+            "attributes": {name: value.get("Value") for name, value in item.get("MessageAttributes", {}).items()},
         }
         for item in raw
     ]

@@ -1,5 +1,6 @@
-"""BuildAnnouncement: the SNS message and EventBridge detail for a finished release, and the
-release's metrics (outcome, the time each stage took, stage-change events EventBridge refused)."""
+"""BuildAnnouncement: the SNS message (and the attributes subscribers filter on) and EventBridge
+detail for a finished release, and the release's metrics (outcome, the time each stage took,
+stage-change events EventBridge refused)."""
 
 from __future__ import annotations
 

@@ -3,12 +3,15 @@
 A sandbox run deploys template.yaml into moto and runs the real state machine with the real
 handlers (a few seconds each), so every run is made once per session and shared: the tests
 of one scenario assert different things about the same run (tests/fixtures/cli_runs.py).
+
+Every event a run's bus carries is held to the JSON Schema of its detail-type (schemas/events/)
+as the sandbox drains it: a test whose runs sent an event off its contract fails.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,37 @@ import pytest
 import yaml
 from tests.fixtures.cli_runs import VALIDATION_MINUTES, CliRun, run_cli
 from tests.fixtures.images import WrittenLayout, write_layout
+from tools.schemas import event_problems
+
+from sandbox.runner import Sandbox
 
 EXAMPLE_RELEASE = Path(__file__).resolve().parents[2] / "events" / "release.example.yaml"
+
+
+OFF_CONTRACT: list[str] = []  # problems of the events drained since the last test ended
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drained_events_checked() -> Iterator[None]:
+    """Check every event ``Sandbox.drain`` returns (the CLI's report and the tests' own reads)."""
+    drain = Sandbox.drain
+
+    def checked(sandbox: Sandbox, which: str) -> list[dict[str, Any]]:
+        messages = drain(sandbox, which)
+        if which == "events":
+            OFF_CONTRACT.extend(problem for event in messages for problem in event_problems(event))
+        return messages
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Sandbox, "drain", checked)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _events_keep_their_contract(_drained_events_checked: None) -> Iterator[None]:
+    yield
+    found, OFF_CONTRACT[:] = list(OFF_CONTRACT), []
+    assert found == [], "events off their JSON Schema (fix the model or the state machine, then `make schemas`)"
 
 
 @pytest.fixture(scope="session")

@@ -79,8 +79,19 @@ def released_through(faults: list[str], image: WrittenLayout, log_file: Path, **
     return Outage(delivery.status, described, during, after, left)
 
 
-def outcome_of(note: dict[str, Any]) -> str:
-    return str(note["MessageAttributes"]["outcome"]["Value"])
+def attributes_of(note: dict[str, Any]) -> dict[str, str]:
+    return {name: str(attribute["Value"]) for name, attribute in note["MessageAttributes"].items()}
+
+
+def release_attributes(outcome: str) -> dict[str, str]:
+    """The message attributes of the example release's announcement, as NotifyAnnouncement sends them."""
+    return {
+        "outcome": outcome,
+        "product": "acme-sentiment",
+        "version": "1.2.0",
+        "kind": "model_package",
+        "region": "us-east-2",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +117,7 @@ def test_given_sns_and_eventbridge_down_when_they_recover_then_the_failure_reach
     [event] = failed_while_down.after["events"]
 
     assert note["Subject"].startswith("Release failed: acme-sentiment 1.2.0 at AwaitValidation")
-    assert outcome_of(note) == "failed"
+    assert attributes_of(note) == release_attributes("failed")  # as sent when SNS is up
     assert "ValidationFailed" in note["Message"]
     assert event["detail-type"] == "Release Failed"
     assert event["source"] == "mlpublish"
@@ -146,7 +157,7 @@ def test_given_sns_down_when_it_recovers_then_the_ready_notification_arrives_onc
     [note] = ready_while_sns_down.after["notifications"]
 
     assert note["Subject"] == "Ready for listing: acme-sentiment 1.2.0"
-    assert outcome_of(note) == "ready"
+    assert attributes_of(note) == release_attributes("ready")  # as sent when SNS is up (test_publish.py)
     assert "is ready to list on AWS Marketplace" in note["Message"]
     assert ready_while_sns_down.after["events"] == []
     assert ready_while_sns_down.left == {"AnnouncementQueueUrl": 0, "AnnouncementDeadLetterQueueUrl": 0}

@@ -69,6 +69,13 @@ def test_given_validation_that_fails_when_the_release_runs_then_it_fails_at_awai
 ) -> None:
     assert_announced(failed_validation, "AwaitValidation", "ValidationFailed")
     assert failed_validation.events("Release Ready For Listing") == []
+    assert failed_validation.reported["notifications"][0]["attributes"] == {
+        "outcome": "failed",
+        "product": "acme-sentiment",
+        "version": "1.2.0",
+        "kind": "model_package",
+        "region": "us-east-2",
+    }
 
 
 @pytest.mark.parametrize("failure_reason", [VALIDATION_FAILURE, IMAGE_SCAN_FAILURE], ids=["validation", "image-scan"])

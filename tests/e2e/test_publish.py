@@ -50,7 +50,13 @@ def test_given_a_pushed_image_when_the_release_succeeds_then_subscribers_are_tol
     [note] = release.reported["notifications"]
 
     assert note["subject"] == "Ready for listing: acme-sentiment 1.2.0"
-    assert note["outcome"] == "ready"
+    assert note["attributes"] == {
+        "outcome": "ready",
+        "product": "acme-sentiment",
+        "version": "1.2.0",
+        "kind": "model_package",
+        "region": "us-east-2",
+    }
     assert arn in note["message"]
 
 

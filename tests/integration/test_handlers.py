@@ -833,6 +833,16 @@ READY_NOTE = {
     "outcome": "ready",
     "subject": "Ready for listing: acme-sentiment 1.2.0",
     "message": "acme-sentiment 1.2.0 is ready to list on AWS Marketplace.",
+    "message_attributes": {
+        name: {"DataType": "String", "StringValue": value}
+        for name, value in {
+            "outcome": "ready",
+            "product": "acme-sentiment",
+            "version": "1.2.0",
+            "kind": "model_package",
+            "region": "us-east-2",
+        }.items()
+    },
     "execution": EXECUTION,
 }
 READY_EVENT = {
@@ -918,7 +928,9 @@ def test_given_deferred_announcements_when_both_channels_take_them_then_each_is_
     [note] = received(announcement_queue["people"])
     [event] = received(announcement_queue["automation"])
     assert (note["Subject"], note["Message"]) == (READY_NOTE["subject"], READY_NOTE["message"])
-    assert note["MessageAttributes"]["outcome"]["Value"] == "ready"
+    assert {name: attribute["Value"] for name, attribute in note["MessageAttributes"].items()} == {
+        name: attribute["StringValue"] for name, attribute in READY_NOTE["message_attributes"].items()
+    }
     assert (event["detail-type"], event["source"], event["detail"]) == (
         "Release Ready For Listing",
         "mlpublish",

@@ -10,22 +10,23 @@ import pytest
 from tests.fixtures.releases import published_images, release_spec, resolved_release
 
 from mlpublish.announce import (
-    FAILED,
-    READY,
     Channels,
     Copied,
     SuccessState,
     deliver,
     failed,
+    message_attributes,
     parse_error,
     ready,
     retry_delay,
 )
 from mlpublish.errors import AnnouncementNotDelivered, PreflightFailed
+from mlpublish.events import FAILED, READY
 from mlpublish.release import Product
 from mlpublish.state import (
     CopiedObject,
     DeferredEvent,
+    DeferredNotification,
     Failure,
     ImageScanResult,
     Release,
@@ -334,6 +335,7 @@ def test_given_a_failure_before_the_release_was_resolved_then_stage_and_reasons_
         "trigger": trigger,
         "execution": EXECUTION,
         "stage_seconds": {},  # it failed before the stage timeline began
+        "unformatted": False,
     }
     message = announcement.message
     assert "failed at stage ResolveRelease" in message
@@ -376,6 +378,55 @@ def test_given_a_failure_after_the_package_was_created_then_product_and_package_
     assert announcement.subject == "Release failed: acme-sentiment 1.2.0 at AwaitValidation"
 
 
+# --- message attributes (what subscribers filter on) ------------------------------------
+
+
+def attribute_values(announcement_attributes: dict[str, Any]) -> dict[str, str]:
+    assert {attribute["DataType"] for attribute in announcement_attributes.values()} == {"String"}
+    return {name: attribute["StringValue"] for name, attribute in announcement_attributes.items()}
+
+
+def test_given_a_ready_release_then_its_message_attributes_name_outcome_product_version_kind_and_region() -> None:
+    announcement = ready(success_state())
+
+    assert attribute_values(announcement.message_attributes) == {
+        "outcome": "ready",
+        "product": "acme-sentiment",
+        "version": "1.2.0",
+        "kind": "model_package",
+        "region": "us-east-2",
+    }
+
+
+def test_given_a_failure_after_resolve_then_its_message_attributes_name_the_release() -> None:
+    release = resolved_release()
+    state = {"release": release.model_dump(mode="json"), "error": {"Error": "States.Timeout"}, "failed_stage": "Scan"}
+
+    announcement = failed(state)
+
+    assert attribute_values(announcement.message_attributes) == {
+        "outcome": "failed",
+        "product": "acme-sentiment",
+        "version": "1.2.0",
+        "kind": "model_package",
+        "region": release.publishing_region,
+    }
+
+
+def test_given_a_failure_before_the_release_was_read_then_only_the_outcome_attribute_is_sent() -> None:
+    # SNS refuses an attribute with an empty value: what is not known is left out.
+    state = {"release_uri": "s3://b/releases/x.yaml", "error": {"Error": "InvalidRelease"}, "failed_stage": "Resolve"}
+
+    assert attribute_values(failed(state).message_attributes) == {"outcome": "failed"}
+
+
+def test_given_values_when_attributes_are_made_then_empty_ones_are_left_out() -> None:
+    assert message_attributes("ready", product="p", version="", kind=None) == {
+        "outcome": {"DataType": "String", "StringValue": "ready"},
+        "product": {"DataType": "String", "StringValue": "p"},
+    }
+
+
 # --- subjects (SNS: printable ASCII, fewer than 100 characters) -----------------------
 
 
@@ -413,6 +464,42 @@ def test_given_eventbridge_refusing_the_entry_when_a_deferred_event_is_delivered
 
     with pytest.raises(AnnouncementNotDelivered, match="InternalFailure: try again"):
         deliver(event, channels)
+
+
+class RecordingSns:
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    def publish(self, **kwargs: Any) -> dict[str, Any]:
+        self.published.append(kwargs)
+        return {"MessageId": "1"}
+
+
+def deferred_note(**fields: Any) -> DeferredNotification:
+    return DeferredNotification.model_validate(
+        {"channel": "sns", "outcome": "failed", "subject": "s", "message": "m", "execution": EXECUTION, **fields}
+    )
+
+
+def test_given_a_deferred_notification_when_delivered_then_it_carries_the_attributes_the_state_machine_had() -> None:
+    sns = RecordingSns()
+    channels = Channels(sns=sns, events=None, topic_arn="arn:topic", event_bus="default", event_source="mlpublish")
+    announcement = failed({"release": resolved_release().model_dump(mode="json"), "failed_stage": "Scan"})
+
+    deliver(deferred_note(message_attributes=announcement.message_attributes), channels)
+
+    [published] = sns.published
+    assert published["MessageAttributes"] == announcement.message_attributes
+    assert published["TopicArn"] == "arn:topic"
+
+
+def test_given_a_deferred_notification_queued_without_attributes_when_delivered_then_it_carries_the_outcome() -> None:
+    sns = RecordingSns()
+    channels = Channels(sns=sns, events=None, topic_arn="arn:topic", event_bus="default", event_source="mlpublish")
+
+    deliver(deferred_note(), channels)
+
+    assert sns.published[0]["MessageAttributes"] == {"outcome": {"DataType": "String", "StringValue": "failed"}}
 
 
 def test_given_a_channel_down_then_retries_back_off_to_hourly_and_end_in_the_dead_letter_queue_within_14_days() -> None:

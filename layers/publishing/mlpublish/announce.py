@@ -17,6 +17,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mlpublish.errors import AnnouncementNotDelivered
+from mlpublish.events import (
+    FAILED,
+    READY,
+    AnnouncedArtifact,
+    AnnouncedImage,
+    AnnouncedValidation,
+    ReleaseFailedDetail,
+    ReleaseReadyDetail,
+)
 from mlpublish.images.osinfo import format_size
 from mlpublish.state import (
     Announcement,
@@ -24,17 +33,17 @@ from mlpublish.state import (
     Deferred,
     DeferredNotification,
     Failure,
+    MessageAttribute,
+    Outcome,
     PinnedImage,
     PublishedImage,
     Release,
     ResourceResult,
     ScanProgress,
+    Trigger,
     ValidationProgress,
 )
 from mlpublish.timeline import timeline
-
-READY = "Release Ready For Listing"
-FAILED = "Release Failed"
 
 
 class Copied(BaseModel):
@@ -67,72 +76,83 @@ def _subject(text: str) -> str:
     return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 3] + "..."
 
 
-def _os_detail(image: PinnedImage | None) -> dict[str, Any]:
-    """The image's OS and how it was told: bytes of layers read, remembered, or why not certain."""
-    if image is None:
-        return {"os": None, "os_bytes_read": None, "os_uncertain": None, "os_remembered": False}
-    return {
-        "os": image.os,
-        "os_bytes_read": image.os_bytes_read,
-        "os_uncertain": image.os_uncertain,
-        "os_remembered": image.os_remembered,
-    }
+def message_attributes(
+    outcome: Outcome,
+    *,
+    product: str | None = None,
+    version: str | None = None,
+    kind: str | None = None,
+    region: str | None = None,
+) -> dict[str, MessageAttribute]:
+    """The SNS message attributes subscribers filter on (a subscription's filter policy). What is
+    not known is left out: SNS refuses an attribute with an empty value."""
+    values = {"outcome": outcome, "product": product, "version": version, "kind": kind, "region": region}
+    return {name: {"DataType": "String", "StringValue": value} for name, value in values.items() if value}
 
 
-def _os_text(image: dict[str, Any]) -> str:
+def _announced_image(image: PublishedImage, pinned: PinnedImage | None) -> AnnouncedImage:
+    """The published image, with its OS and how it was told: layer bytes read, remembered, or why not certain."""
+    return AnnouncedImage(
+        container=image.container,
+        image_uri=image.image_uri,
+        digest=image.digest,
+        source_digest=image.source_digest,
+        media_type=image.media_type,
+        conversion=image.conversion,
+        os=pinned.os if pinned else None,
+        os_bytes_read=pinned.os_bytes_read if pinned else None,
+        os_uncertain=pinned.os_uncertain if pinned else None,
+        os_remembered=pinned.os_remembered if pinned else False,
+    )
+
+
+def _os_text(image: AnnouncedImage) -> str:
     """E.g. ``Debian GNU/Linux 12 (bookworm), read from 1.2 MiB of its layers``."""
-    read = image["os_bytes_read"]
+    read = image.os_bytes_read
     if read is None:
-        return str(image["os"] or "not detected")
-    if image["os_remembered"]:
-        return f"{image['os'] or 'none'}, as recorded for this digest by an earlier read (no layer read)"
-    if image["os_uncertain"]:
+        return str(image.os or "not detected")
+    if image.os_remembered:
+        return f"{image.os or 'none'}, as recorded for this digest by an earlier read (no layer read)"
+    if image.os_uncertain:
         return (
-            f"not certain ({image['os_uncertain']}, of {format_size(read)} read); "
+            f"not certain ({image.os_uncertain}, of {format_size(read)} read); "
             "ECR's scan decided that it can be scanned"
         )
-    return f"{image['os'] or 'none'}, read from {format_size(read)} of its layers"
+    return f"{image.os or 'none'}, read from {format_size(read)} of its layers"
 
 
 def ready(state: SuccessState) -> Announcement:
     release, resource = state.release, state.resource
     spec = release.spec
     pinned = {image.container: image for image in release.images}
-    images = [
-        {
-            "container": image.container,
-            "image_uri": image.image_uri,
-            "digest": image.digest,
-            "source_digest": image.source_digest,
-            "media_type": image.media_type,
-            "conversion": image.conversion,
-            **_os_detail(pinned.get(image.container)),
-        }
-        for image in state.copied.images
-    ]
     times = timeline(state.stages, state.finished)
-    noun = "algorithm" if spec.is_algorithm else "model_package"
-    label = noun.replace("_", " ")
-    detail = {
-        "product": spec.product.name,
-        "version": spec.product.version,
-        "kind": spec.product.kind,
-        "publishing_region": release.publishing_region,
-        f"{noun}_arn": resource.arn,
-        f"{noun}_name": resource.name,
-        f"{noun}_action": resource.action,
-        "fingerprint": release.fingerprint,
-        "images": images,
-        "artifacts": [{"role": a.role, "container": a.container, "uri": a.uri} for a in state.copied.artifacts],
-        "validation": state.validation.model_dump(
-            mode="json", include={"status", "validation_statuses", "image_scan_statuses"}
+    algorithm = spec.is_algorithm
+    label = "algorithm" if algorithm else "model package"
+    detail = ReleaseReadyDetail(
+        product=spec.product.name,
+        version=spec.product.version,
+        kind=spec.product.kind,
+        publishing_region=release.publishing_region,
+        model_package_arn=None if algorithm else resource.arn,
+        model_package_name=None if algorithm else resource.name,
+        model_package_action=None if algorithm else resource.action,
+        algorithm_arn=resource.arn if algorithm else None,
+        algorithm_name=resource.name if algorithm else None,
+        algorithm_action=resource.action if algorithm else None,
+        fingerprint=release.fingerprint,
+        images=[_announced_image(image, pinned.get(image.container)) for image in state.copied.images],
+        artifacts=[AnnouncedArtifact(role=a.role, container=a.container, uri=a.uri) for a in state.copied.artifacts],
+        validation=AnnouncedValidation(
+            status=state.validation.status,
+            validation_statuses=state.validation.validation_statuses,
+            image_scan_statuses=state.validation.image_scan_statuses,
         ),
-        "image_scans": [scan.model_dump(mode="json") for scan in state.scan.images],
-        "release_uri": release.release_uri,
-        "trigger": release.trigger.model_dump(mode="json"),
-        "execution": state.execution,
-        "stage_seconds": times.seconds,
-    }
+        image_scans=state.scan.images,
+        release_uri=release.release_uri,
+        trigger=release.trigger,
+        execution=state.execution,
+        stage_seconds=times.seconds,
+    )
     lines = [
         f"{spec.product.name} {spec.product.version} is ready to list on AWS Marketplace.",
         "",
@@ -140,10 +160,10 @@ def ready(state: SuccessState) -> Announcement:
         f"Publishing region: {release.publishing_region}",
         "Images:",
         *(
-            f"  {image['container']}: {image['image_uri']} ({image['media_type']}"
-            + (f", converted from {image['source_digest']}" if image["digest"] != image["source_digest"] else "")
+            f"  {image.container}: {image.image_uri} ({image.media_type}"
+            + (f", converted from {image.source_digest}" if image.digest != image.source_digest else "")
             + f"; OS: {_os_text(image)})"
-            for image in images
+            for image in detail.images
         ),
         f"Validation: {state.validation.status}; image scans: "
         + ", ".join(f"{scan.repository} {scan.status}" for scan in state.scan.images),
@@ -157,8 +177,15 @@ def ready(state: SuccessState) -> Announcement:
         outcome="ready",
         subject=_subject(f"Ready for listing: {spec.product.name} {spec.product.version}"),
         message="\n".join(lines),
+        message_attributes=message_attributes(
+            "ready",
+            product=spec.product.name,
+            version=spec.product.version,
+            kind=spec.product.kind,
+            region=release.publishing_region,
+        ),
         detail_type=READY,
-        detail=detail,
+        detail=detail.to_json(),
     )
 
 
@@ -189,21 +216,22 @@ def failed(state: dict[str, Any]) -> Announcement:
     product = release.spec.product.name if release else release_file
     title = f"{product} {version}".strip()
     times = timeline(state.get("stages"), state.get("finished"))
-    detail: dict[str, Any] = {
-        "product": release.spec.product.name if release else None,
-        "version": version or None,
-        "stage": failure.stage,
-        "error": failure.error,
-        "reason": failure.reason,
-        "reasons": failure.reasons,
-        "release_uri": release.release_uri if release else state.get("release_uri"),
-        "trigger": state.get("trigger") if release is None else release.trigger.model_dump(mode="json"),
-        "execution": state.get("execution", ""),
-        "stage_seconds": times.seconds,
-    }
     resource = state.get("resource")
-    if isinstance(resource, dict) and resource.get("arn"):
-        detail["algorithm_arn" if ":algorithm/" in str(resource["arn"]) else "model_package_arn"] = resource["arn"]
+    arn = str(resource.get("arn") or "") if isinstance(resource, dict) else ""
+    detail = ReleaseFailedDetail(
+        product=release.spec.product.name if release else None,
+        version=version or None,
+        stage=failure.stage,
+        error=failure.error,
+        reason=failure.reason,
+        reasons=failure.reasons,
+        release_uri=release.release_uri if release else state.get("release_uri"),
+        trigger=release.trigger if release else _trigger_or_none(state.get("trigger")),
+        execution=state.get("execution", ""),
+        stage_seconds=times.seconds,
+        model_package_arn=arn if arn and ":algorithm/" not in arn else None,
+        algorithm_arn=arn if ":algorithm/" in arn else None,
+    )
     lines = [
         f"Publishing {title} failed at stage {failure.stage}.",
         "",
@@ -213,15 +241,30 @@ def failed(state: dict[str, Any]) -> Announcement:
         "",
         "Nothing was listed. Fix the cause and push, upload or start the release again: finished "
         "work (copied blobs and objects, a validated package) is reused.",
-        f"Execution: {detail['execution']}",
+        f"Execution: {detail.execution}",
     ]
     return Announcement(
         outcome="failed",
         subject=_subject(f"Release failed: {title} at {failure.stage}"),
         message="\n".join(lines),
+        message_attributes=message_attributes(
+            "failed",
+            product=detail.product,
+            version=detail.version,
+            kind=release.spec.product.kind if release else None,
+            region=release.publishing_region if release else None,
+        ),
         detail_type=FAILED,
-        detail=detail,
+        detail=detail.to_json(),
     )
+
+
+def _trigger_or_none(raw: Any) -> Trigger | None:
+    """The execution input's trigger, if it is one (the input may be what failed)."""
+    try:
+        return Trigger.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 def _release_or_none(raw: Any) -> Release | None:
@@ -261,7 +304,8 @@ def deliver(deferred: Deferred, channels: Channels) -> None:
                 TopicArn=channels.topic_arn,
                 Subject=deferred.subject,
                 Message=deferred.message,
-                MessageAttributes={"outcome": {"DataType": "String", "StringValue": deferred.outcome}},
+                # A message queued before the attributes were deferred too carries the outcome only.
+                MessageAttributes={**message_attributes(deferred.outcome), **deferred.message_attributes},
             )
             return
         response = channels.events.put_events(

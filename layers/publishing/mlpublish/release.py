@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -33,6 +34,32 @@ S3_URI_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<
 PRODUCT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
 ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _schema_pattern(regex: re.Pattern[str]) -> str:
+    """A validator's regex as a JSON Schema ``pattern`` (ECMA-262, which has no ``(?P<name>``)."""
+    return re.sub(r"\(\?P<\w+>", "(", regex.pattern)
+
+
+def _also_written_as(*types: str) -> Callable[[dict[str, Any]], None]:
+    """A text field YAML may give as another scalar the validator turns into text (``2`` -> "2"):
+    the JSON Schema takes those types too."""
+
+    def extend(schema: dict[str, Any]) -> None:
+        for branch in (schema, *schema.get("anyOf", []), schema.get("additionalProperties")):
+            if isinstance(branch, dict) and branch.get("type") == "string":
+                branch["type"] = ["string", *types]
+
+    return extend
+
+
+def _instance_types_schema(shape: str) -> Callable[[dict[str, Any]], None]:
+    """The instance types botocore knows, as the JSON Schema's enum (read only when it is generated)."""
+
+    def extend(schema: dict[str, Any]) -> None:
+        (schema["items"] if schema.get("type") == "array" else schema)["enum"] = sorted(_instance_type_enum(shape))
+
+    return extend
 
 
 class _Spec(BaseModel):
@@ -87,13 +114,24 @@ def _check_s3_uri(value: str) -> str:
     return value
 
 
-S3Uri = Annotated[str, Field(min_length=6, max_length=1024)]
+S3Uri = Annotated[str, Field(min_length=6, max_length=1024, json_schema_extra={"pattern": _schema_pattern(S3_URI_RE)})]
+ProductKind = Literal["model_package", "algorithm"]
 
 
 class Product(_Spec):
-    name: str = Field(min_length=1, max_length=40, description="Lower-case product slug; part of every resource name.")
-    version: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    kind: Literal["model_package", "algorithm"] = "model_package"
+    name: str = Field(
+        min_length=1,
+        max_length=40,
+        description="Lower-case product slug; part of every resource name.",
+        json_schema_extra={"pattern": PRODUCT_NAME_RE.pattern},
+    )
+    version: str = Field(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        json_schema_extra=_also_written_as("integer"),
+    )
+    kind: ProductKind = "model_package"
     description: str = Field(default="", max_length=1024, description="SageMaker ModelPackageDescription")
 
     @field_validator("name")
@@ -143,10 +181,24 @@ def _character_name(char: str) -> str:
 
 class Container(_Spec):
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-    image: str = Field(description="Source image in the seller's ECR: REPO:TAG or REPO@DIGEST.")
-    platform: str = Field(default="linux/amd64", description="Platform taken from an image index.")
+    image: str = Field(
+        description="Source image in the seller's ECR: REPO:TAG or REPO@DIGEST.",
+        json_schema_extra={"pattern": _schema_pattern(ECR_IMAGE_RE)},
+    )
+    platform: str = Field(
+        default="linux/amd64",
+        description="Platform taken from an image index.",
+        json_schema_extra={"pattern": PLATFORM_RE.pattern},
+    )
     model_data: S3Uri | None = Field(default=None, description="s3:// URI of model.tar.gz.")
-    environment: dict[str, str] = Field(default_factory=dict, max_length=16)
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=16,
+        json_schema_extra={
+            "propertyNames": {"pattern": ENV_KEY_RE.pattern},
+            "additionalProperties": {"type": "string", "maxLength": 1024},
+        },
+    )
 
     @field_validator("image")
     @classmethod
@@ -184,8 +236,12 @@ class Container(_Spec):
 class Inference(_Spec):
     content_types: list[str] = Field(min_length=1, description="SupportedContentTypes")
     response_mime_types: list[str] = Field(min_length=1, description="SupportedResponseMIMETypes")
-    realtime_instance_types: list[str] = Field(min_length=1)
-    transform_instance_types: list[str] = Field(min_length=1)
+    realtime_instance_types: list[str] = Field(
+        min_length=1, json_schema_extra=_instance_types_schema("ProductionVariantInstanceType")
+    )
+    transform_instance_types: list[str] = Field(
+        min_length=1, json_schema_extra=_instance_types_schema("TransformInstanceType")
+    )
 
     @field_validator("realtime_instance_types")
     @classmethod
@@ -227,7 +283,7 @@ class HyperParameter(_Spec):
     min: int | float | None = None
     max: int | float | None = None
     values: list[str] | None = Field(default=None, min_length=1, max_length=30)
-    default: str | None = Field(default=None, max_length=2500)
+    default: str | None = Field(default=None, max_length=2500, json_schema_extra=_also_written_as("number", "boolean"))
     tunable: bool = False
     required: bool = False
 
@@ -323,9 +379,15 @@ class Training(_Spec):
     """What an algorithm product trains with (SageMaker TrainingSpecification)."""
 
     image: str | None = Field(
-        default=None, description="Training image; omitted: the first container's image trains and serves"
+        default=None,
+        description="Training image; omitted: the first container's image trains and serves",
+        json_schema_extra={"pattern": _schema_pattern(ECR_IMAGE_RE)},
     )
-    instance_types: list[str] = Field(min_length=1, description="SupportedTrainingInstanceTypes")
+    instance_types: list[str] = Field(
+        min_length=1,
+        description="SupportedTrainingInstanceTypes",
+        json_schema_extra=_instance_types_schema("TrainingInstanceType"),
+    )
     distributed: bool = Field(default=False, description="SupportsDistributedTraining")
     channels: list[Channel] = Field(min_length=1, max_length=8)
     hyperparameters: list[HyperParameter] = Field(default_factory=list, max_length=100)
@@ -373,11 +435,13 @@ class TrainingValidation(_Spec):
     """The training job of an algorithm's validation profile (TrainingJobDefinition)."""
 
     channels: dict[str, S3Uri] = Field(min_length=1, description="Channel name -> s3:// URI of its data")
-    instance_type: str
+    instance_type: str = Field(json_schema_extra=_instance_types_schema("TrainingInstanceType"))
     instance_count: int = Field(default=1, ge=1, le=20)
     volume_gb: int = Field(default=30, ge=1, le=16384)
     input_mode: InputMode = "File"
-    hyperparameters: dict[str, str] = Field(default_factory=dict, max_length=100)
+    hyperparameters: dict[str, str] = Field(
+        default_factory=dict, max_length=100, json_schema_extra=_also_written_as("number", "boolean")
+    )
     max_runtime_seconds: int = Field(default=3600, ge=1, le=28 * 24 * 3600)
     max_wait_seconds: int | None = Field(
         default=None, ge=1, description="Managed spot training: at least max_runtime_seconds"
@@ -423,7 +487,7 @@ class Validation(_Spec):
     content_type: str
     split_type: Literal["None", "Line", "RecordIO", "TFRecord"] = "None"
     compression: Literal["None", "Gzip"] = "None"
-    instance_type: str
+    instance_type: str = Field(json_schema_extra=_instance_types_schema("TransformInstanceType"))
     instance_count: int = Field(default=1, ge=1, le=10)
     batch_strategy: Literal["MultiRecord", "SingleRecord"] = "SingleRecord"
     max_payload_mb: int = Field(default=6, ge=1, le=100, description="Marketplace batch limit: 100 MB")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypedDict
 
 from mlpublish.release import ImageRef, ReleaseSpec
 
@@ -220,10 +221,23 @@ class Failure(_State):
     reasons: list[str] = []
 
 
+Outcome = Literal["ready", "failed"]
+
+
+class MessageAttribute(TypedDict):
+    """An SNS message attribute, in the shape Publish (and Step Functions' sns:publish) takes."""
+
+    DataType: Literal["String"]
+    StringValue: str
+
+
 class Announcement(_State):
-    outcome: Literal["ready", "failed"]
+    outcome: Outcome
     subject: str = Field(max_length=100)
     message: str
+    message_attributes: dict[str, MessageAttribute] = Field(
+        description="outcome, and product, version, kind and region where known: what subscribers filter on"
+    )
     detail_type: str
     detail: dict[str, Any]
 
@@ -235,9 +249,10 @@ class DeferredNotification(_State):
     """The SNS notification of an announcement, as NotifyAnnouncement meant to publish it."""
 
     channel: Literal["sns"]
-    outcome: Literal["ready", "failed"]
+    outcome: Outcome
     subject: str = Field(max_length=100)
     message: str
+    message_attributes: dict[str, MessageAttribute] = {}
     execution: str = ""
 
 
@@ -294,7 +309,7 @@ class CheckValidationInput(_State):
 
 
 class AnnouncementInput(_State):
-    outcome: Literal["ready", "failed"]
+    outcome: Outcome
     state: dict[str, Any] = Field(description="The execution's state when it ended")
     execution: str = ""
     finished: str = Field(default="", description="When the announcement began ($$.State.EnteredTime)")

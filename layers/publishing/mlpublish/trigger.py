@@ -21,6 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import InvalidRelease, PipelineError, RecordRefused, ReleaseNotFound
+from mlpublish.events import (
+    RELEASE_STARTED,
+    RELEASE_WAITING,
+    ReleaseStartedDetail,
+    ReleaseWaitingDetail,
+    TriggerCause,
+)
 from mlpublish.preflight import source_problems
 from mlpublish.release import ReleaseSpec, parse_release
 from mlpublish.resolve import execution_name, fingerprint, pin, release_objects
@@ -420,8 +427,6 @@ def _start_unresolvable(sfn: Any, state_machine_arn: str, key: str, uri: str, tr
     return Started(uri, arn, name, "started" if status is None else "duplicate")
 
 
-RELEASE_STARTED = "Release Started"
-RELEASE_WAITING = "Release Waiting"
 PUT_EVENTS_MAX = 10  # entries per PutEvents call
 
 
@@ -430,24 +435,30 @@ def progress_entries(started: list[Started], event: EventBridgeEvent, *, bus: st
     per execution it began (refused sources included: that execution fails in preflight and
     announces why) and one "Release Waiting" per release still missing a source, naming it.
     A duplicate delivery began nothing and says nothing."""
-    cause = {"detail-type": event.detail_type, "account": event.account, "region": event.region}
+    cause = TriggerCause(detail_type=event.detail_type, account=event.account, region=event.region)
     entries = []
     for item in started:
         if item.outcome == "duplicate":
             continue
+        detail: ReleaseStartedDetail | ReleaseWaitingDetail
         if item.outcome == "waiting":
-            detail_type, detail = RELEASE_WAITING, {"release": item.release_uri, "missing": item.note}
+            detail_type = RELEASE_WAITING
+            detail = ReleaseWaitingDetail(release=item.release_uri, missing=item.note, trigger=cause)
         else:
             detail_type = RELEASE_STARTED
-            detail = {"release": item.release_uri, "execution": item.execution_arn, "execution_name": item.name}
-            if item.note:
-                detail["refused"] = item.note
+            detail = ReleaseStartedDetail(
+                release=item.release_uri,
+                execution=item.execution_arn,
+                execution_name=item.name,
+                refused=item.note or None,
+                trigger=cause,
+            )
         entries.append(
             {
                 "EventBusName": bus,
                 "Source": source,
                 "DetailType": detail_type,
-                "Detail": json.dumps({**detail, "trigger": cause}),
+                "Detail": json.dumps(detail.to_json()),
             }
         )
     return entries
