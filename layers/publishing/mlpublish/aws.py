@@ -19,6 +19,11 @@ from mlpublish.errors import TransientAwsError
 # TransientAwsError, which the state machine retries with backoff.
 _CONFIG = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=10, read_timeout=60)
 
+# What X-Ray traces in the functions: AWS calls (botocore) and the registries' blob URLs (urllib3
+# over http.client). Tracer() alone would patch every library X-Ray supports, importing sqlite3
+# and looking for a dozen database drivers at every cold start.
+TRACED_MODULES = ("botocore", "httplib")
+
 TRANSIENT_CODES = frozenset(
     {
         "Throttling",
