@@ -33,7 +33,7 @@ STATE_BUDGET = 96 * KiB
 # ECR, for layers pushed through its API as the copy does (InitiateLayerUpload, UploadLayerPart,
 # CompleteLayerUpload): at most 4,200 parts of 5 to 10 MiB, and no layer over 52,000 MiB (Amazon
 # ECR User Guide, "Amazon ECR service quotas": Layer parts, Maximum layer part size, Maximum layer
-# size; none adjustable). Through the API, 4,200 x 10 MiB = 42,000 MiB is the larger bound.
+# size; none adjustable). Through the API, 4,200 x 10 MiB = 42,000 MiB is the bound that binds.
 ECR_MAX_LAYER_PARTS = 4_200
 ECR_MAX_LAYER_PART_SIZE = 10 * MiB
 ECR_MAX_LAYER_SIZE = 52_000 * MiB
