@@ -11,6 +11,10 @@
 4. OS detection: the layer bytes ResolveRelease downloads to tell an image's OS, for a 2 GiB
    base layer (made as it is read) and for the example image published twice on the sandbox's
    ECR, the second time remembered by digest (goal: 0 bytes).
+5. Cold imports: each handler module imported in a fresh Lambda-like process (Python 3.13,
+   the function's code, the layer and the runtime's SDK only; the template's environment,
+   X-Ray tracing active as the template deploys it), against a bare ``import boto3`` in the
+   same interpreter, interleaved in the same run (CPU time). Goal: ≤ 1.2 × boto3.
 
 Figures are from this machine and this run; they include moto's own overhead (the upload
 goes through botocore's base64 JSON encoding and moto's request parsing) and so understate
@@ -24,6 +28,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -423,6 +428,128 @@ class _CountingRegistry:
             yield chunk
 
 
+COLD_IMPORT_GOAL = 1.2
+COLD_IMPORT_ROUNDS = 3
+
+# Run by the Lambda-like interpreter (-I -S: only the standard library on sys.path). Each step is an
+# import or a statement; for each, the process's CPU seconds and wall seconds.
+_TIME_STEPS = """
+import importlib, os, sys, time
+sys.path[:0] = sys.argv[1].split(os.pathsep)
+for step in sys.argv[2:]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    exec(step) if " " in step else importlib.import_module(step)
+    print(time.process_time() - cpu, time.perf_counter() - wall)
+"""
+
+# What the handlers import besides boto3, timed one after the other after it, in one process.
+_BESIDES_BOTO3 = {
+    "pydantic, the state and release models": "mlpublish.state",
+    "Powertools Logger, Tracer (X-Ray, botocore+httplib)": (
+        "from aws_lambda_powertools import Logger, Tracer; from mlpublish.aws import TRACED_MODULES; "
+        "Logger(); Tracer(patch_modules=TRACED_MODULES)"
+    ),
+    "Powertools BatchProcessor (the two SQS handlers)": "aws_lambda_powertools.utilities.batch",
+    "building every state/release model (deferred)": (
+        "import pydantic, mlpublish.release as r, mlpublish.state as s; "
+        "[m.model_rebuild() for module in (r, s) for m in vars(module).values() "
+        "if isinstance(m, type) and issubclass(m, pydantic.BaseModel) and m.__module__ == module.__name__]"
+    ),
+}
+
+# The clients ResolveRelease makes on its first call, from the container's one Session (mlpublish.aws)
+# and, as before it, from a Session each.
+_FIRST_CLIENTS = "[('s3', 'us-east-1'), ('sts', 'us-east-1'), ('ecr', 'us-east-1'), ('ecr', 'us-east-2')]"
+_CLIENTS_FROM = {
+    "one Session": f"import mlpublish.aws as aws; [aws.client(s, r) for s, r in {_FIRST_CLIENTS}]",
+    "a Session each": f"import boto3; [boto3.session.Session().client(s, region_name=r) for s, r in {_FIRST_CLIENTS}]",
+}
+
+
+def bench_cold_imports() -> None:
+    """Each handler module imported cold, as Lambda's init does, ÷ a bare ``import boto3``."""
+    from tools.check_lambda_package import ROOT, Function, functions, load_template, merge_globals
+
+    from sandbox.lambda_env import LambdaEnvironmentError, ensure_environment
+
+    print(
+        "\n## Cold import of each handler in a fresh Lambda-like process "
+        "(Python 3.13 -I -S; its code, the layer, the runtime's SDK; the template's environment)"
+    )
+    try:
+        lambda_env = ensure_environment()
+    except LambdaEnvironmentError as exc:
+        print(f"did not run: {exc}")
+        return
+    template = load_template(ROOT / "template.yaml")
+    globals_ = (template.get("Globals") or {}).get("Function") or {}
+    handlers = functions(template)
+
+    def environment(function: Function) -> dict[str, str]:
+        variables = dict(function.environment)
+        properties = merge_globals(globals_, template["Resources"][function.logical_id].get("Properties") or {})
+        if properties.get("Tracing") == "Active":
+            # As on Lambda: Powertools' Tracer imports the X-Ray SDK and patches at import (the
+            # package check turns tracing off; importing sends nothing, it only touches
+            # /tmp/.aws-xray/initialized as on Lambda).
+            variables.pop("POWERTOOLS_TRACE_DISABLED", None)
+            variables["LAMBDA_TASK_ROOT"] = str(function.code_dir)
+        return variables
+
+    def timed(function: Function, *steps: str) -> list[tuple[float, float]]:
+        """(CPU, wall) seconds of each step, in a new process."""
+        paths = os.pathsep.join(lambda_env.sys_path(function.code_dir))
+        command = [str(lambda_env.python), "-I", "-S", "-c", _TIME_STEPS, paths, *steps]
+        done = subprocess.run(command, env=environment(function), capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{function.logical_id}: {done.stderr.strip().splitlines()[-1]}")
+        return [(float(cpu), float(wall)) for cpu, wall in (line.split() for line in done.stdout.splitlines())]
+
+    # Rounds interleave the baseline with every handler; each figure is the best of the rounds
+    # (what else runs on the machine only ever adds time), a ratio the best ÷ boto3's best.
+    boto3_times: list[tuple[float, float]] = []
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in [f.logical_id for f in handlers]}
+    besides: dict[str, list[tuple[float, float]]] = {name: [] for name in _BESIDES_BOTO3}
+    clients: dict[str, list[tuple[float, float]]] = {name: [] for name in _CLIENTS_FROM}
+    for _ in range(COLD_IMPORT_ROUNDS):
+        boto3_times += timed(handlers[0], "boto3")
+        for function in handlers:
+            times[function.logical_id] += timed(function, function.module)
+        steps = timed(handlers[0], "boto3", *_BESIDES_BOTO3.values())[1:]
+        for name, step in zip(besides, steps, strict=True):
+            besides[name].append(step)
+        for name, step in _CLIENTS_FROM.items():
+            clients[name] += timed(handlers[0], "boto3", step)[1:]
+
+    def ratio(measured: list[tuple[float, float]], clock: int) -> float:
+        return min(m[clock] for m in measured) / min(b[clock] for b in boto3_times)
+
+    def cpu_ms(measured: list[tuple[float, float]]) -> float:
+        return min(m[0] for m in measured) * 1000
+
+    print(f"{'':<32} {'CPU ms':>7} {'÷ boto3':>8} {'goal':>7} {'':>8} {'wall ÷ boto3':>13}")
+    print(f"{'import boto3 (bare)':<32} {cpu_ms(boto3_times):>7.1f} {1:>8.2f}")
+    for function in handlers:
+        measured = times[function.logical_id]
+        verdict = "met" if ratio(measured, 0) <= COLD_IMPORT_GOAL else "not met"
+        print(
+            f"{function.logical_id:<32} {cpu_ms(measured):>7.1f} {ratio(measured, 0):>8.2f} "
+            f"{'≤ ' + str(COLD_IMPORT_GOAL):>7} {verdict:>8} {ratio(measured, 1):>13.2f}"
+        )
+    print("what the handlers import besides boto3 (each after it and the lines above, in one process):")
+    for name, measured in besides.items():
+        print(f"  {name:<54} {cpu_ms(measured):>6.1f} ms {ratio(measured, 0):>6.2f} × boto3")
+    print("the first call's four clients (s3, sts, ecr in two regions):")
+    for name, measured in clients.items():
+        print(f"  from {name:<49} {cpu_ms(measured):>6.1f} ms {ratio(measured, 0):>6.2f} × boto3")
+    print(
+        f"best of {COLD_IMPORT_ROUNDS} rounds; the import alone (not the interpreter's start), in CPU time "
+        "(wall time beside it: other load on the machine skews it). Nothing is made at import but the "
+        "Powertools objects and the settings: boto3's Session and clients come with the first call, the "
+        "models' validators with their first use."
+    )
+
+
 def main() -> int:
     _environment()
     warnings.simplefilter("ignore")
@@ -431,6 +558,7 @@ def main() -> int:
     bench_blob_copy()
     bench_waiting()
     bench_lambda_concurrency()
+    bench_cold_imports()
     return 0
 
 

@@ -227,11 +227,9 @@ class Sandbox:
         for key in scrubbed:
             os.environ.pop(key, None)
         os.environ.update(env)
-        from mlpublish.aws import account_id, client
+        from mlpublish.aws import forget_clients
 
-        # Clients bound to an earlier sandbox's credentials.
-        for cached in (client, account_id):
-            cached.cache_clear()
+        forget_clients()  # a Session and clients bound to an earlier sandbox's credentials
         try:
             with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), contextlib.ExitStack() as stack:
                 os.environ.update(self.credentials(self.account_id))
@@ -281,8 +279,7 @@ class Sandbox:
                 self._subscribe_capture()
                 yield self
         finally:
-            for cached in (client, account_id):
-                cached.cache_clear()
+            forget_clients()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)

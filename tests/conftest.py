@@ -15,8 +15,6 @@ from tests.fixtures.releases import SOURCE_REGION, release_document
 from mlpublish import aws
 from sandbox.ext_s3 import S3Extension
 
-CACHED = (aws.client, aws.account_id)
-
 
 class _SearchPaths(list[str]):
     """boto3 appends its data path to the loader of every session it makes: keep one copy."""
@@ -49,12 +47,10 @@ def _parse_sdk_models_once() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
-    """Settings, clients and the account are cached per container; a test is a new container."""
-    for cached in CACHED:
-        cached.cache_clear()
+    """The Session, clients and the account are cached per container; a test is a new container."""
+    aws.forget_clients()
     yield
-    for cached in CACHED:
-        cached.cache_clear()
+    aws.forget_clients()
 
 
 @pytest.fixture

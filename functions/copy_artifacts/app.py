@@ -8,12 +8,12 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlpublish.aws import client
+from mlpublish.aws import TRACED_MODULES, client
 from mlpublish.objects import copy_objects
 from mlpublish.state import CopyArtifactsInput
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 
 

@@ -8,12 +8,13 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mlpublish.aws import TRACED_MODULES
 from mlpublish.images.copy import copy_blob
 from mlpublish.images.registry import EcrRegistry
 from mlpublish.state import CopyBlobInput
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 
 

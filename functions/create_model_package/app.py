@@ -7,12 +7,12 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlpublish.aws import client
+from mlpublish.aws import TRACED_MODULES, client
 from mlpublish.sagemaker import create_model_package
 from mlpublish.state import CreateModelPackageInput
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 
 
 @logger.inject_lambda_context

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.parser.types import Json
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.announce import Channels, deliver, postpone
-from mlpublish.aws import client
+from mlpublish.aws import TRACED_MODULES, client
 from mlpublish.errors import AnnouncementNotDelivered
 from mlpublish.settings import announcement_settings
 from mlpublish.state import Deferred
@@ -30,7 +30,7 @@ from mlpublish.state import Deferred
 ATTEMPTS_PER_DELIVERY = 2
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 config = announcement_settings()
 

@@ -7,12 +7,13 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mlpublish.aws import TRACED_MODULES
 from mlpublish.images.copy import put_manifest
 from mlpublish.images.registry import EcrRegistry
 from mlpublish.state import PutManifestInput
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 
 
 @logger.inject_lambda_context

@@ -7,14 +7,14 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlpublish.aws import account_id, client
+from mlpublish.aws import TRACED_MODULES, account_id, client
 from mlpublish.images.osrecords import OsRecords
 from mlpublish.images.registry import EcrRegistry
 from mlpublish.resolve import parse_start, resolve_release
 from mlpublish.settings import settings
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 config = settings()
 
 

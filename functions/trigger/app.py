@@ -11,6 +11,7 @@ What it did is said on the stack's bus: "Release Started" for each execution it 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -20,7 +21,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlpublish.aws import client
+from mlpublish.aws import TRACED_MODULES, client
 from mlpublish.errors import RecordRefused
 from mlpublish.settings import trigger_settings
 from mlpublish.trigger import ReleaseCatalog, parse_record, progress_entries, put_progress, start_for_event
@@ -28,11 +29,17 @@ from mlpublish.trigger import ReleaseCatalog, parse_record, progress_entries, pu
 METRIC_BY_OUTCOME = {"started": "ReleasesStarted", "duplicate": "DuplicateTriggers", "waiting": "ReleasesWaiting"}
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 config = trigger_settings()
-catalog = ReleaseCatalog(client("s3", config.region), config.pipeline_bucket, config.release_prefix)
+
+
+@cache
+def release_catalog() -> ReleaseCatalog:
+    """The release files, parsed once per ETag for the container's life; its S3 client is made
+    on the first record, not at import."""
+    return ReleaseCatalog(client("s3", config.region), config.pipeline_bucket, config.release_prefix)
 
 
 @tracer.capture_method
@@ -48,7 +55,7 @@ def start_for_record(record: SQSRecord) -> None:
     event = parse_record(record.body)
     started = start_for_event(
         event,
-        catalog=catalog,
+        catalog=release_catalog(),
         sfn=client("stepfunctions", config.region),
         state_machine_arn=config.state_machine_arn,
         ecr_for=lambda region: client("ecr", region),

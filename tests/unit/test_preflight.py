@@ -15,6 +15,7 @@ from tests.fixtures.releases import (
     ACCOUNT,
     ARTIFACT_BUCKET,
     INPUT_KEY,
+    MODEL_URI,
     PUBLISHING_REGION,
     release_document,
     release_spec,
@@ -25,8 +26,11 @@ from mlpublish.errors import PreflightFailed
 from mlpublish.preflight import PUBLISHING_REGIONS, MiB, check_release
 from mlpublish.release import ReleaseSpec
 from mlpublish.settings import AllowedSources, PublishingConfig
+from mlpublish.state import BlobRef, PinnedImage
 
 pytestmark = pytest.mark.unit
+
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 INPUT_URI = f"s3://{ARTIFACT_BUCKET}/{INPUT_KEY}"
@@ -229,6 +233,99 @@ def test_given_empty_validation_input_then_sample_data_is_asked_for(split_type: 
 
 def test_given_no_known_size_for_the_input_then_the_size_rules_are_left_to_later_steps() -> None:
     check(with_validation(split_type="None"), input_size=None)
+
+
+# --- sizes the copy cannot carry: S3 objects, ECR layers, the execution's state -----------------
+
+
+def test_given_the_documented_limits_then_the_constants_give_their_figures() -> None:
+    # Amazon S3 User Guide, "Amazon S3 multipart upload limits": 48.8 TiB, 10,000 parts of at most 5 GiB.
+    assert round(preflight.S3_MAX_OBJECT_SIZE / preflight.TiB, 1) == 48.8
+    # Amazon ECR service quotas: 4,200 parts of at most 10 MiB through the API, layers up to 52,000 MiB.
+    assert preflight.ECR_API_MAX_LAYER_SIZE == 42_000 * MiB < preflight.ECR_MAX_LAYER_SIZE
+    assert preflight.STEP_FUNCTIONS_PAYLOAD_LIMIT == 262_144
+
+
+def test_given_botocores_ecr_model_then_a_part_of_the_quotas_largest_size_fits_an_upload_layer_part() -> None:
+    model = botocore.session.get_session().get_service_model("ecr")
+
+    assert model.shape_for("LayerPartBlob").metadata["max"] >= preflight.ECR_MAX_LAYER_PART_SIZE
+
+
+def test_given_model_data_larger_than_an_s3_object_can_be_then_it_is_refused_with_its_size_and_the_limit() -> None:
+    spec = release_spec()
+    size = preflight.S3_MAX_OBJECT_SIZE + 1
+    sizes = {spec.validation.input: 1024, MODEL_URI: size}
+
+    with pytest.raises(PreflightFailed) as caught:
+        check_release(
+            spec, account_id=ACCOUNT, publishing_region=PUBLISHING_REGION, publishing=STACK, object_sizes=sizes
+        )
+
+    assert caught.value.reasons == [
+        f"containers.0.model_data: {MODEL_URI} is 48.8 TiB (53,687,091,200,001 bytes), more than the 48.8 TiB "
+        "(53,687,091,200,000 bytes) an S3 object can be (10,000 parts of at most 5 GiB), so it cannot be copied into "
+        "the publishing bucket; make it smaller (leave out what inference does not read, such as checkpoints and "
+        "optimizer state) and upload it again"
+    ]
+
+
+def test_given_validation_input_beyond_the_s3_limit_then_it_is_refused_as_well() -> None:
+    [reason] = problems(with_validation(split_type="Line"), input_size=60 * preflight.TiB)
+
+    assert reason.startswith(f"validation.input: {INPUT_URI} is 60.0 TiB (65,970,697,666,560 bytes), more than ")
+
+
+def test_given_objects_as_large_as_s3_allows_then_the_size_rule_holds() -> None:
+    spec = release_spec()
+    sizes = {spec.validation.input: 1024, MODEL_URI: preflight.S3_MAX_OBJECT_SIZE}
+
+    check_release(spec, account_id=ACCOUNT, publishing_region=PUBLISHING_REGION, publishing=STACK, object_sizes=sizes)
+
+
+def test_given_a_layer_larger_than_ecrs_upload_api_takes_then_it_is_refused_with_its_size_and_the_limit() -> None:
+    layer = BlobRef(digest="sha256:" + "a" * 64, size=45_000 * MiB, media_type="x")
+    small = BlobRef(digest="sha256:" + "b" * 64, size=preflight.ECR_API_MAX_LAYER_SIZE, media_type="x")
+
+    assert preflight.layer_size_problems("containers.2.image", "IMAGE", [small, layer]) == [
+        f"containers.2.image: IMAGE has a layer of 45,000 MiB (47,185,920,000 bytes, {layer.digest}), more than the "
+        "42,000 MiB ECR accepts through the layer-upload API the pipeline copies with (4,200 parts of at most "
+        "10 MiB); rebuild the image with smaller layers (split the large files across several COPY or RUN steps, or "
+        "ship model weights as model_data rather than in the image) and push it again"
+    ]
+
+
+def blobs(count: int) -> list[BlobRef]:
+    return [BlobRef(digest=f"sha256:{index:064x}", size=10**9, media_type=DOCKER_LAYER) for index in range(count)]
+
+
+def pinned_image() -> PinnedImage:
+    source = release_spec().containers[0].image_ref.model_copy(update={"digest": "sha256:" + "c" * 64})
+    return PinnedImage(container="inference", source=source, platform="linux/amd64", destination_repository="acme/x")
+
+
+def test_given_an_image_of_a_hundred_layers_then_its_copy_state_is_well_within_the_budget() -> None:
+    size = preflight.image_copy_state_size(pinned_image(), PUBLISHING_REGION, blobs(101))
+
+    assert 20 * 1024 < size < preflight.STATE_BUDGET / 2
+    assert (
+        preflight.image_state_problem("containers.0.image", "IMAGE", pinned_image(), PUBLISHING_REGION, blobs(101))
+        is None
+    )
+
+
+def test_given_an_image_of_so_many_layers_that_its_copy_would_crowd_the_state_then_it_is_refused_saying_so() -> None:
+    many = blobs(600)
+    size = preflight.image_copy_state_size(pinned_image(), PUBLISHING_REGION, many)
+
+    problem = preflight.image_state_problem("training.image", "IMAGE", pinned_image(), PUBLISHING_REGION, many)
+
+    assert problem == (
+        f"training.image: IMAGE has 599 layers, and copying it would carry {size / 1024:.0f} KiB of pipeline "
+        "state (its plan lists every blob), more than its budget of 96 KiB (Step Functions caps a state at 256 KiB); "
+        "rebuild the image with fewer layers (fewer RUN and COPY steps, or a multi-stage build that copies one "
+        "directory into a small base) and push it again"
+    )
 
 
 def test_given_every_rule_broken_then_all_problems_are_reported_in_one_error() -> None:

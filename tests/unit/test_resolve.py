@@ -809,7 +809,8 @@ def test_given_an_arm64_image_then_resolve_release_refuses_it_from_its_config_be
         resolve_inline(registry, digest)
 
     assert caught.value.message == (
-        "release acme-sentiment 1.2.0 has 1 source(s) SageMaker cannot validate; nothing was copied. "
+        "release acme-sentiment 1.2.0 has 1 source(s) the pipeline cannot copy or SageMaker cannot validate; "
+        "nothing was copied. "
         "Fix them and start the release again:"
     )
     assert caught.value.reasons == [
@@ -982,6 +983,85 @@ def test_given_an_arm64_image_and_a_zip_model_then_both_are_reported_at_once() -
         "containers.0.image",
         "containers.0.model_data",
     ]
+
+
+# --- sizes the copy cannot carry, refused before anything is read or copied --------------------
+
+
+def push_with_layers(registry: FakeRegistry, sizes: list[int]) -> str:
+    """An amd64 Debian image with layers of ``sizes`` after its base, which the manifest only names
+    (nothing may read them); returns its digest."""
+    digest = registry.push(base_layer("amd64"))
+    document = json.loads(registry.manifests[digest])
+    document["layers"] += [
+        {"mediaType": DOCKER_LAYER_GZIP, "size": size, "digest": f"sha256:{index:064x}"}
+        for index, size in enumerate(sizes, start=1)
+    ]
+    raw = canonical(document)
+    registry.manifests[digest_of(raw)] = raw
+    return digest_of(raw)
+
+
+def recording_reads(registry: FakeRegistry) -> list[str]:
+    opened: list[str] = []
+    open_blob = registry.open_blob
+    registry.open_blob = lambda repository, blob, registry_id=None: (  # type: ignore[method-assign]
+        opened.append(blob) or open_blob(repository, blob, registry_id)
+    )
+    return opened
+
+
+def test_given_an_image_with_a_layer_larger_than_ecr_takes_then_it_is_refused_before_a_layer_is_read() -> None:
+    registry = FakeRegistry()
+    too_large = 42_000 * 1024 * 1024 + 1
+    digest = push_with_layers(registry, [1024, too_large])
+    config = json.loads(registry.manifests[digest])["config"]["digest"]
+    opened = recording_reads(registry)
+
+    with pytest.raises(PreflightFailed) as caught:
+        resolve_inline(registry, digest)
+
+    [reason] = caught.value.reasons
+    assert reason.startswith(
+        f"containers.0.image: {SOURCE_IMAGE}@{digest} has a layer of 42,000 MiB ({too_large:,} bytes, "
+        f"sha256:{2:064x}), more than the 42,000 MiB ECR accepts through the layer-upload API"
+    )
+    assert opened == [config]  # its platform; no layer is read, nothing copied
+
+
+def test_given_an_image_whose_copy_would_crowd_the_state_then_it_is_refused_with_the_figure_and_the_budget() -> None:
+    registry = FakeRegistry()
+    digest = push_with_layers(registry, [1024] * 600)
+
+    with pytest.raises(PreflightFailed) as caught:
+        resolve_inline(registry, digest)
+
+    [reason] = caught.value.reasons
+    assert re.match(
+        rf"containers\.0\.image: {re.escape(SOURCE_IMAGE)}@{digest} has 601 layers, and copying it would carry "
+        r"\d+ KiB of pipeline state \(its plan lists every blob\), more than its budget of 96 KiB \(Step Functions "
+        r"caps a state at 256 KiB\)",
+        reason,
+    )
+
+
+def test_given_model_data_larger_than_s3_allows_then_resolve_release_refuses_it_before_reading_anything() -> None:
+    registry = FakeRegistry()
+    digest = registry.push(base_layer("amd64"))
+    size = 49 * 1024**4
+    s3 = FakeS3({(ARTIFACT_BUCKET, MODEL_KEY): (MODEL_ETAG, size), (ARTIFACT_BUCKET, INPUT_KEY): (INPUT_ETAG, 20)})
+
+    with pytest.raises(PreflightFailed) as caught:
+        resolve_inline(registry, digest, s3=s3)
+
+    assert caught.value.reasons == [
+        f"containers.0.model_data: {MODEL_URI} is 49.0 TiB ({size:,} bytes), more than the 48.8 TiB "
+        "(53,687,091,200,000 bytes) an S3 object can be (10,000 parts of at most 5 GiB), so it cannot be copied into "
+        "the publishing bucket; make it smaller (leave out what inference does not read, such as checkpoints and "
+        "optimizer state) and upload it again"
+    ]
+    assert s3.reads == []  # sized by HeadObject: nothing read, nothing copied
+    assert registry.calls == []
 
 
 def test_given_an_image_whose_manifest_does_not_match_its_digest_then_resolve_release_refuses_it() -> None:

@@ -6,6 +6,7 @@ broken rule is reported at once so a seller fixes the release in one round.
 
 from __future__ import annotations
 
+import json
 import zlib
 
 from mlpublish.errors import PreflightFailed
@@ -13,15 +14,37 @@ from mlpublish.images.manifests import BUILD_HINT
 from mlpublish.images.osinfo import ImagePlatform
 from mlpublish.release import TRAINING_IMAGE, ReleaseSpec, value_problem
 from mlpublish.settings import AllowedSources, PublishingConfig
-from mlpublish.state import Release
+from mlpublish.state import DOCKER_V2_MANIFEST, BlobCopied, BlobRef, CopyTarget, ImagePlan, PinnedImage, Release
 
 KiB = 1024
 MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
 
-# Step Functions caps an execution's state at 256 KiB. The state holds the resolved release
-# and, next to it, the copy results (a few hundred bytes per image and object) and the
-# model package's ARN; the release gets well under half of the cap.
+# Step Functions: a state's input or output is at most 262,144 bytes of UTF-8 (Step Functions
+# Developer Guide, "Step Functions service quotas"; StateEnteredEventDetails.input in the API
+# reference); a larger one fails the execution with States.DataLimitExceeded, hours in.
+STEP_FUNCTIONS_PAYLOAD_LIMIT = 256 * KiB
+# The state holds the resolved release and, next to it, the copy results (a few hundred bytes
+# per image and object) and the model package's ARN; the release gets well under half of the
+# cap. An image's copy (its plan and a result per blob) gets the same budget.
 STATE_BUDGET = 96 * KiB
+
+# ECR, for layers pushed through its API as the copy does (InitiateLayerUpload, UploadLayerPart,
+# CompleteLayerUpload): at most 4,200 parts of 5 to 10 MiB, and no layer over 52,000 MiB (Amazon
+# ECR User Guide, "Amazon ECR service quotas": Layer parts, Maximum layer part size, Maximum layer
+# size; none adjustable). Through the API, 4,200 x 10 MiB = 42,000 MiB is the bound that binds.
+ECR_MAX_LAYER_PARTS = 4_200
+ECR_MAX_LAYER_PART_SIZE = 10 * MiB
+ECR_MAX_LAYER_SIZE = 52_000 * MiB
+ECR_API_MAX_LAYER_SIZE = min(ECR_MAX_LAYER_SIZE, ECR_MAX_LAYER_PARTS * ECR_MAX_LAYER_PART_SIZE)
+
+# S3: a multipart upload or copy (UploadPartCopy, as into the publishing bucket) has at most
+# 10,000 parts of at most 5 GiB, and an object is at most 48.8 TiB, which is exactly that (Amazon
+# S3 User Guide, "Amazon S3 multipart upload limits"; it was 5 TiB before).
+S3_MAX_PARTS = 10_000
+S3_MAX_PART_SIZE = 5 * GiB
+S3_MAX_OBJECT_SIZE = S3_MAX_PARTS * S3_MAX_PART_SIZE
 
 # SageMaker regions that are enabled by default (no opt-in): the only ones Marketplace
 # publishes from (Seller Guide, "Supported AWS Regions for publishing").
@@ -171,6 +194,7 @@ def check_release(
     problems = region_problems(spec, publishing_region, publishing)
     problems += source_problems(spec, publishing.sources, account_id)
     problems += platform_problems(spec)
+    problems += object_size_problems(spec, object_sizes)
     for index, container in enumerate(spec.containers):
         if container.model_data is not None and not container.model_data.endswith(".tar.gz"):
             problems.append(
@@ -271,6 +295,83 @@ def algorithm_problems(spec: ReleaseSpec) -> list[str]:
             "value nor a default; give one"
         )
     return problems
+
+
+def object_size_problems(spec: ReleaseSpec, object_sizes: dict[str, int]) -> list[str]:
+    """Objects larger than S3 lets the copy into the publishing bucket be (``object_sizes``: the
+    pinned sizes, from HeadObject or the trigger's event)."""
+    problems = []
+    for _, _, field, uri in spec.objects():
+        size = object_sizes.get(uri)
+        if size is not None and size > S3_MAX_OBJECT_SIZE:
+            problems.append(
+                f"{field}: {uri} is {size / TiB:,.1f} TiB ({size:,} bytes), more than the "
+                f"{S3_MAX_OBJECT_SIZE / TiB:.1f} TiB ({S3_MAX_OBJECT_SIZE:,} bytes) an S3 object can be "
+                f"({S3_MAX_PARTS:,} parts of at most {S3_MAX_PART_SIZE // GiB} GiB), so it cannot be copied into the "
+                "publishing bucket; make it smaller (leave out what inference does not read, such as checkpoints and "
+                "optimizer state) and upload it again"
+            )
+    return problems
+
+
+def layer_size_problems(field: str, image: str, layers: list[BlobRef]) -> list[str]:
+    """Layers of the image at ``field`` (``image``) larger than ECR takes through its upload API."""
+    return [
+        f"{field}: {image} has a layer of {layer.size / MiB:,.0f} MiB ({layer.size:,} bytes, "
+        f"{layer.digest}), more than the {ECR_API_MAX_LAYER_SIZE // MiB:,} MiB ECR accepts through the "
+        f"layer-upload API the pipeline copies with ({ECR_MAX_LAYER_PARTS:,} parts of at most "
+        f"{ECR_MAX_LAYER_PART_SIZE // MiB} MiB); rebuild the image with smaller layers (split the large files "
+        "across several COPY or RUN steps, or ship model weights as model_data rather than in the image) and push "
+        "it again"
+        for layer in layers
+        if layer.size > ECR_API_MAX_LAYER_SIZE
+    ]
+
+
+def image_copy_state_size(image: PinnedImage, publishing_region: str, blobs: list[BlobRef]) -> int:
+    """Bytes of the largest state an image's copy carries: CopyImages' iteration once its blobs
+    are copied (statemachine/publish.asl.json), which holds the image, its plan listing every blob
+    (``blobs``: the config and the layers, each once) and a result per blob."""
+    target = CopyTarget(
+        container=image.container,
+        source=image.source,
+        platform=image.platform,
+        destination_region=publishing_region,
+        destination_repository=image.destination_repository,
+    )
+    digest = blobs[0].digest  # as long as the manifests' digests the plan holds
+    plan = ImagePlan(
+        target=target,
+        source_media_type=DOCKER_V2_MANIFEST,
+        selected_digest=digest,
+        published_digest=digest,
+        conversion="oci-to-docker",
+        blobs_to_copy=blobs,
+        blobs_present=[],
+    )
+    state = {
+        "image": image.model_dump(mode="json"),
+        "publishing_region": publishing_region,
+        "plan": plan.model_dump(mode="json"),
+        "blobs": [BlobCopied(digest=blob.digest, bytes_copied=blob.size, skipped=False).model_dump() for blob in blobs],
+    }
+    return len(json.dumps(state, separators=(",", ":")).encode())
+
+
+def image_state_problem(
+    field: str, image: str, pinned: PinnedImage, publishing_region: str, blobs: list[BlobRef]
+) -> str | None:
+    """Whether copying the image at ``field`` (``image``) would carry more state than its budget."""
+    size = image_copy_state_size(pinned, publishing_region, blobs)
+    if size <= STATE_BUDGET:
+        return None
+    return (
+        f"{field}: {image} has {len(blobs) - 1} layers, and copying it would carry "
+        f"{size / KiB:.0f} KiB of pipeline state (its plan lists every blob), more than its budget of "
+        f"{STATE_BUDGET // KiB} KiB (Step Functions caps a state at {STEP_FUNCTIONS_PAYLOAD_LIMIT // KiB} KiB); "
+        "rebuild the image with fewer layers (fewer RUN and COPY steps, or a multi-stage build that copies one "
+        "directory into a small base) and push it again"
+    )
 
 
 def platform_problems(spec: ReleaseSpec) -> list[str]:
@@ -408,6 +509,7 @@ def check_state_size(release: Release) -> None:
     raise PreflightFailed(
         f"release {spec.product.name} {spec.product.version} takes {size / KiB:.0f} KiB of pipeline state, "
         f"more than its budget of {STATE_BUDGET // KiB} KiB (Step Functions caps an execution's state at "
-        "256 KiB, and the state holds the release and the copy results); make it smaller, largest part first:",
+        f"{STEP_FUNCTIONS_PAYLOAD_LIMIT // KiB} KiB, and the state holds the release and the copy results); "
+        "make it smaller, largest part first:",
         reasons=[reason for _, reason in sorted(parts, key=lambda part: part[0], reverse=True)],
     )

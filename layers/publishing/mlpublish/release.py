@@ -20,7 +20,6 @@ from collections.abc import Callable
 from functools import cache
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from mlpublish.errors import InvalidRelease
@@ -63,13 +62,14 @@ def _instance_types_schema(shape: str) -> Callable[[dict[str, Any]], None]:
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # Built on first use, as the state models are (mlpublish.state): most handlers never parse a spec.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, defer_build=True)
 
 
 class ImageRef(BaseModel):
     """An ECR image reference split into its parts."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     registry_id: str
     region: str
@@ -648,6 +648,8 @@ def _field_path(location: tuple[int | str, ...]) -> str:
 
 def parse_release(text: str | bytes, *, source: str = "release") -> ReleaseSpec:
     """Parse YAML or JSON text into a ReleaseSpec, or raise InvalidRelease with every problem."""
+    import yaml  # only the functions that read release files need it: not at every handler's import
+
     try:
         document: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -27,7 +27,7 @@ from mlpublish.images.osrecords import OsRecords
 from mlpublish.objects import publishing_bucket
 from mlpublish.release import ImageRef, ReleaseSpec, canonical_json, parse_release, parse_s3_uri, validate_release
 from mlpublish.settings import PublishingConfig
-from mlpublish.state import DOCKER_V2_MANIFEST, PinnedImage, PinnedObject, PinSet, Release, StartInput
+from mlpublish.state import DOCKER_V2_MANIFEST, BlobRef, PinnedImage, PinnedObject, PinSet, Release, StartInput
 
 
 def load_spec(s3: Any, release_uri: str) -> ReleaseSpec:
@@ -271,14 +271,15 @@ def resolve_release(
 
 def check_sources(release: Release, *, s3: Any, registry_for: RegistryFactory) -> dict[str, tuple[str, ...]]:
     """Preflight on what the pinned sources hold, before anything is copied: each image's config
-    declares a platform validation runs, each model artifact starts as a gzip-compressed tar.
+    declares a platform validation runs, its layers fit ECR and its copy the state's budget, each
+    model artifact starts as a gzip-compressed tar.
 
     Raises PreflightFailed listing every problem; returns each container's layer digests.
     """
     spec = release.spec
     problems: list[str] = []
     layers: dict[str, tuple[str, ...]] = {}
-    seen: dict[tuple[str, str | None, str, str | None], tuple[tuple[str, ...], str | None]] = {}
+    seen: dict[tuple[str, str | None, str, str | None], tuple[tuple[str, ...], list[str]]] = {}
     fields = {name: field for name, field, _, _ in spec.images()}
     for image in release.images:
         source = image.source
@@ -286,11 +287,16 @@ def check_sources(release: Release, *, s3: Any, registry_for: RegistryFactory) -
         if key not in seen:
             image_layers, config, platform = _read_image(image, release.publishing_region, registry_for)
             name = f"{source.host}/{source.repository}@{source.digest}"
-            problem = preflight.image_platform_problem(spec, fields[image.container], name, config, platform)
-            seen[key] = (image_layers, problem)
-        layers[image.container], problem = seen[key]
-        if problem is not None:
-            problems.append(problem)
+            field = fields[image.container]
+            blobs = [config, *{layer.digest: layer for layer in image_layers}.values()]
+            found = [
+                preflight.image_platform_problem(spec, field, name, config.digest, platform),
+                *preflight.layer_size_problems(field, name, image_layers),
+                preflight.image_state_problem(field, name, image, release.publishing_region, blobs),
+            ]
+            seen[key] = (tuple(layer.digest for layer in image_layers), [problem for problem in found if problem])
+        layers[image.container], image_problems = seen[key]
+        problems += image_problems
     index_of = {container.name: index for index, container in enumerate(spec.containers)}
     read: set[str] = set()
     for item in release.objects:
@@ -304,8 +310,8 @@ def check_sources(release: Release, *, s3: Any, registry_for: RegistryFactory) -
             problems.append(problem)
     if problems:
         raise PreflightFailed(
-            f"release {spec.product.name} {spec.product.version} has {len(problems)} source(s) SageMaker cannot "
-            "validate; nothing was copied. Fix them and start the release again:",
+            f"release {spec.product.name} {spec.product.version} has {len(problems)} source(s) the pipeline cannot "
+            "copy or SageMaker cannot validate; nothing was copied. Fix them and start the release again:",
             reasons=problems,
         )
     return layers
@@ -313,8 +319,8 @@ def check_sources(release: Release, *, s3: Any, registry_for: RegistryFactory) -
 
 def _read_image(
     image: PinnedImage, publishing_region: str, registry_for: RegistryFactory
-) -> tuple[tuple[str, ...], str, ImagePlatform]:
-    """The layers of the manifest the copy will publish, and its config's digest and platform."""
+) -> tuple[list[BlobRef], BlobRef, ImagePlatform]:
+    """The layers of the manifest the copy will publish (with their sizes), its config and platform."""
     source = image.source
     registry = registry_for(source.region)
     # The copy's own resolution (pinned digest, platform from an index, Docker v2), so that
@@ -323,7 +329,7 @@ def _read_image(
     manifest = parse_manifest(published.raw, DOCKER_V2_MANIFEST)
     config = blobs_of(manifest)[0]
     platform = read_platform(config, partial(registry.open_blob, source.repository, registry_id=source.registry_id))
-    return tuple(layer.digest for layer in layers_of(manifest)), config.digest, platform
+    return layers_of(manifest), config, platform
 
 
 def _first_bytes(s3: Any, item: PinnedObject, count: int) -> bytes:

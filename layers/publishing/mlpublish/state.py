@@ -19,7 +19,9 @@ TriggerKind = Literal["ecr-push", "s3-upload", "release-upload", "manual"]
 
 
 class _State(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Validators are built on a model's first use: each handler builds the few it parses and
+    # returns, not every model of the pipeline at import (defer_build is inherited).
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class Trigger(_State):
@@ -42,7 +44,7 @@ class StartInput(_State):
     start may omit them and ResolveRelease pins what is missing.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     release_uri: str | None = None
     release: dict[str, Any] | None = None
