@@ -120,8 +120,9 @@ integration: venv deb ## handlers and domain against moto
 e2e: venv awscli-venv deb ## the whole state machine in the sandbox
 	$(PYTEST) -m "e2e and not faults" -q
 
+# The matrix is one file of independent runs: spread them one by one (--dist load), not by file.
 faults: venv deb ## the full fault-injection matrix: every AWS operation the stack calls, throttled, failing, losing answers
-	$(PYTEST) -m faults -q
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist load -m faults -q
 
 # The checks, the virtualenvs, sam build and the sandbox's caches do not depend on each other:
 # they run side by side (about a minute sooner on 2 cores), each one's output kept together.
