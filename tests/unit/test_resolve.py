@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -34,6 +35,7 @@ from tests.fixtures.moto_world import DOCKER_MANIFEST, manifest
 from tests.fixtures.releases import (
     ACCOUNT,
     ARTIFACT_BUCKET,
+    EXAMPLE,
     INPUT_KEY,
     MODEL_KEY,
     PUBLISHING_REGION,
@@ -55,7 +57,7 @@ from mlpublish.images.osrecords import OsRecords
 from mlpublish.images.registry import FetchedManifest
 from mlpublish.objects import publishing_bucket
 from mlpublish.preflight import PUBLISHING_REGIONS, STATE_BUDGET
-from mlpublish.release import Product, ReleaseSpec
+from mlpublish.release import Product, ReleaseSpec, canonical_json, parse_release
 from mlpublish.resolve import (
     execution_name,
     fingerprint,
@@ -129,6 +131,20 @@ def test_given_the_same_content_twice_then_the_fingerprint_is_the_same() -> None
 
     assert first == second
     assert re.fullmatch(r"[0-9a-f]{64}", first)
+
+
+def test_given_a_release_written_before_algorithms_then_its_canonical_form_and_fingerprint_are_unchanged() -> None:
+    # The canonical form of events/release.example.yaml as the pipeline computed it before
+    # algorithm products existed (commit a19653f): an upgrade must not rename what a release
+    # already published (its execution and model package are named after the fingerprint).
+    spec = parse_release(EXAMPLE.read_text())
+
+    canonical = canonical_json(spec)
+
+    assert hashlib.sha256(canonical.encode()).hexdigest() == (
+        "a61fcbecaef80622f65acf9ba4cf024dd98af96729d6de0de052b11b601b53e0"
+    )
+    assert "training" not in json.loads(canonical)
 
 
 def _description_changed() -> ReleaseSpec:

@@ -691,6 +691,19 @@ def _reason(error: Any) -> str:
     return message
 
 
+# Sections added after release files were first fingerprinted: left out of the canonical form
+# while unset, so a release written before them keeps its fingerprint (and so its execution and
+# model package names) across an upgrade of the pipeline.
+_LATER_SECTIONS = (("training",), ("validation", "training"), ("source_algorithm",))
+
+
 def canonical_json(spec: ReleaseSpec) -> str:
     """A stable rendering of the spec, used for fingerprints."""
-    return json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    document = spec.model_dump(mode="json")
+    for *parents, key in _LATER_SECTIONS:
+        holder = document
+        for parent in parents:
+            holder = holder.get(parent) or {}
+        if key in holder and holder[key] is None:
+            del holder[key]
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
