@@ -245,6 +245,12 @@ def _read_inputs(args: argparse.Namespace, report: CheckReport) -> Inputs | None
         report.findings.append(_finding("release", exc))
         return None
     report.product = f"{spec.product.name} {spec.product.version}"
+    if spec.source_algorithm is not None:
+        raise ValueError(
+            f"{args.release} builds a model package on {spec.source_algorithm.algorithm}, which check cannot "
+            "reach: check the algorithm's own release (its images), then publish both with sandbox run "
+            "--release ALGORITHM.yaml --then-package PACKAGE.yaml, or on AWS"
+        )
     layouts = _open_images(args.image, [name for name, *_ in spec.images()])
     try:
         model_data = _model_data(args.model_data, spec)

@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--repeat", action="store_true", help="deliver the same trigger again after the release ends")
     run.add_argument(
+        "--then-package",
+        type=Path,
+        metavar="FILE",
+        help="after the release (an algorithm) is ready, publish FILE, a model package built on it "
+        "(its source_algorithm.algorithm is set to the algorithm just published)",
+    )
+    run.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -163,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_files(args)
         spec = load_release(args.release)
+        package = _package_after(args.then_package, spec)
         layouts = _open_images(args.image, [name for name, *_ in spec.images()])
     except FileNotFoundError as exc:
         return _usage_error(f"{exc.filename or exc}: no such file; check the path")
@@ -214,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         progress.say(f"Lambda logs: {args.log_file}")
         with _quiet(None if args.verbose else args.log_file):
-            report = run(spec, options, layouts, progress)
+            report = run(spec, options, layouts, progress, package)
     except LayoutError as exc:
         return _usage_error(f"{exc}; nothing was published")
     except (StackConfigError, LambdaEnvironmentError) as exc:
@@ -283,12 +291,26 @@ def _check_source_account(account: str | None, spec: Any) -> None:
         )
 
 
+def _package_after(path: Path | None, spec: Any) -> tuple[Any, bytes] | None:
+    """The --then-package release: a model package built from an algorithm, after an algorithm."""
+    if path is None:
+        return None
+    if not spec.is_algorithm:
+        raise ValueError(f"--then-package {path}: the release ({spec.product.name}) is not an algorithm to build on")
+    text = path.read_bytes()
+    package = load_release(path)
+    if package.source_algorithm is None:
+        raise ValueError(f"--then-package {path}: it has no source_algorithm; it is not built on an algorithm")
+    return package, text
+
+
 def _check_files(args: argparse.Namespace) -> None:
     """Every path the run reads or writes is usable, before anything is deployed."""
     for option, path in (
         ("--release", args.release),
         ("--model-data", args.model_data),
         ("--validation-input", args.validation_input),
+        ("--then-package", args.then_package),
     ):
         if path is not None and not path.is_file():
             raise ValueError(f"{option} {path}: no such file")
@@ -321,7 +343,15 @@ def _open_images(values: list[str], containers: list[str]) -> dict[str, OciLayou
     return layouts
 
 
-def run(spec: Any, options: RunOptions, layouts: dict[str, OciLayout], progress: _Progress) -> dict[str, Any]:
+def run(
+    spec: Any,
+    options: RunOptions,
+    layouts: dict[str, OciLayout],
+    progress: _Progress,
+    package: tuple[Any, bytes] | None = None,
+) -> dict[str, Any]:
+    """Run the release; with ``package`` (its spec and release file), then a model package built
+    on the algorithm the release published."""
     sandbox = Sandbox(spec, options)
     with sandbox.running():
         assert sandbox.stack is not None
@@ -341,6 +371,14 @@ def run(spec: Any, options: RunOptions, layouts: dict[str, OciLayout], progress:
         digest, delivery = sandbox.seed_and_trigger(layouts)
         report = delivery_report(sandbox, delivery, source_digest=digest)
         progress.delivery("release", report)
+        if package is not None:
+            arn = report["model_package_arn"]
+            if report["status"] != "SUCCEEDED" or not arn or ":algorithm/" not in str(arn):
+                raise StackConfigError("--then-package: the release published no algorithm to build the package on")
+            progress.say(f"then: {package[0].product.name} {package[0].product.version} built on {arn}")
+            then = delivery_report(sandbox, sandbox.publish_package_on(arn, *package), source_digest="")
+            progress.delivery("package", then)
+            report["package"] = then
         if options.repeat:
             sandbox.ecr.clear_faults()
             repeat = delivery_report(sandbox, sandbox.redeliver(), source_digest=digest)

@@ -219,6 +219,9 @@ def published_objects(sandbox: Sandbox, package: dict[str, Any] | None) -> list[
     for container in package.get("InferenceSpecification", {}).get("Containers", []):
         if container.get("ModelDataUrl"):
             uris.append(container["ModelDataUrl"])
+    for source in (package.get("SourceAlgorithmSpecification") or {}).get("SourceAlgorithms", []):
+        if source.get("ModelDataUrl"):
+            uris.append(source["ModelDataUrl"])
     for profile in package.get("ValidationSpecification", {}).get("ValidationProfiles", []):
         training = profile.get("TrainingJobDefinition", {})
         for channel in training.get("InputDataConfig", []):

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import boto3
+import yaml
 
 from mlpublish.release import ReleaseSpec, parse_release, parse_s3_uri
 from sandbox import validation_local
@@ -593,9 +594,28 @@ class Sandbox:
             f"--parameter-overrides WatchedBuckets={bucket}"
         )
 
-    def start_manually(self) -> str:
+    def publish_package_on(self, algorithm_arn: str, package: ReleaseSpec, text: bytes) -> Delivery:
+        """Publish ``package`` (a model package built from an algorithm, its release file
+        ``text``) on the algorithm this run just published: the seller copies the ARN the
+        algorithm's announcement gives into the package's release file, uploads its model data
+        and validation input, and starts it by hand."""
         assert self.stack is not None
-        body = json.dumps({"release_uri": self.release_uri("manual/"), "trigger": {"kind": "manual", "ref": "cli"}})
+        if package.source_algorithm is None:
+            raise ValueError(f"{package.product.name}: has no source_algorithm; it is not built on an algorithm")
+        document = yaml.safe_load(text)
+        document["source_algorithm"]["algorithm"] = algorithm_arn
+        before, known = self.clock.virtual_seconds, self._executions()
+        self._put(package.source_algorithm.model_data, self._model_data())
+        self._put(package.validation.input, self._validation_input())
+        uri = f"s3://{self.stack.outputs['PipelineBucketName']}/manual/{package.product.name}.yaml"
+        self._put(uri, yaml.safe_dump(document, sort_keys=False).encode())
+        self.start_manually(uri)
+        return self._await_new(known, before)
+
+    def start_manually(self, release_uri: str | None = None) -> str:
+        assert self.stack is not None
+        uri = release_uri or self.release_uri("manual/")
+        body = json.dumps({"release_uri": uri, "trigger": {"kind": "manual", "ref": "cli"}})
         # AWS names an unnamed execution with a UUID; moto 5.2.5 names it "None", so name it here.
         arn: str = self.aws("stepfunctions").start_execution(
             stateMachineArn=self.stack.state_machine_arn, name=str(uuid.uuid4()), input=body

@@ -32,6 +32,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         publishing=config.publishing,
         validation_role_arn=config.validation_role_arn,
         os_records=OsRecords(client("s3", config.region), config.pipeline_bucket),
+        sagemaker_for=lambda region: client("sagemaker", region),
     )
     logger.info("release resolved", extra={"resource_name": release.resource_name, "fingerprint": release.fingerprint})
     return release.model_dump(mode="json")

@@ -172,3 +172,49 @@ def test_given_an_algorithm_whose_validation_training_fails_then_sagemakers_reas
     assert any("Training job validation failed: AlgorithmError" in reason for reason in failure["reasons"])
     assert "Training job validation failed" in note["message"]
     assert event["detail"]["algorithm_arn"] == failed_training.reported["model_package_arn"]
+
+
+FROM_ALGORITHM = ALGORITHM_RELEASE.with_name("release.from-algorithm.yaml")
+
+
+@pytest.fixture(scope="module")
+def algorithm_then_package(
+    publish: Callable[..., CliRun], algorithm_file: Callable[..., Path], image: Callable[[str], WrittenLayout]
+) -> CliRun:
+    return publish(
+        "--release", algorithm_file(), "--image", image("docker-v2").path, "--then-package", FROM_ALGORITHM,
+    )  # fmt: skip
+
+
+def test_given_an_algorithm_then_a_package_built_on_it_then_both_are_ready_for_listing_each_once(
+    algorithm_then_package: CliRun,
+) -> None:
+    report = algorithm_then_package.reported
+    package = report["package"]
+    [ready] = [event for event in package["events"] if event["detail-type"] == READY]
+    algorithm_arn = report["model_package_arn"]
+
+    assert algorithm_then_package.exit_code == 0, algorithm_then_package.stderr
+    assert (report["status"], package["status"]) == ("SUCCEEDED", "SUCCEEDED")
+    assert package["algorithms"] == [algorithm_arn]  # one algorithm, not a second one for the package
+    assert package["model_packages"] == [ready["detail"]["model_package_arn"]]  # one package
+    assert ready["detail"]["source_algorithm_arn"] == algorithm_arn
+    assert ":model-package/acme-forecast-retail-2-0-0-" in ready["detail"]["model_package_arn"]
+
+
+def test_given_a_package_built_on_an_algorithm_then_sagemaker_builds_it_on_the_published_model(
+    algorithm_then_package: CliRun,
+) -> None:
+    package = algorithm_then_package.reported["package"]
+    described = package["model_package"]
+    [source] = described["SourceAlgorithmSpecification"]["SourceAlgorithms"]
+    located = {item["uri"]: item["region"] for item in package["published_objects"]}
+    [note] = package["notifications"]
+
+    assert source["AlgorithmName"] == algorithm_then_package.reported["model_package_arn"]
+    assert located[source["ModelDataUrl"]] == PUBLISHING_REGION  # the model data was copied there
+    assert set(located.values()) == {PUBLISHING_REGION}
+    assert "/source-algorithm/" in source["ModelDataUrl"]
+    assert described["CertifyForMarketplace"] is True
+    assert package["images"] == []  # the algorithm serves it: no image of its own
+    assert f"Built on algorithm: {source['AlgorithmName']}" in note["message"]

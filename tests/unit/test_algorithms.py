@@ -9,12 +9,13 @@ from typing import Any
 import botocore.session
 import pytest
 import yaml
+from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
 from tests.fixtures.releases import ACCOUNT, algorithm_document, published_images, resolved_release
 
 from mlpublish.announce import SuccessState, ready
-from mlpublish.errors import InvalidRelease, PreflightFailed
-from mlpublish.preflight import algorithm_problems
+from mlpublish.errors import InvalidRelease, PreflightFailed, ReleaseNotFound
+from mlpublish.preflight import algorithm_problems, check_source_algorithm
 from mlpublish.release import TRAINING_IMAGE, parse_release
 from mlpublish.sagemaker import ALGORITHM, algorithm_request, kind_of, resource_request
 
@@ -306,3 +307,147 @@ def test_given_a_validated_algorithm_then_the_ready_announcement_names_the_algor
     assert "model_package_arn" not in announcement.detail
     assert f"Algorithm: {arn} (created)" in announcement.message
     assert "with this algorithm ARN" in announcement.message
+
+
+# --- model packages built from an algorithm ----------------------------------------------
+
+SOURCE_ALGORITHM = f"arn:aws:sagemaker:us-east-2:{ACCOUNT}:algorithm/acme-forecast-2-0-0-d587bc20"
+
+
+def package_document(**source: str) -> dict[str, Any]:
+    """events/release.from-algorithm.yaml, with its source_algorithm fields replaced by ``source``."""
+    from tests.fixtures.releases import EXAMPLE
+
+    document = yaml.safe_load(EXAMPLE.with_name("release.from-algorithm.yaml").read_text())
+    document["source_algorithm"].update(source)
+    return dict(document)
+
+
+class DescribedAlgorithms:
+    """SageMaker's DescribeAlgorithm answering with ``described`` (or not found)."""
+
+    def __init__(self, described: dict[str, Any] | None) -> None:
+        self.described = described
+
+    def describe_algorithm(self, AlgorithmName: str) -> dict[str, Any]:  # boto3's name
+        if self.described is None:
+            error = {
+                "Error": {"Code": "ValidationException", "Message": f'Could not find algorithm "{AlgorithmName}".'}
+            }
+            raise ClientError(error, "DescribeAlgorithm")
+        return self.described
+
+
+def validated(**changes: Any) -> dict[str, Any]:
+    return {
+        "AlgorithmName": "acme-forecast-2-0-0-d587bc20",
+        "AlgorithmArn": SOURCE_ALGORITHM,
+        "AlgorithmStatus": "Completed",
+        "CertifyForMarketplace": True,
+        "InferenceSpecification": {"SupportedTransformInstanceTypes": ["ml.m5.large"]},
+        **changes,
+    }
+
+
+def test_given_a_package_from_an_algorithm_then_it_has_no_images_and_pins_the_trained_model() -> None:
+    spec = parse_release(yaml.safe_dump(package_document()))
+
+    assert spec.images() == []
+    assert spec.source_account == ACCOUNT
+    assert [(role, field) for role, _, field, _ in spec.objects()] == [
+        ("model_data", "source_algorithm.model_data"),
+        ("validation_input", "validation.input"),
+    ]
+
+
+def test_given_a_package_from_an_algorithm_then_its_request_builds_on_the_algorithm_and_the_published_model() -> None:
+    release = resolved_release(parse_release(yaml.safe_dump(package_document())))
+
+    request = resource_request(release, [])
+
+    assert botocore_problems("CreateModelPackage", request) == ""
+    assert "InferenceSpecification" not in request  # the algorithm serves it
+    [source] = request["SourceAlgorithmSpecification"]["SourceAlgorithms"]
+    [model] = [item for item in release.objects if item.role == "model_data"]
+    assert source == {"AlgorithmName": SOURCE_ALGORITHM, "ModelDataUrl": model.destination_uri}
+    assert model.destination_bucket == release.publishing_bucket
+    assert "/source-algorithm/" in model.destination_key
+    assert request["CertifyForMarketplace"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda d: d.update(containers=[{"name": "x", "image": TRAINER}]), "containers: a model package built from"),
+        (
+            lambda d: d.update(inference=algorithm_document()["inference"]),
+            "inference: a model package built from an algorithm",
+        ),
+        (lambda d: d["product"].update(kind="algorithm"), "source_algorithm: makes a model package"),
+        (
+            lambda d: d["source_algorithm"].update(algorithm="forecast"),
+            "source_algorithm.algorithm: must be a SageMaker",
+        ),
+    ],
+)
+def test_given_a_package_from_an_algorithm_with_what_the_algorithm_provides_then_it_is_refused(
+    change: Any, reason: str
+) -> None:
+    document = package_document()
+    change(document)
+
+    assert any(problem.startswith(reason) for problem in problems(document)), problems(document)
+
+
+@pytest.mark.parametrize(
+    ("arn", "reason"),
+    [
+        (
+            "arn:aws:sagemaker:us-east-2:865070037744:algorithm/some-marketplace-algorithm",
+            "AWS Marketplace does not list model packages built on AWS's built-in algorithms or on algorithms "
+            "subscribed to in AWS Marketplace",
+        ),
+        (f"arn:aws:sagemaker:us-west-2:{ACCOUNT}:algorithm/acme-forecast", "SageMaker builds a package from an "),
+    ],
+)
+def test_given_an_algorithm_not_the_sellers_own_in_the_region_then_preflight_refuses_it_before_any_copy(
+    arn: str, reason: str
+) -> None:
+    spec = parse_release(yaml.safe_dump(package_document(algorithm=arn)))
+
+    with pytest.raises(PreflightFailed) as caught:
+        resolved_release(spec)
+
+    assert any(reason in problem for problem in caught.value.reasons), caught.value.reasons
+
+
+@pytest.mark.parametrize(
+    ("described", "reason"),
+    [
+        (validated(AlgorithmStatus="InProgress"), "is InProgress, not validated"),
+        (validated(CertifyForMarketplace=False), "is not certified for AWS Marketplace"),
+        (
+            validated(InferenceSpecification={"SupportedTransformInstanceTypes": ["ml.c5.xlarge"]}),
+            "validation.instance_type: ml.m5.large is not one of the algorithm's transform instance types",
+        ),
+    ],
+)
+def test_given_an_algorithm_that_cannot_carry_the_package_then_the_release_says_why(
+    described: dict[str, Any], reason: str
+) -> None:
+    spec = parse_release(yaml.safe_dump(package_document()))
+
+    with pytest.raises(PreflightFailed) as caught:
+        check_source_algorithm(spec, DescribedAlgorithms(described))
+
+    assert any(reason in problem for problem in caught.value.reasons), caught.value.reasons
+
+
+def test_given_an_algorithm_that_does_not_exist_then_the_release_names_it_and_what_to_publish_first() -> None:
+    spec = parse_release(yaml.safe_dump(package_document()))
+
+    with pytest.raises(ReleaseNotFound) as caught:
+        check_source_algorithm(spec, DescribedAlgorithms(None))
+    check_source_algorithm(spec, DescribedAlgorithms(validated()))  # a validated, certified one passes
+
+    assert caught.value.message.startswith(f"source_algorithm.algorithm: {SOURCE_ALGORITHM} does not exist")

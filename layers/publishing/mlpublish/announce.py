@@ -139,6 +139,7 @@ def ready(state: SuccessState) -> Announcement:
         algorithm_arn=resource.arn if algorithm else None,
         algorithm_name=resource.name if algorithm else None,
         algorithm_action=resource.action if algorithm else None,
+        source_algorithm_arn=spec.source_algorithm.algorithm if spec.source_algorithm else None,
         fingerprint=release.fingerprint,
         images=[_announced_image(image, pinned.get(image.container)) for image in state.copied.images],
         artifacts=[AnnouncedArtifact(role=a.role, container=a.container, uri=a.uri) for a in state.copied.artifacts],
@@ -158,15 +159,24 @@ def ready(state: SuccessState) -> Announcement:
         "",
         f"{label.capitalize()}: {resource.arn} ({resource.action})",
         f"Publishing region: {release.publishing_region}",
-        "Images:",
+        *(
+            [f"Built on algorithm: {spec.source_algorithm.algorithm} (it serves the model; no image of its own)"]
+            if spec.source_algorithm
+            else []
+        ),
+        *(["Images:"] if detail.images else []),
         *(
             f"  {image.container}: {image.image_uri} ({image.media_type}"
             + (f", converted from {image.source_digest}" if image.digest != image.source_digest else "")
             + f"; OS: {_os_text(image)})"
             for image in detail.images
         ),
-        f"Validation: {state.validation.status}; image scans: "
-        + ", ".join(f"{scan.repository} {scan.status}" for scan in state.scan.images),
+        f"Validation: {state.validation.status}"
+        + (
+            "; image scans: " + ", ".join(f"{scan.repository} {scan.status}" for scan in state.scan.images)
+            if state.scan.images
+            else ""
+        ),
         *([f"Time taken: {times.summary()}"] if times.seconds else []),
         "",
         f"Next: in the AWS Marketplace Management Portal, add a version to the product with this {label} "

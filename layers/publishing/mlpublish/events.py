@@ -147,7 +147,7 @@ ALGORITHM_FIELDS = ("algorithm_arn", "algorithm_name", "algorithm_action")
 class ReleaseReadyDetail(_Detail):
     """A release is validated and ready to list on AWS Marketplace."""
 
-    only_when_set = MODEL_PACKAGE_FIELDS + ALGORITHM_FIELDS
+    only_when_set = (*MODEL_PACKAGE_FIELDS, *ALGORITHM_FIELDS, "source_algorithm_arn")
 
     product: str
     version: str
@@ -159,6 +159,9 @@ class ReleaseReadyDetail(_Detail):
     algorithm_arn: str | None = Field(default=None, description="For an algorithm")
     algorithm_name: str | None = None
     algorithm_action: ResourceAction | None = None
+    source_algorithm_arn: str | None = Field(
+        default=None, description="For a model package built from an algorithm: the algorithm it is built on"
+    )
     fingerprint: str = Field(description="Hash of the spec and every pinned digest and ETag")
     images: list[AnnouncedImage]
     artifacts: list[AnnouncedArtifact]

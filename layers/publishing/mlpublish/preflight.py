@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import zlib
+from typing import Any
 
-from mlpublish.errors import PreflightFailed
+from botocore.exceptions import ClientError
+
+from mlpublish.aws import error_code, transient_errors
+from mlpublish.errors import PreflightFailed, ReleaseNotFound
 from mlpublish.images.manifests import BUILD_HINT
 from mlpublish.images.osinfo import ImagePlatform
 from mlpublish.release import TRAINING_IMAGE, ReleaseSpec, value_problem
@@ -202,8 +206,9 @@ def check_release(
                 "into /opt/ml/model; upload a .tar.gz"
             )
     problems += algorithm_problems(spec)
+    problems += source_algorithm_problems(spec, account_id, publishing_region)
     validation = spec.validation
-    if validation.instance_type not in spec.inference.transform_instance_types:
+    if spec.inference is not None and validation.instance_type not in spec.inference.transform_instance_types:
         problems.append(
             f"validation.instance_type: {validation.instance_type} is not in "
             "inference.transform_instance_types; validation must run on a supported instance"
@@ -222,6 +227,79 @@ def check_release(
         raise PreflightFailed(
             f"release {spec.product.name} {spec.product.version} breaks {len(problems)} Marketplace "
             "rule(s); fix the release file:",
+            reasons=problems,
+        )
+
+
+def source_algorithm_problems(spec: ReleaseSpec, account_id: str, publishing_region: str) -> list[str]:
+    """Where the algorithm of a model package built from one must be. AWS Marketplace does not
+    list packages built on AWS's built-in algorithms or on algorithms subscribed to in AWS
+    Marketplace (Seller Guide, "Service restrictions and quotas": marketplace-facts.md,
+    [SG-limits]); such algorithms live in AWS's or another seller's account, so the algorithm
+    must be the seller's own, in the stack's account. SageMaker takes it in the package's own
+    region."""
+    source = spec.source_algorithm
+    if source is None:
+        return []
+    problems = []
+    if source.account != account_id:
+        problems.append(
+            f"source_algorithm.algorithm: {source.algorithm} is in account {source.account}, not the seller "
+            f"account {account_id}; AWS Marketplace does not list model packages built on AWS's built-in "
+            "algorithms or on algorithms subscribed to in AWS Marketplace: build the package on your own "
+            "algorithm (publish it first with product.kind: algorithm)"
+        )
+    if source.region != publishing_region:
+        problems.append(
+            f"source_algorithm.algorithm: {source.algorithm} is in {source.region}, but the package publishes in "
+            f"{publishing_region}; SageMaker builds a package from an algorithm of its own region: publish the "
+            f"algorithm in {publishing_region} or set publishing_region: {source.region}"
+        )
+    if not source.model_data.endswith(".tar.gz"):
+        problems.append(
+            "source_algorithm.model_data: SageMaker extracts model data as a gzipped tar into /opt/ml/model; "
+            "upload a .tar.gz (the model.tar.gz the algorithm's training job wrote)"
+        )
+    return problems
+
+
+def check_source_algorithm(spec: ReleaseSpec, sagemaker: Any) -> None:
+    """The algorithm a model package is built from, as SageMaker describes it now: it exists,
+    passed its validation, is certified for Marketplace, and transforms on the validation's
+    instance type. Raises PreflightFailed (or ReleaseNotFound) naming the fix."""
+    source = spec.source_algorithm
+    assert source is not None  # nosec B101  # called for packages built from an algorithm only
+    try:
+        with transient_errors(f"describing algorithm {source.algorithm}"):
+            described = sagemaker.describe_algorithm(AlgorithmName=source.algorithm)
+    except ClientError as exc:
+        if error_code(exc) in {"ValidationException", "ResourceNotFound", "ResourceNotFoundException"}:
+            raise ReleaseNotFound(
+                f"source_algorithm.algorithm: {source.algorithm} does not exist ({error_code(exc)}); publish the "
+                "algorithm first (product.kind: algorithm) and name the ARN its announcement gives"
+            ) from exc
+        raise
+    problems = []
+    status = described.get("AlgorithmStatus")
+    if status != "Completed":
+        problems.append(
+            f"source_algorithm.algorithm: {source.algorithm} is {status}, not validated; a package can be built "
+            "on it once its validation completed (its own release announces that): start this release again then"
+        )
+    if not described.get("CertifyForMarketplace", False):
+        problems.append(
+            f"source_algorithm.algorithm: {source.algorithm} is not certified for AWS Marketplace; publish the "
+            "algorithm with this pipeline (it creates algorithms with CertifyForMarketplace)"
+        )
+    supported = (described.get("InferenceSpecification") or {}).get("SupportedTransformInstanceTypes") or []
+    if spec.validation.instance_type not in supported:
+        problems.append(
+            f"validation.instance_type: {spec.validation.instance_type} is not one of the algorithm's transform "
+            f"instance types ({', '.join(supported) or 'none'}); validate on one of them"
+        )
+    if problems:
+        raise PreflightFailed(
+            f"release {spec.product.name} {spec.product.version} cannot be built on {source.algorithm}:",
             reasons=problems,
         )
 

@@ -508,18 +508,92 @@ class Validation(_Spec):
         return _known_instance_types([value], "TransformInstanceType")[0]
 
 
+def _as_section(schema: dict[str, Any]) -> None:
+    """A section required but in one case, as JSON Schema shows it: the section, not "or null"."""
+    options = schema.pop("anyOf", [])
+    schema.pop("default", None)
+    schema.update(next((option for option in options if option.get("type") != "null"), {}))
+
+
+ALGORITHM_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):algorithm/"
+    r"(?P<name>[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62})$"
+)
+
+
+class SourceAlgorithm(_Spec):
+    """A model package built from an algorithm: the algorithm and the model it trained
+    (SageMaker SourceAlgorithmSpecification). The algorithm serves the model with its own
+    inference containers and instance types."""
+
+    algorithm: str = Field(description="ARN of the seller's algorithm: arn:aws:sagemaker:REGION:ACCOUNT:algorithm/NAME")
+    model_data: S3Uri = Field(description="s3:// URI of the model.tar.gz the algorithm trained")
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm_arn(cls, value: str) -> str:
+        if not ALGORITHM_ARN_RE.match(value):
+            raise ValueError(
+                "must be a SageMaker algorithm ARN (arn:aws:sagemaker:REGION:ACCOUNT:algorithm/NAME), as the "
+                "algorithm's ready-for-listing announcement gives it"
+            )
+        return value
+
+    @field_validator("model_data")
+    @classmethod
+    def _model_data_uri(cls, value: str) -> str:
+        return _check_s3_uri(value)
+
+    @property
+    def region(self) -> str:
+        match = ALGORITHM_ARN_RE.match(self.algorithm)
+        assert match is not None  # nosec B101  # checked by the field validator
+        return match["region"]
+
+    @property
+    def account(self) -> str:
+        match = ALGORITHM_ARN_RE.match(self.algorithm)
+        assert match is not None  # nosec B101  # checked by the field validator
+        return match["account"]
+
+
 class ReleaseSpec(_Spec):
     schema_version: Literal[1] = 1
     product: Product
     publishing_region: str | None = Field(
         default=None, description="Defaults to the stack's PublishingRegion parameter."
     )
-    containers: list[Container] = Field(min_length=1, max_length=15)
+    source_algorithm: SourceAlgorithm | None = Field(
+        default=None, description="A model package built from the seller's algorithm (no containers, no inference)"
+    )
+    containers: list[Container] = Field(default_factory=list, max_length=15, validate_default=True)
     training: Training | None = Field(
         default=None, validate_default=True, description="Algorithms only: what the algorithm trains with"
     )
-    inference: Inference
+    # Required unless source_algorithm: the schema for editors shows it as the section it is.
+    inference: Inference | None = Field(default=None, validate_default=True, json_schema_extra=_as_section)
     validation: Validation
+
+    @field_validator("source_algorithm")
+    @classmethod
+    def _packages_from_algorithms(cls, value: SourceAlgorithm | None, info: ValidationInfo) -> SourceAlgorithm | None:
+        product = info.data.get("product")
+        if value is not None and product is not None and product.kind != "model_package":
+            raise ValueError("makes a model package; set product.kind: model_package, or remove it")
+        return value
+
+    @field_validator("inference")
+    @classmethod
+    def _inference_unless_from_algorithm(cls, value: Inference | None, info: ValidationInfo) -> Inference | None:
+        from_algorithm = info.data.get("source_algorithm") is not None
+        if value is None and not from_algorithm and "containers" in info.data:
+            raise ValueError("Field required")
+        if value is not None and from_algorithm:
+            raise ValueError(
+                "a model package built from an algorithm is served as the algorithm's inference specification says; "
+                "remove inference"
+            )
+        return value
 
     @field_validator("validation", mode="before")
     @classmethod
@@ -569,7 +643,15 @@ class ReleaseSpec(_Spec):
     # and are reported together with every other field's problems.
     @field_validator("containers")
     @classmethod
-    def _consistent_containers(cls, containers: list[Container]) -> list[Container]:
+    def _consistent_containers(cls, containers: list[Container], info: ValidationInfo) -> list[Container]:
+        from_algorithm = info.data.get("source_algorithm") is not None
+        if from_algorithm and containers:
+            raise ValueError(
+                "a model package built from an algorithm runs the algorithm's inference containers; remove containers "
+                "(or source_algorithm, to publish these containers)"
+            )
+        if not containers and not from_algorithm and "product" in info.data:
+            raise ValueError("List should have at least 1 item after validation, not 0")
         problems = []
         names = [container.name for container in containers]
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -585,6 +667,8 @@ class ReleaseSpec(_Spec):
 
     @property
     def source_account(self) -> str:
+        if self.source_algorithm is not None:
+            return self.source_algorithm.account
         return self.containers[0].image_ref.registry_id
 
     @property
@@ -610,6 +694,8 @@ class ReleaseSpec(_Spec):
             for index, container in enumerate(self.containers)
             if container.model_data is not None
         ]
+        if self.source_algorithm is not None:
+            found.append(("model_data", None, "source_algorithm.model_data", self.source_algorithm.model_data))
         found.append(("validation_input", None, "validation.input", self.validation.input))
         if self.validation.training is not None:
             found += [

@@ -179,7 +179,8 @@ def resolve(
         bucket, key = parse_s3_uri(uri)
         etag = pins.etags[uri]
         filename = key.rsplit("/", 1)[-1]
-        scope = {"model_data": container, "validation_input": "validation"}.get(role) or f"training/{container}"
+        scopes = {"model_data": container or "source-algorithm", "validation_input": "validation"}
+        scope = scopes.get(role) or f"training/{container}"
         objects.append(
             PinnedObject(
                 role=role,
@@ -227,8 +228,13 @@ def resolve_release(
     publishing: PublishingConfig,
     validation_role_arn: str,
     os_records: OsRecords | None = None,
+    sagemaker_for: Callable[[str], Any] | None = None,
 ) -> Release:
     """ResolveRelease: load the spec, pin its sources, check every rule and every image.
+
+    A model package built from an algorithm is checked against the algorithm itself
+    (``sagemaker_for`` gives the SageMaker client of a region): it must exist, be validated and
+    certified, and validate on one of its transform instance types.
 
     Each image's OS, read from its layers (or, with ``os_records``, as recorded for its digest
     by an earlier read), is put on the release for the announcement, with the bytes read.
@@ -246,6 +252,10 @@ def resolve_release(
         publishing=publishing,
         validation_role_arn=validation_role_arn,
     )
+    if spec.source_algorithm is not None:
+        if sagemaker_for is None:
+            raise TypeError("resolving a model package built from an algorithm needs sagemaker_for")
+        preflight.check_source_algorithm(spec, sagemaker_for(release.publishing_region))
     layers = check_sources(release, s3=s3, registry_for=registry_for)
     try:
         found = check_publishable(release.images, release.publishing_region, registry_for, os_records)
@@ -300,11 +310,11 @@ def check_sources(release: Release, *, s3: Any, registry_for: RegistryFactory) -
     index_of = {container.name: index for index, container in enumerate(spec.containers)}
     read: set[str] = set()
     for item in release.objects:
-        if item.role != "model_data" or item.container is None or item.source_uri in read:
+        if item.role != "model_data" or item.source_uri in read:
             continue
         read.add(item.source_uri)
         head = _first_bytes(s3, item, preflight.MODEL_DATA_PEEK)
-        field = f"containers.{index_of[item.container]}.model_data"
+        field = f"containers.{index_of[item.container]}.model_data" if item.container else "source_algorithm.model_data"
         problem = preflight.model_data_problem(field, item.source_uri, head, item.size)
         if problem is not None:
             problems.append(problem)

@@ -59,6 +59,8 @@ def kind_of(release_or_arn: Release | str) -> Kind:
 
 def _inference_specification(release: Release, images: list[PublishedImage]) -> dict[str, Any]:
     spec = release.spec
+    inference = spec.inference
+    assert inference is not None  # nosec B101  # every release with containers has it (release.py)
     published = {image.container: image for image in images}
     containers = []
     for container in spec.containers:
@@ -72,10 +74,10 @@ def _inference_specification(release: Release, images: list[PublishedImage]) -> 
         containers.append(definition)
     return {
         "Containers": containers,
-        "SupportedContentTypes": list(spec.inference.content_types),
-        "SupportedResponseMIMETypes": list(spec.inference.response_mime_types),
-        "SupportedRealtimeInferenceInstanceTypes": list(spec.inference.realtime_instance_types),
-        "SupportedTransformInstanceTypes": list(spec.inference.transform_instance_types),
+        "SupportedContentTypes": list(inference.content_types),
+        "SupportedResponseMIMETypes": list(inference.response_mime_types),
+        "SupportedRealtimeInferenceInstanceTypes": list(inference.realtime_instance_types),
+        "SupportedTransformInstanceTypes": list(inference.transform_instance_types),
     }
 
 
@@ -116,12 +118,24 @@ def _description(release: Release) -> str:
 
 
 def model_package_request(release: Release, images: list[PublishedImage]) -> dict[str, Any]:
-    """The CreateModelPackage request for a certified, unversioned Marketplace package."""
+    """The CreateModelPackage request for a certified, unversioned Marketplace package: of the
+    release's containers, or of the seller's algorithm and the model it trained."""
     validation = release.spec.validation
+    source = release.spec.source_algorithm
+    if source is None:
+        serving: dict[str, Any] = {"InferenceSpecification": _inference_specification(release, images)}
+    else:
+        model_data = release.object_for("model_data")
+        assert model_data is not None  # nosec B101  # pinned with the release (resolve.py)
+        serving = {
+            "SourceAlgorithmSpecification": {
+                "SourceAlgorithms": [{"AlgorithmName": source.algorithm, "ModelDataUrl": model_data.destination_uri}]
+            }
+        }
     return {
         "ModelPackageName": release.resource_name,
         "ModelPackageDescription": _description(release),
-        "InferenceSpecification": _inference_specification(release, images),
+        **serving,
         "ValidationSpecification": {
             "ValidationRole": release.validation_role_arn,
             "ValidationProfiles": [
@@ -275,10 +289,13 @@ def failure_reasons(description: dict[str, Any]) -> list[str]:
 
 
 def _digests(description: dict[str, Any]) -> list[str]:
-    """The image digests a package or algorithm pins: its training image's, then its containers'."""
+    """What a package or algorithm is made of: its training image's digest, its containers'
+    digests, or the algorithm and model data it is built from."""
     training = description.get("TrainingSpecification", {}) or {}
-    containers = description.get("InferenceSpecification", {}).get("Containers", [])
+    containers = (description.get("InferenceSpecification", {}) or {}).get("Containers", [])
+    sources = (description.get("SourceAlgorithmSpecification", {}) or {}).get("SourceAlgorithms", [])
     found = [str(training["TrainingImageDigest"])] if training.get("TrainingImageDigest") else []
+    found += [f"{source.get('AlgorithmName')} {source.get('ModelDataUrl')}" for source in sources]
     return found + [str(container.get("ImageDigest", "")) for container in containers]
 
 
