@@ -153,7 +153,11 @@ def check_create_algorithm(params: Mapping[str, Any]) -> None:
     * the profile's TrainingJobDefinition instance type is one of the
       SupportedTrainingInstanceTypes, and its TransformJobDefinition's one of the
       InferenceSpecification's SupportedTransformInstanceTypes (SageMaker runs the
-      validation jobs on them).
+      validation jobs on them);
+    * its StoppingCondition has no ``MaxWaitTimeInSeconds``: that is for managed spot training,
+      which a TrainingJobDefinition cannot ask for (no EnableManagedSpotTraining); SageMaker
+      refuses it elsewhere with "Invalid MaxWaitTimeInSeconds. It is only supported when
+      EnableManagedSpotTraining is set to true" (reported for CreateTrainingJob).
 
     How SageMaker words these refusals is not documented: the messages are the sandbox's.
     """
@@ -176,6 +180,10 @@ def check_create_algorithm(params: Mapping[str, Any]) -> None:
             raise ValidationError(
                 f"Validation profile {name}: training instance type {training} is not one of the algorithm's "
                 f"SupportedTrainingInstanceTypes [{', '.join(training_types)}]."
+            )
+        if "MaxWaitTimeInSeconds" in profile["TrainingJobDefinition"].get("StoppingCondition", {}):
+            raise ValidationError(
+                "Invalid MaxWaitTimeInSeconds. It is only supported when EnableManagedSpotTraining is set to true"
             )
         transform_job = profile.get("TransformJobDefinition")
         if transform_job is None:

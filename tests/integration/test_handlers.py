@@ -664,9 +664,9 @@ def test_given_a_failed_validation_then_the_announcement_records_outcome_stage_a
         "failed_stage": "AwaitValidation",
         "stages": {
             "ResolveRelease": {"entered": "2026-12-02T12:00:00.000Z"},
-            "CopyToPublishingRegion": {"entered": "2026-12-02T12:00:02.500Z", "unsent": 0},
+            "CopyToPublishingRegion": {"entered": "2026-12-02T12:00:02.500Z"},
             "ScanImages": {"Error": "EventBridge.InternalException", "Cause": "down"},
-            "AwaitValidation": {"entered": "2026-12-02T12:01:00.000Z", "unsent": 0},
+            "AwaitValidation": {"entered": "2026-12-02T12:01:00.000Z"},
         },
     }
 

@@ -342,6 +342,20 @@ def test_given_profile_instance_type_not_supported_by_the_algorithm_when_created
     assert names(client()) == []
 
 
+def test_given_a_validation_training_job_with_a_spot_wait_when_created_then_refused_as_sagemaker_does(
+    sandbox: SageMakerValidation,
+) -> None:
+    request = algorithm_request("spot-wait")
+    [profile] = request["ValidationSpecification"]["ValidationProfiles"]
+    profile["TrainingJobDefinition"]["StoppingCondition"]["MaxWaitTimeInSeconds"] = 7200
+
+    error = refusal(request)
+
+    assert error["Code"] == "ValidationException"
+    assert "only supported when EnableManagedSpotTraining is set to true" in error["Message"]
+    assert names(client()) == []
+
+
 @pytest.mark.parametrize(
     ("breaks", "path", "constraint"),
     [

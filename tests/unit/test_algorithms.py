@@ -140,7 +140,7 @@ def test_given_a_model_package_with_a_training_section_then_it_is_refused_naming
         (lambda d: d["training"]["objectives"][0].update(metric="loss"), "objectives name metrics that are not"),
         (lambda d: d["training"].update(instance_types=["ml.t2.nano"]), "unknown instance type(s) ml.t2.nano"),
         (lambda d: d["training"]["channels"].append({"name": "train", "content_types": ["a"]}), "repeated: train"),
-        (lambda d: d["validation"]["training"].update(max_wait_seconds=10), "max_wait_seconds (10) must be at least"),
+        (lambda d: d["validation"]["training"].update(max_wait_seconds=7200), "not supported: a validation training"),
     ],
 )
 def test_given_a_broken_training_field_then_it_is_refused_with_why(change: Any, reason: str) -> None:
@@ -187,6 +187,11 @@ def test_given_the_example_then_preflight_finds_nothing() -> None:
         (
             lambda d: d["validation"]["training"].update(input_mode="Pipe"),
             "validation.training.input_mode: Pipe is not among channel train's input_modes",
+        ),
+        (
+            lambda d: d["training"]["channels"][0].update(compression=["Gzip"]),
+            "validation.training.channels.train: s3://acme-ml-artifacts/forecast/2.0.0/validation/train.csv is sent "
+            "as CompressionType None",
         ),
         (
             lambda d: d["containers"][0].update(model_data="s3://acme-ml-artifacts/model.tar.gz"),
@@ -267,6 +272,35 @@ def test_given_a_separate_training_image_then_the_algorithm_trains_with_its_publ
     assert request["TrainingSpecification"]["TrainingImage"] == trainer.image_uri
     assert [c["Image"] for c in request["InferenceSpecification"]["Containers"]] == [images[0].image_uri]
     assert botocore_problems("CreateAlgorithm", request) == ""
+
+
+def test_given_a_training_image_that_is_the_second_containers_then_the_algorithm_trains_with_that_one() -> None:
+    document = algorithm_document()
+    second = {"name": "postprocess", "image": TRAINER}
+    document["containers"].append(second)
+    document["training"]["image"] = TRAINER
+    release = resolved_release(
+        parse_release(yaml.safe_dump(document)),
+        digests={"inference": "sha256:" + "a" * 64, "postprocess": "sha256:" + "b" * 64},
+    )
+    images = published_images(release)
+
+    request = algorithm_request(release, images)
+
+    assert [name for name, *_ in release.spec.images()] == ["inference", "postprocess"]  # published once
+    assert request["TrainingSpecification"]["TrainingImageDigest"] == "sha256:" + "b" * 64
+
+
+def test_given_an_integer_range_written_with_decimals_then_sagemaker_gets_whole_numbers() -> None:
+    document = algorithm_document()
+    document["training"]["hyperparameters"][0].update(min=1.0, max=500.0)
+    release = resolved_release(parse_release(yaml.safe_dump(document)))
+
+    request = algorithm_request(release, published_images(release))
+
+    assert request["TrainingSpecification"]["SupportedHyperParameters"][0]["Range"] == {
+        "IntegerParameterRangeSpecification": {"MinValue": "1", "MaxValue": "500"}
+    }
 
 
 def test_given_an_algorithm_arn_then_its_validation_is_read_as_an_algorithms() -> None:

@@ -221,9 +221,9 @@ def test_given_an_image_whose_os_was_not_detected_then_the_ready_announcement_sa
 def test_given_the_stage_times_then_the_ready_announcement_says_how_long_each_stage_took() -> None:
     stages = {
         "ResolveRelease": {"entered": "2026-12-02T12:00:00.000Z"},
-        "CopyToPublishingRegion": {"entered": "2026-12-02T12:00:05.000Z", "unsent": 0},
-        "ScanImages": {"entered": "2026-12-02T12:02:05.000Z", "unsent": 0},
-        "AwaitValidation": {"entered": "2026-12-02T12:03:05.000Z", "unsent": 0},
+        "CopyToPublishingRegion": {"entered": "2026-12-02T12:00:05.000Z"},
+        "ScanImages": {"entered": "2026-12-02T12:02:05.000Z"},
+        "AwaitValidation": {"entered": "2026-12-02T12:03:05.000Z"},
     }
     state = success_state().model_copy(update={"stages": stages, "finished": "2026-12-02T13:33:05.000Z"})
 
@@ -245,9 +245,9 @@ def test_given_a_release_that_failed_validating_then_the_failure_says_how_long_e
         "failed_stage": "AwaitValidation",
         "stages": {
             "ResolveRelease": {"entered": "2026-12-02T12:00:00.000Z"},
-            "CopyToPublishingRegion": {"entered": "2026-12-02T12:00:02.000Z", "unsent": 0},
-            "ScanImages": {"entered": "2026-12-02T12:00:12.000Z", "unsent": 0},
-            "AwaitValidation": {"entered": "2026-12-02T12:00:20.000Z", "unsent": 0},
+            "CopyToPublishingRegion": {"entered": "2026-12-02T12:00:02.000Z"},
+            "ScanImages": {"entered": "2026-12-02T12:00:12.000Z"},
+            "AwaitValidation": {"entered": "2026-12-02T12:00:20.000Z"},
         },
         "finished": "2026-12-02T12:40:20.000Z",
     }

@@ -102,3 +102,12 @@ def test_given_a_remembered_answer_then_it_is_not_written_again() -> None:
     OsRecords(bucket, BUCKET).put(DIGEST, OsDetection(DEBIAN, remembered=True))
 
     assert bucket.objects == {}
+
+
+def test_given_an_empty_release_prefix_then_the_pipelines_os_records_are_never_release_files() -> None:
+    from mlpublish.trigger import ReleaseCatalog
+
+    catalog = ReleaseCatalog(s3=None, bucket="pipeline", prefix="")  # ReleasePrefix "" is allowed
+
+    assert catalog.is_release_key("pipeline", "acme.json")
+    assert not catalog.is_release_key("pipeline", "mlpublish/os-release/v1/" + "0" * 64 + ".json")

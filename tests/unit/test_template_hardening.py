@@ -197,8 +197,9 @@ def derived_arns(resource: Any) -> list[str]:
         if isinstance(item, dict) and "Fn::If" in item:
             condition, chosen, _named = item["Fn::If"]
             assert condition == "DerivePublishingBucket"
-        text = chosen["Fn::Sub"] if isinstance(chosen, dict) else chosen
-        arns.append(text.replace("${AWS::AccountId}", ACCOUNT))
+        for each in as_list(chosen):
+            text = each["Fn::Sub"] if isinstance(each, dict) else each
+            arns.append(text.replace("${AWS::AccountId}", ACCOUNT))
     return arns
 
 
@@ -234,6 +235,8 @@ def test_given_a_release_then_the_validation_role_may_read_what_validation_reads
 
     assert [uri for uri in reads if not allowed_object(template, "s3:GetObject", uri)] == []
     assert allowed_object(template, "s3:PutObject", output + "part-00000.out")
+    # an algorithm's validation transform reads the model its validation training wrote there
+    assert allowed_object(template, "s3:GetObject", output + "training/job/output/model.tar.gz")
     assert any(
         fnmatch.fnmatchcase(input_key, prefix) for prefix in as_list(listing["Condition"]["StringLike"]["s3:prefix"])
     )
@@ -243,7 +246,7 @@ def test_given_a_release_then_the_validation_role_may_read_what_validation_reads
     ("action", "key"),
     [
         ("s3:GetObject", "releases/acme.yaml"),
-        ("s3:GetObject", "validation-output/other-product/out"),
+        ("s3:GetObject", "mlpublish/os-release/v1/0123.json"),
         ("s3:GetObject", "private/data.csv"),
         ("s3:PutObject", "artifacts/acme-sentiment/1.2.0/inference/0/model.tar.gz"),
         ("s3:PutObject", "private/data.csv"),

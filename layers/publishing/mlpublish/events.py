@@ -128,7 +128,7 @@ class AnnouncedImage(_Detail):
 
 
 class AnnouncedArtifact(_Detail):
-    role: str = Field(description="model_data or validation_input")
+    role: str = Field(description="model_data, validation_input or training_input")
     container: str | None
     uri: str = Field(description="s3:// URI in the publishing region")
 

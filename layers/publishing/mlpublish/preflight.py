@@ -304,6 +304,11 @@ def check_source_algorithm(spec: ReleaseSpec, sagemaker: Any) -> None:
         )
 
 
+def channel_compression(uri: str) -> str:
+    """The CompressionType a validation training channel's object is sent with: Gzip for a .gz name."""
+    return "Gzip" if uri.endswith(".gz") else "None"
+
+
 def algorithm_problems(spec: ReleaseSpec) -> list[str]:
     """An algorithm's validation training job against what the algorithm declares: SageMaker
     refuses CreateAlgorithm (or fails validation hours later) for each of these."""
@@ -339,11 +344,20 @@ def algorithm_problems(spec: ReleaseSpec) -> list[str]:
                 f"validation.training.channels.{name}: the algorithm declares no channel {name!r} "
                 f"(training.channels: {', '.join(channels)}); use a declared channel or declare it"
             )
-        elif job.input_mode not in channel.input_modes:
-            problems.append(
-                f"validation.training.input_mode: {job.input_mode} is not among channel {name}'s input_modes "
-                f"({', '.join(channel.input_modes)})"
-            )
+        else:
+            if job.input_mode not in channel.input_modes:
+                problems.append(
+                    f"validation.training.input_mode: {job.input_mode} is not among channel {name}'s input_modes "
+                    f"({', '.join(channel.input_modes)})"
+                )
+            compression = channel_compression(job.channels[name])
+            if compression not in channel.compression:
+                problems.append(
+                    f"validation.training.channels.{name}: {job.channels[name]} is sent as CompressionType "
+                    f"{compression} (a .gz name means Gzip), which channel {name} does not take (compression: "
+                    f"{', '.join(channel.compression)}); upload it {'un' if compression == 'Gzip' else ''}compressed "
+                    "or declare the compression"
+                )
     missing = [name for name, channel in channels.items() if channel.required and name not in job.channels]
     if missing:
         problems.append(

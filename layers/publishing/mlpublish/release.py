@@ -443,9 +443,6 @@ class TrainingValidation(_Spec):
         default_factory=dict, max_length=100, json_schema_extra=_also_written_as("number", "boolean")
     )
     max_runtime_seconds: int = Field(default=3600, ge=1, le=28 * 24 * 3600)
-    max_wait_seconds: int | None = Field(
-        default=None, ge=1, description="Managed spot training: at least max_runtime_seconds"
-    )
 
     @field_validator("channels")
     @classmethod
@@ -468,15 +465,6 @@ class TrainingValidation(_Spec):
     @classmethod
     def _instance_type(cls, value: str) -> str:
         return _known_instance_types([value], "TrainingInstanceType")[0]
-
-    @model_validator(mode="after")
-    def _spot_wait(self) -> TrainingValidation:
-        if self.max_wait_seconds is not None and self.max_wait_seconds < self.max_runtime_seconds:
-            raise ValueError(
-                f"max_wait_seconds ({self.max_wait_seconds}) must be at least max_runtime_seconds "
-                f"({self.max_runtime_seconds}): a spot job waits for capacity on top of its run time"
-            )
-        return self
 
 
 class Validation(_Spec):
@@ -759,6 +747,10 @@ def validate_release(document: Any, *, source: str = "release") -> ReleaseSpec:
 
 # Fields earlier versions of the spec had, and what replaces them.
 REMOVED_FIELDS = {
+    ("validation", "training", "max_wait_seconds"): (
+        "not supported: a validation training job has no managed spot option (SageMaker's "
+        "TrainingJobDefinition has no EnableManagedSpotTraining), and MaxWaitTimeInSeconds needs it; remove it"
+    ),
     ("validation", "role_arn"): (
         "no longer a release field: SageMaker can only be passed the stack's validation role; "
         "choose the role with the stack's ValidationRoleArn parameter"

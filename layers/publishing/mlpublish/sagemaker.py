@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import ResourceConflict, ResourceRejected, ValidationFailed, ValidationTimedOut
+from mlpublish.preflight import channel_compression
 from mlpublish.release import TRAINING_IMAGE
 from mlpublish.state import PublishedImage, Release, ResourceResult, StatusItem, ValidationProgress
 
@@ -157,7 +158,10 @@ def algorithm_request(release: Release, images: list[PublishedImage]) -> dict[st
     assert training is not None  # nosec B101  # an algorithm release has both (release.py)
     assert job is not None  # nosec B101
     published = {image.container: image for image in images}
-    trainer = published.get(TRAINING_IMAGE) or published[spec.containers[0].name]
+    # The training image is published on its own, or is the image of one of the containers
+    # (the first one's when training.image is left out).
+    same = [c.name for c in spec.containers if training.image_ref is not None and c.image_ref == training.image_ref]
+    trainer = published.get(TRAINING_IMAGE) or published[(same or [spec.containers[0].name])[0]]
     channels = {channel.name: channel for channel in training.channels}
     inputs = []
     for name in job.channels:
@@ -173,13 +177,11 @@ def algorithm_request(release: Release, images: list[PublishedImage]) -> dict[st
                 }
             },
             "ContentType": channels[name].content_types[0],
-            "CompressionType": "Gzip" if data.destination_key.endswith(".gz") else "None",
+            "CompressionType": channel_compression(data.destination_key),
             "InputMode": job.input_mode,
         }
         inputs.append(channel)
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": job.max_runtime_seconds}
-    if job.max_wait_seconds is not None:
-        stopping["MaxWaitTimeInSeconds"] = job.max_wait_seconds
     hyperparameters = []
     for parameter in training.hyperparameters:
         item: dict[str, Any] = {
@@ -193,11 +195,11 @@ def algorithm_request(release: Release, images: list[PublishedImage]) -> dict[st
         if parameter.default is not None:
             item["DefaultValue"] = parameter.default
         if parameter.type in {"Integer", "Continuous"}:
+            low, high = parameter.min, parameter.max
+            if parameter.type == "Integer":  # 1.0 in YAML is the whole number 1, sent as "1"
+                low, high = int(low or 0), int(high or 0)
             item["Range"] = {
-                f"{parameter.type}ParameterRangeSpecification": {
-                    "MinValue": str(parameter.min),
-                    "MaxValue": str(parameter.max),
-                }
+                f"{parameter.type}ParameterRangeSpecification": {"MinValue": str(low), "MaxValue": str(high)}
             }
         elif parameter.type == "Categorical":
             item["Range"] = {"CategoricalParameterRangeSpecification": {"Values": list(parameter.values or [])}}
@@ -311,8 +313,9 @@ def create_model_package(sm: Any, release: Release, images: list[PublishedImage]
         with transient_errors(f"creating {kind.label} {name}"):
             arn = getattr(sm, kind.create)(**request)[kind.arn_key]
     except ClientError as exc:
-        # SageMaker answers a taken name with ValidationException "... already exists".
-        if error_code(exc) == "ConflictException" or "already exists" in str(exc):
+        # SageMaker answers a taken name with a ValidationException saying it "already exists"
+        # (or "Cannot create already existing ...").
+        if error_code(exc) == "ConflictException" or "already exist" in str(exc):
             existing = describe(sm, name, kind)
             if existing is not None:
                 return _reuse(existing, request, name, kind)

@@ -5,9 +5,10 @@ of ResolveRelease and of the three "Release Stage Changed" events: EnterCopying,
 EnterValidation) and passes the time the announcement began as ``finished``. A stage lasts from
 its own entry to the next stage's, or to ``finished`` for the stage the release ended in.
 
-A stage-change event that EventBridge did not take leaves, instead of a time, the error of its
-Catch (or ``unsent`` > 0 when PutEvents answered with a failed entry). Such a stage is reported
-as unsent; the durations around a missing time are left out rather than guessed.
+A stage-change event that EventBridge did not take (its PutEvents failed, or answered with a
+failed entry: the ``EventBridge.FailedEntry`` error) leaves, instead of a time, the error its
+Catch recorded. Such a stage is reported as unsent; the durations around a missing time are
+left out rather than guessed.
 """
 
 from __future__ import annotations
@@ -60,11 +61,7 @@ def timeline(stages: Any, finished: Any) -> Timeline:
     stages = stages if isinstance(stages, dict) else {}
     reached = [stage for stage in STAGES if stage in stages]
     entered = {stage: parse_time((stages[stage] or {}).get("entered")) for stage in reached}
-    unsent = [
-        stage
-        for stage in reached
-        if stage != "ResolveRelease" and (entered[stage] is None or (stages[stage] or {}).get("unsent", 0))
-    ]
+    unsent = [stage for stage in reached if stage != "ResolveRelease" and entered[stage] is None]
     end_of_release = parse_time(finished)
     seconds: dict[str, float] = {}
     for index, stage in enumerate(reached):

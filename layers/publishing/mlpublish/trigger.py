@@ -28,6 +28,7 @@ from mlpublish.events import (
     ReleaseWaitingDetail,
     TriggerCause,
 )
+from mlpublish.images.osrecords import RECORD_PREFIX
 from mlpublish.preflight import source_problems
 from mlpublish.release import ReleaseSpec, parse_release
 from mlpublish.resolve import execution_name, fingerprint, pin, release_objects
@@ -98,7 +99,12 @@ class ReleaseCatalog:
         return f"s3://{self.bucket}/{key}"
 
     def is_release_key(self, bucket: str, key: str) -> bool:
-        return bucket == self.bucket and key.startswith(self.prefix) and key.endswith(RELEASE_SUFFIXES)
+        return (
+            bucket == self.bucket
+            and key.startswith(self.prefix)
+            and key.endswith(RELEASE_SUFFIXES)
+            and not key.startswith(RECORD_PREFIX)  # the pipeline's own OS records (ReleasePrefix may be "")
+        )
 
     def release_key(self, bucket: str, event_key: str) -> str | None:
         """The release file an uploaded key names, as stored; None for any other object.
@@ -146,7 +152,7 @@ class ReleaseCatalog:
         for page in pages:
             for item in page.get("Contents", []):
                 key, etag = item["Key"], item["ETag"]
-                if not key.endswith(RELEASE_SUFFIXES):
+                if not key.endswith(RELEASE_SUFFIXES) or key.startswith(RECORD_PREFIX):
                     continue
                 if (key, etag) not in self._parsed:
                     try:
