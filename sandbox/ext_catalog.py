@@ -135,7 +135,7 @@ _TEXT = r"^\S+[\S\s]*"
 _INSTANCE_TYPE = r"^\S{1,24}$"
 _PRINTABLE = r"^[ -~]+"
 
-#: The extension that serves requests now (moto's server caches its per-service app): 0 or 1.
+#: The installed extensions, the last one serving (moto's server caches its per-service app).
 _INSTALLED: list[CatalogExtension] = []
 
 
@@ -156,6 +156,18 @@ class ResourceInUseException(ServiceException):
 
 class ResourceNotSupportedException(ServiceException):
     code = "ResourceNotSupportedException"
+
+
+def parse_catalog_product(text: str) -> tuple[str, tuple[str, ...]]:
+    """``ID[=TYPE,TYPE...]`` (``sandbox run --catalog-product``) -> (product id, priced instance types)."""
+    product_id, _, types = text.partition("=")
+    if not re.fullmatch(r"[\w\-]{1,255}", product_id):
+        raise ValueError(f"--catalog-product {text}: the product id is 1-255 letters, digits, '_' or '-'")
+    priced = tuple(t.strip() for t in types.split(",") if t.strip())
+    for instance_type in priced:
+        if not re.fullmatch(r"\S{1,24}", instance_type):
+            raise ValueError(f"--catalog-product {text}: {instance_type!r} is not an instance type")
+    return product_id, priced
 
 
 # ------------------------------------------------------------------ model
@@ -412,8 +424,6 @@ class CatalogExtension(Extension):
 
     # -------------------------------------------------------------- install
     def _patch(self, stack: ExitStack) -> None:
-        if _INSTALLED:
-            raise RuntimeError("another CatalogExtension is installed")
         _INSTALLED.append(self)
         stack.callback(self._uninstall)
         backend_index.backend_url_patterns.append((SERVICE, _URL_PATTERN))
@@ -442,7 +452,7 @@ class CatalogExtension(Extension):
         )
 
     def _uninstall(self) -> None:
-        _INSTALLED.clear()
+        _INSTALLED.remove(self)
         with self._lock:
             self._accounts.clear()
 
@@ -869,7 +879,7 @@ class CatalogResponse(BaseResponse):
         self.automated_parameter_parsing = True
 
     def _serve(self, operation: Callable[[CatalogExtension, str, Mapping[str, Any]], Any]) -> ActionResult:
-        extension = _INSTALLED[0] if _INSTALLED else None
+        extension = _INSTALLED[-1] if _INSTALLED else None
         if extension is None:
             raise ValidationException("The Marketplace Catalog API is not installed in this sandbox.")
         if self.region != REGION:

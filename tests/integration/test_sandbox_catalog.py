@@ -20,7 +20,7 @@ from moto import mock_aws
 
 from sandbox.audit import ApiCall
 from sandbox.clock import VirtualClock
-from sandbox.ext_catalog import CatalogExtension, ChangeSetOutcome, _service_model
+from sandbox.ext_catalog import CatalogExtension, ChangeSetOutcome, _service_model, parse_catalog_product
 from sandbox.ext_sagemaker import SageMakerValidation, ValidationOutcome
 from sandbox.sagemaker_requests import constraint_errors
 from sandbox.server import EmulatorServer
@@ -839,3 +839,34 @@ def test_given_every_operation_then_responses_are_exactly_botocores_output_shape
         assert errors == [], name
     assert responses["ListChangeSets"]["NextToken"]
     assert len(responses["ListChangeSets"]["ChangeSetSummaryList"]) == 1
+
+
+# ------------------------------------------------------------------- sandbox run / serve options
+
+
+def test_given_catalog_product_options_then_parsed_for_the_runner_and_bad_ones_refused() -> None:
+    from sandbox import cli
+
+    args = cli.build_parser().parse_args(
+        [
+            "run",
+            "--release",
+            "r.yaml",
+            "--image",
+            "img",
+            "--catalog-product",
+            "prod-abc123=ml.m5.large,ml.c5.xlarge",
+            "--catalog-product",
+            "prod-def456",
+            "--catalog-minutes",
+            "90",
+        ]
+    )
+
+    assert cli.catalog_options(args) == {
+        "catalog_products": {"prod-abc123": ("ml.m5.large", "ml.c5.xlarge"), "prod-def456": ()},
+        "catalog_minutes": 90.0,
+    }
+    for bad in ("prod abc", "prod-abc=ml m5", ""):
+        with pytest.raises(ValueError, match="--catalog-product"):
+            parse_catalog_product(bad)
