@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -457,8 +458,6 @@ def test_given_requests_breaking_the_service_model_when_sent_unchecked_then_refu
 def test_given_details_as_a_json_string_then_accepted_like_details_document(
     sandbox: CatalogExtension, clock: VirtualClock
 ) -> None:
-    import json
-
     arn = model_package("churn-1-0-0", clock=clock)
     change = add_version(arn)
     change["Details"] = json.dumps(change.pop("DetailsDocument"))
@@ -839,6 +838,112 @@ def test_given_every_operation_then_responses_are_exactly_botocores_output_shape
         assert errors == [], name
     assert responses["ListChangeSets"]["NextToken"]
     assert len(responses["ListChangeSets"]["ChangeSetSummaryList"]) == 1
+
+
+# The entitytype classes of awslabs/aws-marketplace-catalog-api-shapes-for-python@e2fef22
+# (machinelearningproduct_1_0): each class's fields, and the class of each nested field.
+ENTITY_SHAPES: dict[str, dict[str, str | None]] = {
+    "MachineLearningProductEntityDetail": {
+        "Versions": "Version",
+        "Description": "Description",
+        "PromotionalResources": None,
+        "SupportInformation": None,
+        "Dimensions": "Dimension",
+        "Targeting": "Targeting",
+        "RegionAvailability": None,
+    },
+    "Version": {
+        "Id": None,
+        "ReleaseNotes": None,
+        "VersionTitle": None,
+        "CreationDate": None,
+        "Sources": "Source",
+        "DeliveryOptions": "DeliveryOption",
+    },
+    "Source": {"Type": None, "Id": None, "ModelPackageArn": None, "AlgorithmArn": None},
+    "DeliveryOption": {
+        "Id": None,
+        "Type": None,
+        "SourceId": None,
+        "Title": None,
+        "ShortDescription": None,
+        "Instructions": "Instructions",
+        "Visibility": None,
+        "RecommendedInstanceTypes": "InstanceTypes",
+        "SupportedInstanceTypes": "InstanceTypes",
+    },
+    "Instructions": {
+        "Usage": None,
+        "SampleNotebookUrl": None,
+        "RepositoryUrl": None,
+        "InputProperties": "InputProperties",
+        "OutputProperties": "OutputProperties",
+    },
+    "InputProperties": {
+        "Description": None,
+        "Limitations": None,
+        "SampleInput": "Sample",
+        "Parameters": "Parameter",
+        "SageMakerCustomAttributes": "Parameter",
+    },
+    "OutputProperties": {"Description": None, "SampleOutput": "Sample", "Parameters": "Parameter"},
+    "Sample": {
+        "RealtimeInferenceText": None,
+        "RealtimeInferenceUrl": None,
+        "BatchTransformUrl": None,
+        "BatchTransformText": None,
+    },
+    "Parameter": {"Name": None, "Description": None, "Constraints": None, "Required": None, "AlwaysReturned": None},
+    "InstanceTypes": {"BatchTransform": None, "RealtimeInference": None, "Training": None},
+    "Description": {
+        "ProductTitle": None,
+        "ProductCode": None,
+        "ShortDescription": None,
+        "LongDescription": None,
+        "Sku": None,
+        "Highlights": None,
+        "AssociatedProducts": None,
+        "SearchKeywords": None,
+        "Visibility": None,
+        "ProductState": None,
+        "ReplacementProductId": None,
+        "Categories": None,
+    },
+    "Dimension": {"Name": None, "Description": None, "Key": None, "Unit": None, "Types": None},
+    "Targeting": {"PositiveTargeting": "PositiveTargeting"},
+    "PositiveTargeting": {"BuyerAccounts": None},
+}
+
+
+def unknown_fields(value: Any, shape: str, path: str = "DetailsDocument") -> list[str]:
+    """Keys of ``value`` that the entitytype class ``shape`` does not have, recursively."""
+    if isinstance(value, list):
+        return [
+            problem for index, item in enumerate(value) for problem in unknown_fields(item, shape, f"{path}[{index}]")
+        ]
+    fields = ENTITY_SHAPES[shape]
+    problems = [f"{path}.{key}" for key in value if key not in fields]
+    for key, nested in fields.items():
+        if nested is not None and key in value:
+            problems += unknown_fields(value[key], nested, f"{path}.{key}")
+    return problems
+
+
+def test_given_a_product_with_a_version_then_describe_entity_is_laid_out_as_the_ml_entity_shapes(
+    sandbox: CatalogExtension, clock: VirtualClock
+) -> None:
+    arn = model_package("churn-1-0-0", clock=clock)
+    start(add_version(arn))
+    clock.advance(CHANGE_SET_SECONDS)
+
+    described = entity()
+    document = described["DetailsDocument"]
+
+    assert unknown_fields(document, "MachineLearningProductEntityDetail") == []
+    assert document["Versions"][0]["DeliveryOptions"][0]["Instructions"]["InputProperties"]["SampleInput"] == {
+        "BatchTransformText": "0.1,0.2,0.3"
+    }
+    assert json.loads(described["Details"]) == document
 
 
 # ------------------------------------------------------------------- sandbox run / serve options
