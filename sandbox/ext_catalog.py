@@ -69,7 +69,11 @@ UpdatePricingTerms DetailsDocument for ML products (read: every ``DimensionKey``
 ``Terms[].RateCards[].RateCard[]`` of the product's ``Offer@1.0`` names a priced instance
 type; dimensions keyed by instance type); that DescribeEntity of another account's entity
 is ResourceNotFoundException; the virtual durations (60 s PREPARING, then APPLYING until
-``minutes``; AWS says "a few minutes to several hours"). Not emulated: the other
+``minutes``; AWS says "a few minutes to several hours"); that UpdatePricingTerms targets the
+product's public ``Offer@1.0`` (as for other product types); a seeded product's Description
+(ProductCode, Visibility ``Limited``, ProductState ``Active``); that CancelChangeSet works only
+while PREPARING; that a repeated ClientRequestToken returns the first change set whatever
+the request. Not emulated: the other
 MachineLearningProduct change types (refused with ValidationException saying so),
 ListEntities, BatchDescribeEntities, tags, resource policies, and the "Change Set
 Succeeded/Failed/Cancelled" EventBridge events (source ``aws.marketplacecatalog``, documented
