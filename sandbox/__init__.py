@@ -25,6 +25,9 @@ module, installed explicitly and undone afterwards (never at import time):
                     or Failed with FailureReasons; name conflicts and deletion as in AWS;
                     CreateAlgorithm/DescribeAlgorithm/ListAlgorithms/DeleteAlgorithm (moto has
                     none), requests checked against botocore's model (sagemaker_requests.py)
+- ext_catalog.py    the Marketplace Catalog API moto lacks (us-east-1): seeded ML products,
+                    StartChangeSet (AddDeliveryOptions, UpdatePricingTerms, RestrictDeliveryOptions)
+                    checked against botocore's model and the ML shapes, change sets on the virtual clock
 - ext_events.py     EventBridge targets receive the whole event (moto drops ``account``)
 - ext_s3.py         S3 copies answer 412 when ``x-amz-copy-source-if-match`` (or -if-unmodified-since)
                     does not hold; bucket policies conditioned on aws:SecureTransport see TLS requests

@@ -70,6 +70,9 @@ SERVICES = {
     "logs": "logs",
     "iam": "iam",
     "cloudformation": "cloudformation",
+    # Marketplace's metering and entitlement APIs sign as "aws-marketplace" too; the pipeline calls
+    # only the Catalog API (IAM actions aws-marketplace:StartChangeSet, …).
+    "aws-marketplace": "marketplace-catalog",
 }
 
 
@@ -186,7 +189,7 @@ def name_request(method: str, path: str, query: str, headers: Mapping[str, str],
         return ApiCall(access_key, signing_name, action) if action else None
     present_query = set(parse_qs(query, keep_blank_values=True))
     present_headers = set(lowered)
-    decoded_path = unquote(path)
+    decoded_path = unquote(path.partition("?")[0])  # the server's RAW_URI carries the query too
     candidates = [
         route
         for route in _rest_routes(service_name)

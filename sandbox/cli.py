@@ -23,6 +23,7 @@ import boto3
 from mlpublish.errors import InvalidRelease
 from sandbox.api_faults import KINDS as API_FAULT_KINDS
 from sandbox.api_faults import ApiFault
+from sandbox.ext_catalog import parse_catalog_product
 from sandbox.ext_ecr import FAULT_CORRUPT_BLOB
 from sandbox.ext_lambda import Fault
 from sandbox.lambda_env import LambdaEnvironmentError
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model-data", type=Path, help="model.tar.gz to upload (default: a tiny sample)")
     run.add_argument("--validation-input", type=Path, help="validation input to upload (default: sample CSV)")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
+    add_catalog_arguments(run)
     add_log_arguments(run)
     from sandbox import check, serve, status  # serve.py and check.py import this module
 
@@ -137,6 +139,32 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
         help="template parameters over the samconfig environment's, as for sam deploy",
     )
     return stack
+
+
+def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
+    """--catalog-product, --catalog-minutes: the Marketplace Catalog API's seeded products."""
+    catalog = parser.add_argument_group("the Marketplace Catalog API (us-east-1)")
+    catalog.add_argument(
+        "--catalog-product",
+        action="append",
+        default=[],
+        metavar="ID[=TYPE,TYPE...]",
+        help="seed a MachineLearningProduct with this id in the seller's account, with prices for these instance "
+        "types (e.g. prod-abc123=ml.m5.large,ml.c5.xlarge); repeatable",
+    )
+    catalog.add_argument(
+        "--catalog-minutes", type=float, default=10.0, help="virtual minutes a change set takes (default: %(default)s)"
+    )
+
+
+def catalog_options(args: argparse.Namespace) -> dict[str, Any]:
+    """RunOptions' catalog fields from parsed arguments; raises ValueError for a bad value."""
+    if args.catalog_minutes < 0:
+        raise ValueError("--catalog-minutes must be zero or more")
+    return {
+        "catalog_products": dict(parse_catalog_product(text) for text in args.catalog_product),
+        "catalog_minutes": args.catalog_minutes,
+    }
 
 
 def add_log_arguments(parser: argparse.ArgumentParser) -> None:
@@ -195,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides.update(parse_parameter_overrides(text))
         _check_stack_options(args)
         _check_source_account(args.source_account, spec)
+        catalog = catalog_options(args)
     except ValueError as exc:
         return _usage_error(str(exc))
     options = RunOptions(
@@ -217,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda_faults=lambda_faults,
         api_faults=api_faults,
         log_file=args.log_file,
+        **catalog,
     )
     progress = _Progress(enabled=not args.json)
     try:

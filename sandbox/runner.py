@@ -38,6 +38,7 @@ from sandbox.api_faults import ApiFault, ApiFaults
 from sandbox.audit import ApiAudit
 from sandbox.clock import VirtualClock
 from sandbox.ext_accounts import CrossAccountAccess
+from sandbox.ext_catalog import CatalogExtension, ChangeSetOutcome
 from sandbox.ext_ecr import EcrExtension, ScanOutcome
 from sandbox.ext_events import WholeEventTargets
 from sandbox.ext_lambda import Fault, LambdaWorkers
@@ -98,6 +99,10 @@ class RunOptions:
     lambda_faults: list[Fault] = field(default_factory=list)
     api_faults: list[ApiFault] = field(default_factory=list)
     log_file: Path | None = None
+    # Marketplace Catalog API: MachineLearningProduct ids seeded in the stack's account, each
+    # with the instance types it has prices for; the virtual minutes a change set takes.
+    catalog_products: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    catalog_minutes: float = 10.0
 
 
 class NothingStarted(RuntimeError):
@@ -178,6 +183,9 @@ class Sandbox:
             local=local,
             stopping=stopping,
         )
+        self.catalog = CatalogExtension(
+            self.clock, ChangeSetOutcome(minutes=options.catalog_minutes), sagemaker=self.sagemaker
+        )
         self.events = WholeEventTargets()
         self.poller = EventSourcePoller()
         self.stack: DeployedStack | None = None
@@ -252,11 +260,14 @@ class Sandbox:
                     self.poller,
                     self.ecr,
                     self.sagemaker,
+                    self.catalog,
                     self.events,
                     S3Extension(),
                     self.cross_account,
                 ):
                     stack.enter_context(extension)
+                for product_id, priced in self.options.catalog_products.items():
+                    self.catalog.seed_product(self.account_id, product_id, instance_types=priced)
                 self.stack = deploy(
                     ROOT,
                     region=self.source_region,

@@ -76,8 +76,12 @@ def check_request(operation: str, params: Mapping[str, Any]) -> None:
         raise ValidationError(report.generate_report())
 
 
-def constraint_errors(value: Any, shape: Shape, path: str = "") -> Iterator[str]:
-    """Every constraint of ``shape`` that ``value`` breaks, as AWS words it (``path`` in lower camel case)."""
+def constraint_errors(value: Any, shape: Shape, path: str = "", *, patterns: bool = True) -> Iterator[str]:
+    """Every constraint of ``shape`` that ``value`` breaks, as AWS words it (``path`` in lower camel case).
+
+    ``patterns=False`` leaves out the modeled patterns, for a model whose patterns the service
+    itself does not apply (marketplace-catalog's EntityType ``^[a-zA-Z]+$`` would refuse
+    ``MachineLearningProduct@1.0``)."""
     metadata = shape.metadata
     if shape.type_name == "structure" and isinstance(value, Mapping):
         assert isinstance(shape, StructureShape)
@@ -87,7 +91,7 @@ def constraint_errors(value: Any, shape: Shape, path: str = "") -> Iterator[str]
                 if name in shape.required_members:
                     yield f"Value null at '{member_path}' failed to satisfy constraint: Member must not be null"
                 continue
-            yield from constraint_errors(value[name], member, member_path)
+            yield from constraint_errors(value[name], member, member_path, patterns=patterns)
         return
     if shape.type_name in ("string", "list", "map") and isinstance(value, str | list | Mapping):
         yield from _limits(value, len(value), metadata, path, "length")
@@ -96,17 +100,17 @@ def constraint_errors(value: Any, shape: Shape, path: str = "") -> Iterator[str]
     if shape.type_name == "string" and isinstance(value, str):
         if shape.enum and value not in shape.enum:
             yield _message(value, path, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]")
-        elif "pattern" in metadata and not _pattern(metadata["pattern"]).fullmatch(value):
+        elif patterns and "pattern" in metadata and not _pattern(metadata["pattern"]).fullmatch(value):
             yield _message(value, path, f"Member must satisfy regular expression pattern: {metadata['pattern']}")
     elif shape.type_name == "list" and isinstance(value, list):
         for index, item in enumerate(value, start=1):
             if item is not None:
-                yield from constraint_errors(item, shape.member, f"{path}.{index}.member")
+                yield from constraint_errors(item, shape.member, f"{path}.{index}.member", patterns=patterns)
     elif shape.type_name == "map" and isinstance(value, Mapping):
         for key, item in value.items():
-            yield from constraint_errors(key, shape.key, f"{path}.{key}.key")
+            yield from constraint_errors(key, shape.key, f"{path}.{key}.key", patterns=patterns)
             if item is not None:
-                yield from constraint_errors(item, shape.value, f"{path}.{key}.value")
+                yield from constraint_errors(item, shape.value, f"{path}.{key}.value", patterns=patterns)
 
 
 def _limits(value: Any, measure: float, metadata: Mapping[str, Any], path: str, what: str) -> Iterator[str]:

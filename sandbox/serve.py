@@ -48,6 +48,7 @@ def add_parser(commands: Any) -> None:
         "CLI until SIGINT or SIGTERM; print the endpoint, stack outputs, credentials and commands to paste.",
     )
     cli.add_stack_arguments(serve)
+    cli.add_catalog_arguments(serve)
     serve.add_argument(
         "--port", type=int, default=0, help="port on 127.0.0.1 (default: 0, a free port; the one taken is printed)"
     )
@@ -64,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
         for text in args.parameter_overrides:
             overrides.update(parse_parameter_overrides(text))
         _check_options(args)
+        catalog = cli.catalog_options(args)
     except ValueError as exc:  # StackConfigError included
         return _usage_error(str(exc))
     options = RunOptions(
@@ -73,6 +75,7 @@ def main(args: argparse.Namespace) -> int:
         config_env=args.config_env,
         parameter_overrides=overrides,
         log_file=args.log_file,
+        **catalog,
     )
     out = sys.stdout  # bound now: while the sandbox runs, sys.stdout goes to the log
     saved = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
