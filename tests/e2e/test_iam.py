@@ -15,18 +15,28 @@ from typing import Any
 from unittest.mock import patch
 
 import pytest
+import yaml
 from tests.fixtures.images import write_layout
 from tests.fixtures.outage import wait_until_deferred_announcement_backed_off
 
 from sandbox.api_faults import ApiFault
 from sandbox.oci import open_layout
+from sandbox.report import delivery_report
 from sandbox.runner import ROOT, RunOptions, Sandbox, load_release
 from sandbox.stack import _prepare, load_template, translate
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = ROOT / "events" / "release.example.yaml"
+ALGORITHM = ROOT / "events" / "release.algorithm.yaml"
+FROM_ALGORITHM = ROOT / "events" / "release.from-algorithm.yaml"
+LISTED = "listed"  # the example with a listing section, written by the fixture
+PRODUCT = "prod-acmesentiment01"
 SCENARIOS = [
+    # An algorithm, then a model package built on it (CreateAlgorithm, DescribeAlgorithm twice).
+    {"trigger": "ecr-push", "release": ALGORITHM, "then_package": FROM_ALGORITHM},
+    # A listing: the version is added to the seller's product (the Catalog API, us-east-1).
+    {"trigger": "ecr-push", "release": LISTED, "catalog_products": {PRODUCT: ("ml.m5.large", "ml.c5.xlarge")}},
     {"trigger": "ecr-push", "repeat": True},
     # As a seller deploys it for upload triggers: the artifact bucket is watched.
     {"trigger": "s3-upload", "repeat": True, "parameter_overrides": {"WatchedBuckets": "acme-ml-artifacts"}},
@@ -77,14 +87,34 @@ def role_actions(role: dict[str, Any]) -> list[str]:
 def calls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """IAM actions per function logical id, over every scenario."""
     image = write_layout(tmp_path_factory.mktemp("image"), "oci").path
+    listed = tmp_path_factory.mktemp("releases") / "listed.yaml"
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["listing"] = {
+        "product_id": PRODUCT,
+        "release_notes": "Scores English reviews.",
+        "access_role_arn": "arn:aws:iam::123456789012:role/AwsMarketplaceSageMakerIngestion",
+        "usage_instructions": "Send text/csv.",
+        "sample_notebook_url": "https://github.com/acme/sentiment/blob/main/sample.ipynb",
+        "repository_url": "https://github.com/acme/sentiment",
+        "input": {"description": "Reviews.", "sample": {"batch_transform_text": "great"}},
+        "output": {"description": "Scores.", "sample": {"batch_transform_text": "0.9"}},
+        "recommended_instance_types": {"batch_transform": "ml.m5.large", "realtime_inference": "ml.m5.large"},
+    }
+    listed.write_text(yaml.safe_dump(document))
     recorded: dict[str, set[str]] = defaultdict(set)
     for scenario in SCENARIOS:
-        options = RunOptions(release=EXAMPLE, **{"validation": "completed", **scenario})  # type: ignore[arg-type]
-        sandbox = Sandbox(load_release(EXAMPLE), options)
+        release = {LISTED: listed}.get(str(scenario.get("release")), scenario.get("release", EXAMPLE))
+        package = scenario.get("then_package")
+        settings = {key: value for key, value in scenario.items() if key not in {"release", "then_package"}}
+        options = RunOptions(release=release, **{"validation": "completed", **settings})  # type: ignore[arg-type]
+        sandbox = Sandbox(load_release(release), options)
         log_file = tmp_path_factory.mktemp("logs") / "lambda.log"
         with log_file.open("w") as log, redirect_stdout(log), sandbox.running():
             layout = open_layout(image)
-            sandbox.seed_and_trigger(layout)
+            _, delivery = sandbox.seed_and_trigger(layout)
+            if package is not None:
+                arn = delivery_report(sandbox, delivery, source_digest="")["model_package_arn"]
+                sandbox.publish_package_on(arn, load_release(package), package.read_bytes())
             if options.repeat:
                 sandbox.redeliver()
             if options.api_faults:  # AWS recovers, and the announcement queue is drained

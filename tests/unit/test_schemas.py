@@ -198,6 +198,7 @@ def test_given_the_state_machines_stage_changes_then_each_detail_conforms() -> N
         "CopyToPublishingRegion",
         "ScanImages",
         "AwaitValidation",
+        "ListVersion",
     ]
     for entry in entries:
         assert event_problems(event(STAGE_CHANGED, evaluated(entry["Detail"]))) == [], entry["Detail"]["stage"]

@@ -17,6 +17,7 @@ STAGE_EVENT_STATES = {
     "EnterCopying": "CopyToPublishingRegion",
     "EnterScanning": "ScanImages",
     "EnterValidation": "AwaitValidation",
+    "EnterListing": "ListVersion",
 }
 
 

@@ -22,6 +22,7 @@ from mlpublish.events import (
     READY,
     AnnouncedArtifact,
     AnnouncedImage,
+    AnnouncedListing,
     AnnouncedValidation,
     ReleaseFailedDetail,
     ReleaseReadyDetail,
@@ -33,6 +34,7 @@ from mlpublish.state import (
     Deferred,
     DeferredNotification,
     Failure,
+    ListingProgress,
     MessageAttribute,
     Outcome,
     PinnedImage,
@@ -64,6 +66,7 @@ class SuccessState(BaseModel):
     validation: ValidationProgress
     stages: dict[str, Any] = {}
     finished: str = ""
+    listing: ListingProgress | None = None
 
 
 # SNS takes subjects of printable ASCII shorter than 100 characters: a longer or non-ASCII
@@ -126,6 +129,7 @@ def ready(state: SuccessState) -> Announcement:
     spec = release.spec
     pinned = {image.container: image for image in release.images}
     times = timeline(state.stages, state.finished)
+    listed = state.listing if state.listing is not None and state.listing.status == "SUCCEEDED" else None
     algorithm = spec.is_algorithm
     label = "algorithm" if algorithm else "model package"
     detail = ReleaseReadyDetail(
@@ -140,6 +144,18 @@ def ready(state: SuccessState) -> Announcement:
         algorithm_name=resource.name if algorithm else None,
         algorithm_action=resource.action if algorithm else None,
         source_algorithm_arn=spec.source_algorithm.algorithm if spec.source_algorithm else None,
+        listed=listed is not None,
+        listing=(
+            AnnouncedListing(
+                product_id=listed.product_id,
+                version_title=listed.version_title,
+                change_set_id=listed.change_set_id,
+                change_set_arn=listed.change_set_arn,
+                already_listed=listed.already_listed,
+            )
+            if listed is not None
+            else None
+        ),
         fingerprint=release.fingerprint,
         images=[_announced_image(image, pinned.get(image.container)) for image in state.copied.images],
         artifacts=[AnnouncedArtifact(role=a.role, container=a.container, uri=a.uri) for a in state.copied.artifacts],
@@ -155,7 +171,12 @@ def ready(state: SuccessState) -> Announcement:
         stage_seconds=times.seconds,
     )
     lines = [
-        f"{spec.product.name} {spec.product.version} is ready to list on AWS Marketplace.",
+        (
+            f"{spec.product.name} {spec.product.version} is listed: version {listed.version_title} was added to "
+            f"AWS Marketplace product {listed.product_id} (AWS Marketplace reviews it before buyers see it)."
+            if listed is not None
+            else f"{spec.product.name} {spec.product.version} is ready to list on AWS Marketplace."
+        ),
         "",
         f"{label.capitalize()}: {resource.arn} ({resource.action})",
         f"Publishing region: {release.publishing_region}",
@@ -179,13 +200,25 @@ def ready(state: SuccessState) -> Announcement:
         ),
         *([f"Time taken: {times.summary()}"] if times.seconds else []),
         "",
-        f"Next: in the AWS Marketplace Management Portal, add a version to the product with this {label} "
-        "ARN (or use the Catalog API AddDeliveryOptions change).",
+        *(
+            [
+                f"Change set: {listed.change_set_id} ({listed.change_set_arn})"
+                if listed.change_set_id
+                else "The product had a version of this resource already; nothing was changed."
+            ]
+            if listed is not None
+            else [
+                f"Next: in the AWS Marketplace Management Portal, add a version to the product with this {label} "
+                "ARN (or give the release a listing section, and the pipeline adds it)."
+            ]
+        ),
         f"Execution: {state.execution}",
     ]
     return Announcement(
         outcome="ready",
-        subject=_subject(f"Ready for listing: {spec.product.name} {spec.product.version}"),
+        subject=_subject(
+            f"{'Listed' if listed is not None else 'Ready for listing'}: {spec.product.name} {spec.product.version}"
+        ),
         message="\n".join(lines),
         message_attributes=message_attributes(
             "ready",

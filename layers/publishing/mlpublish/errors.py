@@ -79,6 +79,10 @@ class ValidationTimedOut(PipelineError):
     """SageMaker validation did not finish within the release's time limit."""
 
 
+class ListingFailed(PipelineError):
+    """AWS Marketplace did not add the version: the change set failed (every error listed)."""
+
+
 class TransientAwsError(PipelineError):
     """Throttling or a 5xx from AWS after the SDK's own retries; the state machine retries."""
 

@@ -103,7 +103,7 @@ class ReleaseWaitingDetail(_Detail):
 class ReleaseStageChangedDetail(_Detail):
     """A release entered a stage (raised by the state machine, best effort)."""
 
-    stage: Literal["CopyToPublishingRegion", "ScanImages", "AwaitValidation"]
+    stage: Literal["CopyToPublishingRegion", "ScanImages", "AwaitValidation", "ListVersion"]
     product: str
     version: str
     release_uri: str | None = Field(description="s3:// URI of the release file; null for an inline release")
@@ -144,10 +144,21 @@ MODEL_PACKAGE_FIELDS = ("model_package_arn", "model_package_name", "model_packag
 ALGORITHM_FIELDS = ("algorithm_arn", "algorithm_name", "algorithm_action")
 
 
+class AnnouncedListing(_Detail):
+    """The version added to the seller's Marketplace product: added, not yet public (AWS
+    Marketplace reviews and publishes the version)."""
+
+    product_id: str
+    version_title: str
+    change_set_id: str | None = Field(description="Null when the product had this version already")
+    change_set_arn: str | None
+    already_listed: bool
+
+
 class ReleaseReadyDetail(_Detail):
     """A release is validated and ready to list on AWS Marketplace."""
 
-    only_when_set = (*MODEL_PACKAGE_FIELDS, *ALGORITHM_FIELDS, "source_algorithm_arn")
+    only_when_set = (*MODEL_PACKAGE_FIELDS, *ALGORITHM_FIELDS, "source_algorithm_arn", "listing")
 
     product: str
     version: str
@@ -162,6 +173,8 @@ class ReleaseReadyDetail(_Detail):
     source_algorithm_arn: str | None = Field(
         default=None, description="For a model package built from an algorithm: the algorithm it is built on"
     )
+    listed: bool = Field(default=False, description="The version was added to the Marketplace product (listing)")
+    listing: AnnouncedListing | None = Field(default=None, description="With a listing: the change set that added it")
     fingerprint: str = Field(description="Hash of the spec and every pinned digest and ETag")
     images: list[AnnouncedImage]
     artifacts: list[AnnouncedArtifact]

@@ -503,6 +503,66 @@ def _as_section(schema: dict[str, Any]) -> None:
     schema.update(next((option for option in options if option.get("type") != "null"), {}))
 
 
+HTTPS_URL_RE = re.compile(r"^https://\S{1,1990}$")
+ACCESS_ROLE_RE = re.compile(r"^arn:aws:iam::\d{12}:role(/[A-Za-z0-9_+=,.@-]+)?$")
+INSTANCE_TYPE_RE = re.compile(r"^\S{1,24}$")
+
+
+class ListingSample(_Spec):
+    """A sample input or output shown to buyers: text or a URL, for real-time and/or batch use
+    (at least one)."""
+
+    realtime_inference_text: str | None = Field(default=None, max_length=10000)
+    realtime_inference_url: str | None = Field(default=None, max_length=2000, pattern=r"^https://\S+$")
+    batch_transform_text: str | None = Field(default=None, max_length=10000)
+    batch_transform_url: str | None = Field(default=None, max_length=2000, pattern=r"^https://\S+$")
+
+    @model_validator(mode="after")
+    def _one_at_least(self) -> ListingSample:
+        if not any(self.model_dump().values()):
+            raise ValueError("give at least one of realtime_inference_text/_url, batch_transform_text/_url")
+        return self
+
+
+class ListingParameter(_Spec):
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field(min_length=1, max_length=1000)
+    constraints: str | None = Field(default=None, min_length=1, max_length=1500)
+    required: bool | None = Field(default=None, description="Inputs only")
+    always_returned: bool | None = Field(default=None, description="Outputs only")
+
+
+class ListingData(_Spec):
+    description: str = Field(min_length=1, max_length=10000)
+    limitations: str | None = Field(default=None, min_length=1, max_length=1000, description="Inputs only")
+    sample: ListingSample
+    parameters: list[ListingParameter] = Field(default_factory=list, max_length=35)
+
+
+class RecommendedInstanceTypes(_Spec):
+    batch_transform: str = Field(pattern=INSTANCE_TYPE_RE.pattern)
+    realtime_inference: str = Field(pattern=INSTANCE_TYPE_RE.pattern)
+    training: str | None = Field(default=None, pattern=INSTANCE_TYPE_RE.pattern, description="Algorithms only")
+
+
+class Listing(_Spec):
+    """The version this release adds to the seller's Marketplace product (Catalog API
+    AddDeliveryOptions on MachineLearningProduct@1.0), once SageMaker validated it."""
+
+    product_id: str = Field(min_length=1, max_length=255, pattern=r"^[a-zA-Z0-9-]+$")
+    version_title: str | None = Field(default=None, min_length=1, max_length=64, description="Default: product.version")
+    release_notes: str = Field(min_length=1, max_length=30000)
+    access_role_arn: str = Field(
+        pattern=ACCESS_ROLE_RE.pattern, description="The role AWS Marketplace assumes to read the SageMaker resource"
+    )
+    usage_instructions: str = Field(min_length=1, max_length=10000)
+    sample_notebook_url: str = Field(pattern=HTTPS_URL_RE.pattern)
+    repository_url: str = Field(pattern=HTTPS_URL_RE.pattern)
+    input: ListingData
+    output: ListingData
+    recommended_instance_types: RecommendedInstanceTypes
+
+
 ALGORITHM_ARN_RE = re.compile(
     r"^arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):algorithm/"
     r"(?P<name>[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62})$"
@@ -561,6 +621,9 @@ class ReleaseSpec(_Spec):
     # Required unless source_algorithm: the schema for editors shows it as the section it is.
     inference: Inference | None = Field(default=None, validate_default=True, json_schema_extra=_as_section)
     validation: Validation
+    listing: Listing | None = Field(
+        default=None, description="Add the validated version to the seller's Marketplace product (Catalog API)"
+    )
 
     @field_validator("source_algorithm")
     @classmethod
@@ -777,7 +840,8 @@ _LATER_SECTIONS = (("training",), ("validation", "training"), ("source_algorithm
 
 def canonical_json(spec: ReleaseSpec) -> str:
     """A stable rendering of the spec, used for fingerprints."""
-    document = spec.model_dump(mode="json")
+    # The listing is not what is published: new release notes list the same package again.
+    document = spec.model_dump(mode="json", exclude={"listing"})
     for *parents, key in _LATER_SECTIONS:
         holder = document
         for parent in parents:

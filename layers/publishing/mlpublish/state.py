@@ -202,6 +202,26 @@ class ValidationProgress(_State):
     image_scan_statuses: list[StatusItem] = []
 
 
+class ListingProgress(_State):
+    """Where adding the version to the Marketplace product stands (Catalog API change set)."""
+
+    status: str = Field(description="NONE before a change set; PREPARING|APPLYING|SUCCEEDED|FAILED|CANCELLED")
+    attempt: int = 0
+    wait_seconds: int = 0
+    product_id: str = ""
+    version_title: str = ""
+    change_set_id: str | None = None
+    change_set_arn: str | None = None
+    already_listed: bool = Field(default=False, description="The product had a version of this resource already")
+
+
+class ListVersionInput(_State):
+    release: Release
+    resource_arn: str
+    listing: ListingProgress
+    execution: str
+
+
 class ImageScanResult(_State):
     repository: str
     digest: str

@@ -19,7 +19,7 @@ from typing import Any
 
 # In the order a release passes them; the names are those a failure's ``stage`` uses. ScanImages
 # runs until validation begins, so it includes creating the model package (seconds).
-STAGES = ("ResolveRelease", "CopyToPublishingRegion", "ScanImages", "AwaitValidation")
+STAGES = ("ResolveRelease", "CopyToPublishingRegion", "ScanImages", "AwaitValidation", "ListVersion")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ _LABELS = {
     "CopyToPublishingRegion": "copy",
     "ScanImages": "scan",
     "AwaitValidation": "validation",
+    "ListVersion": "listing",
 }
 
 
