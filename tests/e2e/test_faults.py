@@ -32,7 +32,7 @@ OPERATIONS = [
     ("ecr", "DescribeRepositories"), ("ecr", "GetDownloadUrlForLayer"), ("ecr", "InitiateLayerUpload"),
     ("ecr", "PutImage"), ("ecr", "StartImageScan"), ("ecr", "UploadLayerPart"), ("events", "PutEvents"),
     ("lambda", "Invoke"), ("s3", "CopyObject"), ("s3", "CreateBucket"), ("s3", "GetBucketPolicy"),
-    ("s3", "PutBucketPolicy"), ("s3", "GetObject"), ("s3", "HeadBucket"), ("s3", "PutObject"),
+    ("s3", "PutBucketPolicy"), ("s3", "GetObject"), ("s3", "HeadBucket"), ("s3", "ListObjectsV2"), ("s3", "PutObject"),
     ("s3", "HeadObject"), ("s3", "PutBucketEncryption"), ("s3", "PutBucketLifecycleConfiguration"),
     ("s3", "PutBucketTagging"), ("s3", "PutPublicAccessBlock"), ("sagemaker", "CreateModelPackage"),
     ("sagemaker", "DescribeModelPackage"), ("sns", "Publish"), ("states", "DescribeExecution"),
