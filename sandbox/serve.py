@@ -20,6 +20,7 @@ import shlex
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -106,8 +107,11 @@ def serve(options: RunOptions, port: int, out: TextIO, *, as_json: bool = False)
         else:
             out.write(render(info))
         out.flush()
+        # Not signal.pause(): a signal that lands between Python's check for pending signals and
+        # the pause() call is consumed by the C handler and pause() then waits forever. A
+        # bounded sleep returns, and the stop handler runs at the next bytecode.
         while True:
-            signal.pause()
+            time.sleep(0.5)
 
 
 def describe(sandbox: Sandbox) -> dict[str, Any]:

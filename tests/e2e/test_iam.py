@@ -33,10 +33,14 @@ FROM_ALGORITHM = ROOT / "events" / "release.from-algorithm.yaml"
 LISTED = "listed"  # the example with a listing section, written by the fixture
 PRODUCT = "prod-acmesentiment01"
 SCENARIOS = [
-    # An algorithm, then a model package built on it (CreateAlgorithm, DescribeAlgorithm twice).
-    {"trigger": "ecr-push", "release": ALGORITHM, "then_package": FROM_ALGORITHM},
-    # A listing: the version is added to the seller's product (the Catalog API, us-east-1).
-    {"trigger": "ecr-push", "release": LISTED, "catalog_products": {PRODUCT: ("ml.m5.large", "ml.c5.xlarge")}},
+    # An algorithm, listed in the seller's product (the Catalog API, us-east-1), then a model
+    # package built on it (CreateAlgorithm, DescribeAlgorithm in ResolveRelease and CheckValidation).
+    {
+        "trigger": "ecr-push",
+        "release": LISTED,
+        "then_package": FROM_ALGORITHM,
+        "catalog_products": {PRODUCT: ("ml.m5.large", "ml.m5.xlarge", "ml.m5.2xlarge")},
+    },
     {"trigger": "ecr-push", "repeat": True},
     # As a seller deploys it for upload triggers: the artifact bucket is watched.
     {"trigger": "s3-upload", "repeat": True, "parameter_overrides": {"WatchedBuckets": "acme-ml-artifacts"}},
@@ -88,7 +92,7 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """IAM actions per function logical id, over every scenario."""
     image = write_layout(tmp_path_factory.mktemp("image"), "oci").path
     listed = tmp_path_factory.mktemp("releases") / "listed.yaml"
-    document = yaml.safe_load(EXAMPLE.read_text())
+    document = yaml.safe_load(ALGORITHM.read_text())
     document["listing"] = {
         "product_id": PRODUCT,
         "release_notes": "Scores English reviews.",
@@ -98,7 +102,11 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         "repository_url": "https://github.com/acme/sentiment",
         "input": {"description": "Reviews.", "sample": {"batch_transform_text": "great"}},
         "output": {"description": "Scores.", "sample": {"batch_transform_text": "0.9"}},
-        "recommended_instance_types": {"batch_transform": "ml.m5.large", "realtime_inference": "ml.m5.large"},
+        "recommended_instance_types": {
+            "batch_transform": "ml.m5.large",
+            "realtime_inference": "ml.m5.large",
+            "training": "ml.m5.xlarge",
+        },
     }
     listed.write_text(yaml.safe_dump(document))
     recorded: dict[str, set[str]] = defaultdict(set)
