@@ -45,6 +45,16 @@ def emitted_metrics() -> set[str]:
     return names
 
 
+def topic_publishers(template: dict[str, Any]) -> list[Any]:
+    """Every aws:SourceArn the notification topic's policy lets publish (both sides of each Fn::If)."""
+    policy = template["Resources"]["NotificationTopicPolicy"]["Properties"]["PolicyDocument"]
+    return [
+        arn
+        for statement in policy["Statement"]
+        for arn in branches(statement.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn", []))
+    ]
+
+
 def powertools(template: dict[str, Any]) -> tuple[str, str]:
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     return variables["POWERTOOLS_METRICS_NAMESPACE"], variables["POWERTOOLS_SERVICE_NAME"]
@@ -116,13 +126,7 @@ def test_given_a_release_waiting_event_then_the_waiting_rule_matches_it_and_its_
     for path in target["InputTransformer"]["InputPathsMap"].values():
         assert path.startswith("$.detail.")
         assert path.removeprefix("$.detail.") in detail
-    policy = template["Resources"]["NotificationTopicPolicy"]["Properties"]["PolicyDocument"]
-    sources = [
-        arn
-        for statement in policy["Statement"]
-        for arn in branches(statement.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn", []))
-    ]
-    assert {"Fn::GetAtt": ["ReleaseWaitingRule", "Arn"]} in sources
+    assert {"Fn::GetAtt": ["ReleaseWaitingRule", "Arn"]} in topic_publishers(template)
 
 
 def test_given_a_stage_change_event_then_the_optional_stage_rule_matches_it_and_its_message_paths_exist(
@@ -143,13 +147,7 @@ def test_given_a_stage_change_event_then_the_optional_stage_rule_matches_it_and_
     for path in target["InputTransformer"]["InputPathsMap"].values():
         assert path.startswith("$.detail.")
         assert path.removeprefix("$.detail.") in detail
-    policy = template["Resources"]["NotificationTopicPolicy"]["Properties"]["PolicyDocument"]
-    sources = [
-        arn
-        for statement in policy["Statement"]
-        for arn in branches(statement.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn", []))
-    ]
-    assert {"Fn::GetAtt": ["ReleaseStageRule", "Arn"]} in sources
+    assert {"Fn::GetAtt": ["ReleaseStageRule", "Arn"]} in topic_publishers(template)
 
 
 def test_given_the_dashboard_then_its_body_is_json_and_shows_only_metrics_and_alarms_the_stack_has(
