@@ -155,6 +155,13 @@ def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
     catalog.add_argument(
         "--catalog-minutes", type=float, default=10.0, help="virtual minutes a change set takes (default: %(default)s)"
     )
+    parser.add_argument(
+        "--service-events",
+        choices=["delivered", "lost"],
+        default="delivered",
+        help="AWS's state-change events for validation and change sets: delivered (as on AWS) or lost (every wait "
+        "then ends at its 30-minute fallback look) (default: %(default)s)",
+    )
 
 
 def catalog_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,6 +171,7 @@ def catalog_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "catalog_products": dict(parse_catalog_product(text) for text in args.catalog_product),
         "catalog_minutes": args.catalog_minutes,
+        "service_events": args.service_events,
     }
 
 

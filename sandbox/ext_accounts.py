@@ -242,7 +242,10 @@ class CrossAccountAccess(Extension):
             if ":role/" in sender
             else sender
         )
-        if bus is None or not grants(bus.policy, caller, "events:PutEvents", arn):
+        # In the rule's own account the target's role decides (the sandbox does not evaluate its
+        # policy); another account's bus must grant the sender in its resource policy.
+        same_account = account == rule.account_id
+        if bus is None or (not same_account and not grants(bus.policy, caller, "events:PutEvents", arn)):
             message = f"rule {rule.arn} could not put an event on {arn}: " + (
                 "no such bus" if bus is None else denial(caller, "events:PutEvents", arn)
             )

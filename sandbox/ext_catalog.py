@@ -38,6 +38,12 @@ What it emulates
   (Versions[].Sources, DeliveryOptions[].Id, …, as the entitytype shapes [SHAPES] lay them
   out) and the new instance types become Dimensions. RestrictDeliveryOptions makes delivery
   options ``Restricted``; at least one version must stay unrestricted [API-ml-add].
+* When a change set ends, the Catalog's event goes to the default bus of us-east-1 in the
+  seller's account: source ``aws.marketplacecatalog``, detail-type ``Change Set Succeeded``,
+  ``Change Set Failed`` or ``Change Set Cancelled``, resources the change set's ARN, detail
+  {requestId, Catalog, ChangeSetId, ChangeSetName, StartTime, EndTime} and no error details
+  (the Catalog API reference's notification examples; a consumer describes the set for its
+  errors). ``emit_events=False`` loses them, as a broken delivery would.
 * ``ChangeSetOutcome`` sets the virtual minutes and can force a failure (CLIENT_ERROR with
   given error details, or SERVER_FAULT) per product, as ``ValidationOutcome`` does for
   SageMaker.
@@ -106,6 +112,7 @@ from moto import backend_index
 from moto import backends as moto_backends
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult, BaseResponse
+from moto.events.models import events_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sagemaker.models import sagemaker_backends
 
@@ -308,6 +315,7 @@ class ChangeSet:
     failure_code: str | None = None
     failure_description: str | None = None
     errors: list[list[dict[str, str]]] = field(default_factory=list)
+    announced: bool = False  # its end event was sent
 
     @property
     def arn(self) -> str:
@@ -390,8 +398,10 @@ class CatalogExtension(Extension):
         default_outcome: ChangeSetOutcome | None = None,
         *,
         sagemaker: Any | None = None,
+        emit_events: bool = True,
     ) -> None:
         self.clock = clock
+        self.emit_events = emit_events
         self.default_outcome = default_outcome or ChangeSetOutcome()
         self.sagemaker = sagemaker
         self._outcomes: dict[str, ChangeSetOutcome] = {}
@@ -497,7 +507,33 @@ class CatalogExtension(Extension):
             state.change_sets[change_set.id] = change_set
             if token:
                 state.tokens[token] = change_set.id
+        ends = change_set.start + dt.timedelta(seconds=change_set.outcome.total_seconds)
+        self.clock.schedule(ends, lambda: self._announce(change_set))
         return {"ChangeSetId": change_set.id, "ChangeSetArn": change_set.arn}
+
+    def _announce(self, change_set: ChangeSet) -> None:
+        """The Catalog's event for a change set that ended (once: a cancelled set announced itself)."""
+        with self._lock:
+            self._refresh(change_set)
+            if change_set.running or change_set.announced or not self.emit_events:
+                return
+            change_set.announced = True
+            detail = {
+                "requestId": str(uuid.uuid4()),
+                "Catalog": CATALOG,
+                "ChangeSetId": change_set.id,
+                "ChangeSetName": change_set.name or "",
+                "StartTime": _iso(change_set.start),
+                "EndTime": _iso(change_set.end or self.clock.now()),
+            }
+            entry = {
+                "Source": "aws.marketplacecatalog",
+                "DetailType": f"Change Set {change_set.status.capitalize()}",
+                "Resources": [change_set.arn],
+                "Detail": json.dumps(detail),
+                "EventBusName": "default",
+            }
+        events_backends[change_set.account][REGION].put_events([entry])
 
     def describe_change_set(self, account: str, params: Mapping[str, Any]) -> dict[str, Any]:
         _check_request("DescribeChangeSet", params)
@@ -518,7 +554,8 @@ class CatalogExtension(Extension):
             if change_set.status != "PREPARING":
                 raise ValidationException(f"Change set {change_set.id} has ended ({change_set.status}).")
             change_set.status, change_set.end = "CANCELLED", self.clock.now()
-            return {"ChangeSetId": change_set.id, "ChangeSetArn": change_set.arn}
+        self._announce(change_set)
+        return {"ChangeSetId": change_set.id, "ChangeSetArn": change_set.arn}
 
     def list_change_sets(self, account: str, params: Mapping[str, Any]) -> dict[str, Any]:
         _check_request("ListChangeSets", params)

@@ -201,6 +201,8 @@ class LambdaWorkers(Extension):
         self._zygote: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._log: Any = None
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
 
     # ------------------------------------------------------------------ set-up
     def register(self, function_name: str, short_name: str, code_dir: Path) -> None:
@@ -294,8 +296,20 @@ class LambdaWorkers(Extension):
         if deployed is None:
             message = f"no code is registered for {function.function_name}"
             return _error_payload("Sandbox.NoLocalCode", message), True, ""
-        with self._slots or contextlib.nullcontext():
-            return self._invoke_in_environment(function, deployed, _as_event(event), request_id)
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            with self._slots or contextlib.nullcontext():
+                return self._invoke_in_environment(function, deployed, _as_event(event), request_id)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+
+    @property
+    def in_flight(self) -> int:
+        """Invocations running or waiting for a slot now."""
+        with self._in_flight_lock:
+            return self._in_flight
 
     def _invoke_in_environment(
         self, function: LambdaFunction, deployed: _Deployed, event: Any, request_id: str

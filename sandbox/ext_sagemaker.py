@@ -41,8 +41,17 @@ containers; an image used for both once). No training runs: with a ``local`` val
 algorithm's run says it was not run (the real validation under runc does not run ``train``
 yet) and the virtual outcome decides. DescribeAlgorithm has no ProductId (Marketplace sets it
 once listed); DeleteAlgorithm removes at once (SageMaker passes through ``Deleting``); Tags
-are kept with the request but ListTags does not see them; no "SageMaker Algorithm State
-Change" event is emitted.
+are kept with the request but ListTags does not see them.
+
+State-change events: SageMaker sends "SageMaker Model Package State Change" (documented, with a
+sample for a versioned package) and "SageMaker Algorithm State Change" (listed; its detail's
+fields are unconfirmed beyond AlgorithmArn, AlgorithmName, AlgorithmDescription,
+CertifyForMarketplace) to the default bus of the resource's region. Whether SageMaker sends
+them for unversioned (Marketplace) packages is unconfirmed. The sandbox sends both, on the
+virtual clock: when validation starts (InProgress) and when it ends, the end twice (EventBridge
+may deliver duplicates); a package's detail mirrors DescribeModelPackage as the sample does, an
+algorithm's has only the confirmed fields (no status), so a consumer must describe it.
+``emit_events=False`` loses them all, as a missing or broken delivery would.
 
 Confirmed for SageMaker: the shapes, enums and limits (botocore 1.44.5); the validation
 message format (aws/amazon-sagemaker-examples#4843); "ARN should be scoped to correct region:
@@ -62,6 +71,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import re
 import threading
 import time
@@ -72,6 +82,7 @@ from typing import Any
 from unittest.mock import patch
 
 from moto.core.responses import ActionResult, EmptyResult
+from moto.events.models import events_backends
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
@@ -196,8 +207,10 @@ class SageMakerValidation(Extension):
         local: Callable[[Any], LocalRun] | None = None,
         block_seconds: float = 20.0,
         stopping: threading.Event | None = None,
+        emit_events: bool = True,
     ) -> None:
         self.clock = clock
+        self.emit_events = emit_events
         self.default_outcome = default_outcome or ValidationOutcome()
         self.local = local
         self.block_seconds = block_seconds
@@ -404,11 +417,76 @@ class SageMakerValidation(Extension):
             run.done.set()
             self.local_runs[algorithm.arn] = run
         self._refresh_algorithm(algorithm)
+        detail = self._algorithm_detail(algorithm)
+        self._schedule_state_events(algorithm.arn, "SageMaker Algorithm State Change", detail)
 
     def _refresh_algorithm(self, algorithm: Algorithm) -> None:
         status = self._status(algorithm.arn)
         if status is not None:
             algorithm.status, algorithm.status_details = status
+
+    # ------------------------------------------------------------ state-change events
+    def _schedule_state_events(self, arn: str, detail_type: str, detail: Callable[[], dict[str, Any]]) -> None:
+        """SageMaker's events for a tracked resource: when validation starts and when it ends."""
+        with self._lock:
+            tracked = self._tracked.get(arn)
+        if tracked is None or not self.emit_events:
+            return
+        outcome = tracked.outcome
+        starts = tracked.created_at + dt.timedelta(seconds=outcome.pending_seconds)
+        ends = starts + dt.timedelta(seconds=outcome.in_progress_seconds)
+        self.clock.schedule(starts, lambda: self._emit(arn, detail_type, detail))
+        self.clock.schedule(ends, lambda: self._emit_at_end(arn, detail_type, detail))
+
+    def _emit_at_end(self, arn: str, detail_type: str, detail: Callable[[], dict[str, Any]]) -> None:
+        local = self.local_runs.get(arn)
+        if local is not None and not local.done.is_set():  # SageMaker ends when the real job does
+
+            def later() -> None:
+                if local.done.wait(600.0):
+                    self._emit_at_end(arn, detail_type, detail)
+
+            threading.Thread(target=later, name=f"events-{arn.rsplit('/', 1)[-1]}", daemon=True).start()
+            return
+        for _ in range(2):  # EventBridge may deliver an event more than once
+            self._emit(arn, detail_type, detail)
+
+    def _emit(self, arn: str, detail_type: str, detail: Callable[[], dict[str, Any]]) -> None:
+        _, _, _, region, account, _ = arn.split(":", 5)
+        with self._lock:
+            if arn not in self._tracked:
+                return  # deleted meanwhile
+        entry = {"Source": "aws.sagemaker", "DetailType": detail_type, "Resources": [arn], "EventBusName": "default"}
+        events_backends[account][region].put_events([{**entry, "Detail": json.dumps(detail(), default=_iso)}])
+
+    def _package_detail(self, package: Any) -> Callable[[], dict[str, Any]]:
+        def detail() -> dict[str, Any]:
+            self._refresh(package)
+            return {
+                "ModelPackageName": package.model_package_name,
+                "ModelPackageArn": package.arn,
+                "CreationTime": _iso(package.creation_time),
+                "ModelPackageStatus": package.model_package_status,
+                "ModelPackageStatusDetails": copy.deepcopy(package.model_package_status_details),
+                "CertifyForMarketplace": bool(package.certify_for_marketplace),
+                "LastModifiedTime": _iso(self.clock.now()),
+            }
+
+        return detail
+
+    @staticmethod
+    def _algorithm_detail(algorithm: Algorithm) -> Callable[[], dict[str, Any]]:
+        def detail() -> dict[str, Any]:
+            found = {
+                "AlgorithmName": algorithm.name,
+                "AlgorithmArn": algorithm.arn,
+                "CertifyForMarketplace": bool(algorithm.request.get("CertifyForMarketplace", False)),
+            }
+            if algorithm.request.get("AlgorithmDescription"):
+                found["AlgorithmDescription"] = algorithm.request["AlgorithmDescription"]
+            return found
+
+        return detail
 
     def _existing_unversioned(
         self, backend: SageMakerModelBackend, name: str | None, request: Mapping[str, Any]
@@ -445,6 +523,7 @@ class SageMakerValidation(Extension):
         if self.local is not None and profiles:
             self._start_local(package)
         self._refresh(package)
+        self._schedule_state_events(package.arn, "SageMaker Model Package State Change", self._package_detail(package))
 
     def _start_local(self, package: Any) -> None:
         assert self.local is not None
@@ -563,6 +642,13 @@ def _algorithms(backend: SageMakerModelBackend) -> dict[str, Algorithm]:
     them, so that they go when moto resets its backends."""
     store: dict[str, Algorithm] = backend.__dict__.setdefault(_STORE, {})
     return store
+
+
+def _iso(value: Any) -> str:
+    """Event times as EventBridge's samples write them (``2021-02-24T17:00:14Z``)."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
 
 
 def _utc(value: Any) -> dt.datetime | None:

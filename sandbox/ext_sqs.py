@@ -71,6 +71,11 @@ class EventSourcePoller(Extension):
             if not self._condition.wait_for(lambda: not self._pending and not self._busy, timeout):
                 raise TimeoutError(f"SQS event source mappings still busy after {timeout} s")
 
+    def busy(self) -> bool:
+        """Whether messages wait for delivery or a function is handling some now."""
+        with self._condition:
+            return bool(self._pending or self._busy)
+
     def _schedule(self, queue: Queue, mappings: dict[str, Any]) -> None:
         with self._condition:
             self._pending.append((queue, mappings))

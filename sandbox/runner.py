@@ -103,6 +103,8 @@ class RunOptions:
     # with the instance types it has prices for; the virtual minutes a change set takes.
     catalog_products: dict[str, tuple[str, ...]] = field(default_factory=dict)
     catalog_minutes: float = 10.0
+    # SageMaker's and the Catalog's state-change events: delivered, or lost (the waits' fallback).
+    service_events: Literal["delivered", "lost"] = "delivered"
 
 
 class NothingStarted(RuntimeError):
@@ -182,9 +184,13 @@ class Sandbox:
             ),
             local=local,
             stopping=stopping,
+            emit_events=options.service_events == "delivered",
         )
         self.catalog = CatalogExtension(
-            self.clock, ChangeSetOutcome(minutes=options.catalog_minutes), sagemaker=self.sagemaker
+            self.clock,
+            ChangeSetOutcome(minutes=options.catalog_minutes),
+            sagemaker=self.sagemaker,
+            emit_events=options.service_events == "delivered",
         )
         self.events = WholeEventTargets()
         self.poller = EventSourcePoller()
@@ -254,6 +260,13 @@ class Sandbox:
                     faults=self.options.lambda_faults,
                 )
                 self.server.observers += [self.lambdas.observe, self.api_faults.observe]
+                # A task-token wait lets virtual time jump only while nothing else works.
+                workers = self.lambdas
+                self.clock.busy[:] = [
+                    lambda: workers.in_flight > 0,
+                    self.poller.busy,
+                    lambda: any(not run.done.is_set() for run in list(self.sagemaker.local_runs.values())),
+                ]
                 for extension in (
                     self.clock,
                     self.lambdas,

@@ -181,7 +181,10 @@ def clean_scan(image: dict[str, Any]) -> None:
 
 
 def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_needs(
-    seller: dict[str, Any], lambda_context: FakeLambdaContext, capsys: pytest.CaptureFixture[str]
+    seller: dict[str, Any],
+    stack_env: pytest.MonkeyPatch,
+    lambda_context: FakeLambdaContext,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     release = load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
 
@@ -224,18 +227,34 @@ def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_nee
 
     assert (resource["name"], resource["action"]) == (release["resource_name"], "created")
 
-    validation = load_handler("check_validation")(
+    stack_env.setenv("WAIT_TABLE", "waits")
+    stack_env.setenv("FORWARDING_RULE_NAME", "mlpublish-waits-test")
+    stack_env.setenv("FORWARDING_ROLE_ARN", f"arn:aws:iam::{ACCOUNT}:role/forwarding")
+    boto3.client("dynamodb", region_name=SOURCE_REGION).create_table(
+        TableName="waits",
+        AttributeDefinitions=[{"AttributeName": "resource", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "resource", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    watched = load_handler("watch")(
         {
-            "arn": resource["arn"],
-            "attempt": 0,
-            "elapsed_seconds": 0,
-            "timeout_minutes": release["spec"]["validation"]["timeout_minutes"],
-            "publishing_region": PUBLISHING_REGION,
+            "task_token": "token-of-the-validation-wait",
+            "validation": {
+                "arn": resource["arn"],
+                "attempt": 0,
+                "elapsed_seconds": 0,
+                "timeout_minutes": release["spec"]["validation"]["timeout_minutes"],
+                "publishing_region": PUBLISHING_REGION,
+            },
         },
         lambda_context,
     )
 
+    # moto's package is Completed at once: the watch's own look ends the wait.
+    validation = watched["outcome"]["output"]
     assert (validation["status"], validation["wait_seconds"]) == ("Completed", 0)
+    rules = boto3.client("events", region_name=PUBLISHING_REGION).list_rules(NamePrefix="mlpublish-waits-test")
+    assert [rule["Name"] for rule in rules["Rules"]] == ["mlpublish-waits-test"]
 
     state = {
         **sample_event("manual-start.json"),

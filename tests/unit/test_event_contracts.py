@@ -46,10 +46,10 @@ from mlpublish.state import (
     AnnouncementInput,
     BlobCopied,
     BlobRef,
-    CheckValidationInput,
     CopyArtifactsInput,
     CreateModelPackageInput,
     ImagePlan,
+    ListingProgress,
     PinSet,
     PlanImageInput,
     PutManifestInput,
@@ -67,6 +67,7 @@ from mlpublish.trigger import (
     releases_for_push,
     releases_for_upload,
 )
+from mlpublish.waits import Watch
 
 pytestmark = pytest.mark.unit
 
@@ -313,14 +314,32 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
             CreateModelPackageInput,
             {"release": state["release"], "images": state["copied"]["images"]},
         ),
-        "CheckValidation": (
-            CheckValidationInput,
+        "AwaitValidation": (
+            Watch,
             {
-                "arn": state["resource"]["arn"],
-                "attempt": state["validation"]["attempt"],
-                "elapsed_seconds": state["validation"]["elapsed_seconds"],
-                "timeout_minutes": state["release"]["spec"]["validation"]["timeout_minutes"],
-                "publishing_region": region,
+                "validation": {
+                    "arn": state["resource"]["arn"],
+                    "attempt": state["validation"]["attempt"],
+                    "elapsed_seconds": state["validation"]["elapsed_seconds"],
+                    "timeout_minutes": state["release"]["spec"]["validation"]["timeout_minutes"],
+                    "publishing_region": region,
+                },
+                "listing": None,
+            },
+        ),
+        "AwaitListing": (
+            Watch,
+            {
+                "validation": None,
+                "listing": ListingProgress(
+                    status="PREPARING",
+                    attempt=1,
+                    wait_seconds=1800,
+                    product_id="prod-x",
+                    version_title="1.2.0",
+                    change_set_id="cs-1",
+                    change_set_arn=f"arn:aws:aws-marketplace:us-east-1:{ACCOUNT}:AWSMarketplace/ChangeSet/cs-1",
+                ).model_dump(mode="json"),
             },
         ),
         "BuildAnnouncement": (

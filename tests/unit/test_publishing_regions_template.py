@@ -107,7 +107,8 @@ def test_given_the_derived_publishing_buckets_then_every_grant_on_them_is_bounde
         ("PutManifestFunction", "ecr:PutImage"),
         ("ScanImagesFunction", "ecr:StartImageScan"),
         ("CreateModelPackageFunction", "sagemaker:CreateModelPackage"),
-        ("CheckValidationFunction", "sagemaker:DescribeModelPackage"),
+        ("WatchFunction", "sagemaker:DescribeModelPackage"),
+        ("EndWaitFunction", "sagemaker:DescribeAlgorithm"),
     ],
 )
 def test_given_what_is_done_in_a_publishing_region_then_it_is_allowed_in_each_allowed_region_only(

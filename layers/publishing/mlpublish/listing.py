@@ -4,10 +4,12 @@ AWS Marketplace product with the Catalog API, and the change set is followed unt
 One change, ``AddDeliveryOptions`` on ``MachineLearningProduct@1.0``, its DetailsDocument
 from the release file's ``listing`` section (marketplace-facts.md §6, [API-ml-add]); Intent
 APPLY. The Catalog API is called in us-east-1 whatever the publishing region. A change set
-takes minutes to hours; it is polled with back-off, and a failed one raises ListingFailed with
-every ErrorDetailList entry. A product that already has a version of this resource (a re-run)
-is not changed again. The ClientRequestToken is derived from the execution, so a retried
-invocation never starts a second change set, and a new execution (after a failure) may.
+takes minutes to hours; the state machine waits for the Catalog's change-set event and looks
+again every ``WAIT_FALLBACK_SECONDS`` if none comes (:mod:`mlpublish.waits`), and a failed
+one raises ListingFailed with every ErrorDetailList entry. A product that already has a
+version of this resource (a re-run) is not changed again. The ClientRequestToken is derived
+from the execution, so a retried invocation never starts a second change set, and a new
+execution (after a failure) may.
 """
 
 from __future__ import annotations
@@ -20,14 +22,11 @@ from botocore.exceptions import ClientError
 from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import ListingFailed
 from mlpublish.release import Listing, ListingData, ListingSample
-from mlpublish.state import ListingProgress, Release
+from mlpublish.state import WAIT_FALLBACK_SECONDS, ListingProgress, Release
 
 CATALOG = "AWSMarketplace"
 CATALOG_REGION = "us-east-1"
 ENTITY_TYPE = "MachineLearningProduct@1.0"
-# Change sets run "a few minutes to several hours" [API-ml-add]: look after 1, 2, 5 minutes,
-# then every 10, then every 30.
-LISTING_WAITS = (60, 120, 300, 600, 600, 1800)
 ENDED = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 
@@ -158,11 +157,16 @@ def list_version(
         return ListingProgress(
             status="PREPARING",
             attempt=1,
-            wait_seconds=LISTING_WAITS[0],
+            wait_seconds=WAIT_FALLBACK_SECONDS,
             change_set_id=started["ChangeSetId"],
             change_set_arn=started.get("ChangeSetArn"),
             **base,
         )
+    return follow_change_set(catalog, progress)
+
+
+def follow_change_set(catalog: Any, progress: ListingProgress) -> ListingProgress:
+    """Look at the started change set: raises ListingFailed with every error when it failed."""
     with transient_errors(f"describing change set {progress.change_set_id}"):
         described = catalog.describe_change_set(Catalog=CATALOG, ChangeSetId=progress.change_set_id)
     status = str(described.get("Status"))
@@ -183,5 +187,5 @@ def list_version(
             f"{progress.product_id} ended {status} ({failure}); {hint}:",
             reasons=reasons or [str(described.get("FailureDescription") or "no reason given")],
         )
-    wait = 0 if status == "SUCCEEDED" else LISTING_WAITS[min(progress.attempt, len(LISTING_WAITS) - 1)]
+    wait = 0 if status == "SUCCEEDED" else WAIT_FALLBACK_SECONDS
     return progress.model_copy(update={"status": status, "attempt": progress.attempt + 1, "wait_seconds": wait})

@@ -18,13 +18,19 @@ from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import ResourceConflict, ResourceRejected, ValidationFailed, ValidationTimedOut
 from mlpublish.preflight import channel_compression
 from mlpublish.release import TRAINING_IMAGE
-from mlpublish.state import PublishedImage, Release, ResourceResult, StatusItem, ValidationProgress
+from mlpublish.state import (
+    WAIT_FALLBACK_SECONDS,
+    PublishedImage,
+    Release,
+    ResourceResult,
+    StatusItem,
+    ValidationProgress,
+)
 
 # Polling backoff: validation runs batch transform jobs, which take several minutes to
 # start and tens of minutes to hours in all. The first look is after 5 minutes, then every
 # 15 minutes for the first hour (most validations end there, known at most 15 minutes
 # late), then every 30: two polls (six state transitions) an hour however long it takes.
-VALIDATION_WAITS = (300, 300, 600, 900, 900, 900, 1800)
 
 
 @dataclass(frozen=True)
@@ -368,7 +374,7 @@ def check_validation(
             "SageMaker console, then start the release again to keep waiting",
             reasons=failure_reasons(description),
         )
-    wait = VALIDATION_WAITS[min(attempt, len(VALIDATION_WAITS) - 1)]
+    wait = WAIT_FALLBACK_SECONDS
     return ValidationProgress(
         status=status,
         attempt=attempt + 1,

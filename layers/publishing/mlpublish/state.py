@@ -14,6 +14,9 @@ from typing_extensions import TypedDict
 from mlpublish.release import ImageRef, ReleaseSpec
 
 DOCKER_V2_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+#: How long a waiting task listens for the event that ends its wait before it polls once (its
+#: TimeoutSecondsPath reads ``wait_seconds``, which the polling functions set to this).
+WAIT_FALLBACK_SECONDS = 1800
 
 TriggerKind = Literal["ecr-push", "s3-upload", "release-upload", "manual"]
 
@@ -196,8 +199,8 @@ class StatusItem(_State):
 class ValidationProgress(_State):
     status: str
     attempt: int
-    wait_seconds: int
-    elapsed_seconds: int
+    wait_seconds: int = Field(description="How long the next wait listens for the event before it polls")
+    elapsed_seconds: int = Field(description="Seconds of validation waited for, the next wait included")
     validation_statuses: list[StatusItem] = []
     image_scan_statuses: list[StatusItem] = []
 
