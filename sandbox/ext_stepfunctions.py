@@ -1,4 +1,5 @@
-"""Step Functions calls other services as the state machine's role, in the stack's account.
+"""Step Functions calls other services as the state machine's role, in the stack's account;
+SendTaskFailure keeps its cause.
 
 moto 5.2.5's ASL interpreter makes its service calls (Lambda Invoke, ``sns:publish``,
 ``events:putEvents``, ``aws-sdk:*``) with a boto3 client signed by the access key "ak", which
@@ -8,6 +9,10 @@ This extension signs those clients with credentials of the state machine's role 
 session in the stack's account), as Step Functions does, so every call lands in that account;
 given the emulator's endpoint, the calls go over HTTP like everyone else's, so the emulator
 sees them (IAM audit, fault injection).
+
+moto 5.2.5's SendTaskFailure response drops the request's ``cause``: the task fails with the
+error name alone, so a Catch sees no Cause and a failure's reasons are lost. ``TaskFailureCause``
+passes it on, as Step Functions does.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from unittest.mock import patch
 import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
+from moto.core.responses import ActionResult, EmptyResult
 from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
 from moto.stepfunctions.parser.asl.utils import boto_client
+from moto.stepfunctions.responses import StepFunctionResponse
 
 from sandbox.extension import Extension
 
@@ -64,3 +71,16 @@ class StateMachineCredentials(Extension):
         for name, module in list(sys.modules.items()):
             if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is original:
                 stack.enter_context(patch.object(module, "boto_client_for", self.client_for))
+
+
+class TaskFailureCause(Extension):
+    """SendTaskFailure with its ``cause`` (moto keeps only the error name)."""
+
+    def _patch(self, stack: ExitStack) -> None:
+        def send_task_failure(response: StepFunctionResponse) -> ActionResult:
+            response.stepfunction_backend.send_task_failure(  # type: ignore[call-arg]  # the parser backend takes it
+                response._get_param("taskToken"), error=response._get_param("error"), cause=response._get_param("cause")
+            )
+            return EmptyResult()
+
+        stack.enter_context(patch.object(StepFunctionResponse, "send_task_failure", send_task_failure))

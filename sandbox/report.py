@@ -59,6 +59,13 @@ def _sns_messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+#: The states of each wait of the state machine, from its first to the choice that leaves it.
+WAITS = {
+    "validation": ("PrepareValidation", "AwaitValidation", "ValidationWaitedOut", "ValidationComplete"),
+    "listing": ("AwaitListing", "ListingWaitedOut", "ListingComplete"),
+}
+
+
 def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str) -> dict[str, Any]:
     notifications = _sns_messages(sandbox.drain("notifications"))
     events = sandbox.drain("events")
@@ -74,6 +81,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "notifications": notifications,
         "events": events,
         "state_transitions": 0,
+        "wait_transitions": {},
         "virtual_seconds": round(delivery.clock_after - delivery.clock_before, 3),
         "failure": None,
         "blobs_copied": 0,
@@ -102,6 +110,13 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         return report
     history = _history(sandbox, delivery.execution_arn)
     report["state_transitions"] = sum(1 for event in history if event["type"].endswith("StateEntered"))
+    entered = [
+        event.get("stateEnteredEventDetails", {}).get("name")
+        for event in history
+        if event["type"].endswith("StateEntered")
+    ]
+    # The state transitions each wait cost (task-token waits, their fallback looks, the choice after).
+    report["wait_transitions"] = {wait: sum(1 for name in entered if name in states) for wait, states in WAITS.items()}
     report["max_state_bytes"] = _largest_state(history)
     # How ResolveRelease told each image's OS: layer bytes read (0: remembered for its digest).
     report["os"] = [
