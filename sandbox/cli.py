@@ -149,8 +149,9 @@ def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ID[=TYPE,TYPE...]",
-        help="seed a MachineLearningProduct with this id in the seller's account, with prices for these instance "
-        "types (e.g. prod-abc123=ml.m5.large,ml.c5.xlarge); repeatable",
+        help="seed a MachineLearningProduct with this id in the seller's account, its public offer pricing these "
+        "instance types for batch transform and real-time inference, or these dimension keys (e.g. "
+        "prod-abc123=ml.m5.large,ml.m5.xlarge.a.t); repeatable",
     )
     catalog.add_argument(
         "--catalog-minutes", type=float, default=10.0, help="virtual minutes a change set takes (default: %(default)s)"

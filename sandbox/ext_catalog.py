@@ -2,11 +2,12 @@
 
 moto 5.2.5 has no marketplace-catalog service (no backend, no URL pattern; its
 meteringmarketplace backend owns the ``aws-marketplace`` signing name). This extension serves
-StartChangeSet, DescribeChangeSet, ListChangeSets, DescribeEntity and CancelChangeSet for the
-catalog ``AWSMarketplace``, to boto3 clients in process (mock_aws) and over the sandbox's HTTP
-endpoint alike, per account (the account of the request's credentials, as moto's own
-backends), in us-east-1 only. Products are seeded (:meth:`CatalogExtension.seed_product`),
-one ``MachineLearningProduct@1.0`` entity (and its public ``Offer@1.0``) per call.
+StartChangeSet, DescribeChangeSet, ListChangeSets, DescribeEntity, ListEntities (products and
+offers) and CancelChangeSet for the catalog ``AWSMarketplace``, to boto3 clients in process
+(mock_aws) and over the sandbox's HTTP endpoint alike, per account (the account of the
+request's credentials, as moto's own backends), in us-east-1 only. Products are seeded
+(:meth:`CatalogExtension.seed_product`), one ``MachineLearningProduct@1.0`` entity (and its
+public ``Offer@1.0``) per call.
 
 What it emulates
 * Requests are checked server-side against botocore's marketplace-catalog model (required
@@ -15,29 +16,43 @@ What it emulates
   Then the documented rules: Catalog ``AWSMarketplace``; Details or DetailsDocument, not both;
   no ChangeType twice on one entity in a set; an entity in a running change set is locked
   (ResourceInUseException, 423) [BC-mc]; ClientRequestToken makes StartChangeSet idempotent.
-* AddDeliveryOptions' DetailsDocument is checked against the MachineLearningProduct@1.0
-  shapes [SHAPES] with the API doc's required fields [API-ml-add]: every required field,
-  lengths, the URL and title patterns, RecommendedInstanceTypes ``^\\S{1,24}$``, no unknown
-  key (``SageMaker…DeliveryOptionDetails`` as [SHAPES] and the doc's AddDeliveryOptions
-  example spell it). These are refused at once with ValidationException.
+* AddDeliveryOptions' DetailsDocument is checked against the MachineLearningProduct@1.0 shapes
+  [SHAPES] with the API doc's required fields [API-ml-add]: every required field, lengths, the
+  URL and title patterns, RecommendedInstanceTypes ``^\\S{1,24}$``, no unknown key
+  (``SageMaker…DeliveryOptionDetails`` as [SHAPES] and the doc's AddDeliveryOptions example
+  spell it). These are refused at once with ValidationException.
 * A change set runs on the virtual clock: PREPARING, then APPLYING, then SUCCEEDED or FAILED
-  with FailureCode CLIENT_ERROR and each change's ErrorDetailList. Its resources are checked
-  as it starts (the service checks them while preparing; the product stays locked until the
-  set ends) and the errors are reported when it ends, with the codes [API-ml-add] lists:
+  with FailureCode CLIENT_ERROR and each change's ErrorDetailList. Its resources are checked as
+  it starts (the service checks them while preparing; the product stays locked until the set
+  ends) and the errors are reported when it ends, with the codes [API-ml-add] lists:
   INVALID_ASSET_ARN (the ARN breaks [SHAPES]' pattern or names another account),
   ASSET_NOT_FOUND (no such model package / algorithm in the seller's account and the ARN's
   region: moto's packages, the algorithms of :mod:`sandbox.ext_sagemaker`),
   ASSET_VALIDATION_EXCEPTION (not certified for Marketplace, or its validation is not
-  Completed), DUPLICATE_ASSET (the ARN is already a version's source),
-  DUPLICATE_VERSION_TITLE, INCOMPATIBLE_DELIVERY_OPTIONS (not exactly one delivery option per
-  version, or not exactly one kind of details in it), INVALID_RECOMMENDED_INSTANCE_TYPE (not
-  one of the resource's supported instance types for that use), INVALID_ACCESS_ROLE (the
-  AccessRoleArn breaks [SHAPES]' pattern or names another account), UPDATE_PRICING_REQUIRED
-  (an instance type of the resource has no price on the product and no UpdatePricingTerms in
-  the same change set gives it one [API-ml-add]). On success the product gains the version
-  (Versions[].Sources, DeliveryOptions[].Id, …, as the entitytype shapes [SHAPES] lay them
-  out) and the new instance types become Dimensions. RestrictDeliveryOptions makes delivery
-  options ``Restricted``; at least one version must stay unrestricted [API-ml-add].
+  Completed), DUPLICATE_ASSET (the ARN is already a version's source), DUPLICATE_VERSION_TITLE,
+  INCOMPATIBLE_DELIVERY_OPTIONS (not exactly one delivery option per version, or not exactly
+  one kind of details in it), INVALID_RECOMMENDED_INSTANCE_TYPE (not one of the resource's
+  supported instance types for that use), INVALID_ACCESS_ROLE (the AccessRoleArn breaks
+  [SHAPES]' pattern or names another account), UPDATE_PRICING_REQUIRED (a dimension of the
+  resource has no price on the product's public offer and no UpdatePricingTerms in the same
+  change set gives it one [API-ml-add]). On success the product gains the version
+  (Versions[].Sources, DeliveryOptions[].Id, …, as the entitytype shapes [SHAPES] lay them out)
+  and its instance types become Dimensions. RestrictDeliveryOptions makes delivery options
+  ``Restricted``; at least one version must stay unrestricted [API-ml-add]; an id the product
+  does not have fails the set.
+* UpdatePricingTerms on the product's public ``Offer@1.0`` ([API-ml-pricing]: the API
+  reference's "Update pricing terms" for ML products): DetailsDocument ``PricingModel`` (Usage,
+  Free, Contract) and ``Terms``; a UsageBasedPricingTerm has CurrencyCode USD and exactly one
+  RateCards entry of ``{DimensionKey, Price}``; a FreeTrialPricingTerm has Duration and Grants
+  of ``{DimensionKey}``; shape errors are refused at once. Dimension keys are
+  ``INSTANCE_TYPE.m.i.b`` (batch transform), ``.m.i.r`` (real-time), ``.a.t`` (training) and
+  ``m.i.c`` (per inference) [API-ml-pricing]; a real-time type counts as priced when ``m.i.c``
+  is (assumed, from the reference's example). When the set runs, a rate card that drops an
+  existing rate fails INVALID_RATE_CARD and one pricing a dimension the product will not have
+  fails INCOMPATIBLE_PRODUCT (codes and messages as an AMI tool records AWS giving them for AMI
+  offers; assumed the same for ML). On success the offer's Terms are the given ones.
+  ListEntities finds the public offer by ``OfferFilters`` ProductId and Targeting ``None``
+  [BC-mc].
 * When a change set ends, the Catalog's event goes to the default bus of us-east-1 in the
   seller's account: source ``aws.marketplacecatalog``, detail-type ``Change Set Succeeded``,
   ``Change Set Failed`` or ``Change Set Cancelled``, resources the change set's ARN, detail
@@ -56,32 +71,34 @@ What it emulates
 Confirmed sources are the keys of /work/shared/marketplace-facts.md: [BC-mc] botocore's
 marketplace-catalog model (shapes, errors and their HTTP codes, FailureCode, statuses),
 [BC-ep], [SHAPES] (awslabs/aws-marketplace-catalog-api-shapes-for-python), [API-ml-add] (the
-API reference's "Add a new version" for ML products).
+API reference's "Add a new version" for ML products); and [API-ml-pricing],
+docs.aws.amazon.com/marketplace/latest/APIReference/update-pricing-terms.html (read 2026-12).
 
 Intent VALIDATE: botocore's model documents it "for adding versions to single-AMI products",
 but the ML "Add a new version" page [API-ml-add] says to set ``Intent`` to VALIDATE "to
 validate your API call without creating a version" (docs.aws.amazon.com/marketplace/latest/
-APIReference/ml-add-version.html, read 2026-12; marketplace-facts.md does not record it).
-The sandbox follows the ML page: a VALIDATE change set runs the same checks and ends
-SUCCEEDED or FAILED without changing the product.
+APIReference/ml-add-version.html, read 2026-12; marketplace-facts.md does not record it). The
+sandbox follows the ML page: a VALIDATE change set runs the same checks and ends SUCCEEDED or
+FAILED without changing the product.
 
 Assumed (no source found): which failures are synchronous (the DetailsDocument's schema) and
 which asynchronous (the rules with a documented error code), and which rule each documented
-code stands for (the codes are documented by name only); the error messages; the change
-set id format (25 lower-case letters and digits) and ARN
+code stands for (the codes are documented by name only); the error messages; the change set id
+format (25 lower-case letters and digits) and ARN
 ``arn:aws:aws-marketplace:us-east-1:ACCOUNT:AWSMarketplace/ChangeSet/ID`` (the ARN as in AWS's
-Catalog API samples); entity ARNs ``…:AWSMarketplace/MachineLearningProduct/ID``; the
-UpdatePricingTerms DetailsDocument for ML products (read: every ``DimensionKey`` under
-``Terms[].RateCards[].RateCard[]`` of the product's ``Offer@1.0`` names a priced instance
-type; dimensions keyed by instance type); that DescribeEntity of another account's entity
-is ResourceNotFoundException; the virtual durations (60 s PREPARING, then APPLYING until
-``minutes``; AWS says "a few minutes to several hours"); that UpdatePricingTerms targets the
-product's public ``Offer@1.0`` (as for other product types); a seeded product's Description
-(ProductCode, Visibility ``Limited``, ProductState ``Active``); that CancelChangeSet works only
-while PREPARING; that a repeated ClientRequestToken returns the first change set whatever
-the request. Not emulated: the other
-MachineLearningProduct change types (refused with ValidationException saying so),
-ListEntities, BatchDescribeEntities, tags, resource policies, and the "Change Set
+Catalog API samples); entity ARNs ``…:AWSMarketplace/MachineLearningProduct/ID``; the offer's
+DescribeEntity document (``ProductId`` and ``Terms`` as UpdatePricingTerms gave them, prices as
+strings) and the product's Dimensions (one per dimension key, Unit ``Hrs``); that
+DescribeEntity of another account's entity is ResourceNotFoundException; the virtual durations
+(60 s PREPARING, then APPLYING until ``minutes``; AWS says "a few minutes to several hours");
+that UpdatePricingTerms targets the product's public ``Offer@1.0`` (as for other product
+types); a seeded product's Description (ProductCode, Visibility ``Limited``, ProductState
+``Active``) and its offer (Released, paid: a UsageBasedPricingTerm at 0.10 USD an hour for each
+seeded dimension, none when seeded without instance types; free offers are not emulated); that
+CancelChangeSet works only while PREPARING; that a repeated ClientRequestToken returns the
+first change set whatever the request. Not emulated: the other MachineLearningProduct change
+types (refused with ValidationException saying so), ListEntities of other entity types or with
+other filters, BatchDescribeEntities, tags, resource policies, and the "Change Set
 Succeeded/Failed/Cancelled" EventBridge events (source ``aws.marketplacecatalog``, documented
 in the EventBridge reference; no event is emitted).
 """
@@ -145,6 +162,11 @@ _HTTPS_URL = r"^https:\/\/(www\.)?[-a-zA-Z0-9@._]{1,256}\.[a-zA-Z0-9()]{2,63}\b(
 _TEXT = r"^\S+[\S\s]*"
 _INSTANCE_TYPE = r"^\S{1,24}$"
 _PRINTABLE = r"^[ -~]+"
+PER_INFERENCE = "m.i.c"
+_DIMENSION_KEY = re.compile(r"^ml\.\S+\.(m\.i\.b|m\.i\.r|a\.t)$")
+#: The dimension-key suffix of each use of an instance type [API-ml-pricing].
+_USE_SUFFIX = {"BatchTransform": "m.i.b", "RealtimeInference": "m.i.r", "Training": "a.t"}
+SEEDED_PRICE = "0.10"
 
 #: The installed extensions, the last one serving (moto's server caches its per-service app).
 _INSTALLED: list[CatalogExtension] = []
@@ -170,13 +192,14 @@ class ResourceNotSupportedException(ServiceException):
 
 
 def parse_catalog_product(text: str) -> tuple[str, tuple[str, ...]]:
-    """``ID[=TYPE,TYPE...]`` (``sandbox run --catalog-product``) -> (product id, priced instance types)."""
+    """``ID[=TYPE,TYPE...]`` (``sandbox run --catalog-product``) -> (product id, priced instance
+    types or dimension keys: see :meth:`CatalogExtension.seed_product`)."""
     product_id, _, types = text.partition("=")
     if not re.fullmatch(r"[\w\-]{1,255}", product_id):
         raise ValueError(f"--catalog-product {text}: the product id is 1-255 letters, digits, '_' or '-'")
     priced = tuple(t.strip() for t in types.split(",") if t.strip())
     for instance_type in priced:
-        if not re.fullmatch(r"\S{1,24}", instance_type):
+        if not re.fullmatch(r"\S{1,40}", instance_type):
             raise ValueError(f"--catalog-product {text}: {instance_type!r} is not an instance type")
     return product_id, priced
 
@@ -258,11 +281,17 @@ class Product:
     account: str
     title: str
     offer_id: str
-    priced: list[str]  # instance types with a price (the product's dimensions)
+    dimensions: list[str]  # the product's dimension keys
     modified: dt.datetime
     versions: list[Version] = field(default_factory=list)
-    terms: list[dict[str, Any]] = field(default_factory=list)
+    terms: list[dict[str, Any]] = field(default_factory=list)  # the public offer's
     revision: int = 1
+    offer_revision: int = 1
+
+    @property
+    def priced(self) -> list[str]:
+        """The dimension keys the public offer's UsageBasedPricingTerm prices."""
+        return _dimension_keys({"Terms": [t for t in self.terms if t.get("Type") == "UsageBasedPricingTerm"]})
 
     @property
     def arn(self) -> str:
@@ -283,20 +312,42 @@ class Product:
                 "ProductState": "Active",
             },
             "Dimensions": [
-                {
-                    "Name": t,
-                    "Description": t,
-                    "Key": t,
-                    "Unit": "Hrs",
-                    "Types": ["ExternallyMetered"],
-                }
-                for t in self.priced
+                {"Name": key, "Description": key, "Key": key, "Unit": "Hrs", "Types": ["ExternallyMetered"]}
+                for key in self.dimensions
             ],
             "Targeting": {"PositiveTargeting": {"BuyerAccounts": []}},
         }
 
     def offer_document(self) -> dict[str, Any]:
         return {"ProductId": self.id, "Terms": copy.deepcopy(self.terms)}
+
+    def summary(self) -> dict[str, Any]:
+        """ListEntities' EntitySummary of the product [BC-mc]."""
+        return {
+            "Name": self.title,
+            "EntityType": "MachineLearningProduct",
+            "EntityId": self.id,
+            "EntityArn": self.arn,
+            "LastModifiedDate": _iso(self.modified),
+            "Visibility": "Limited",
+            "MachineLearningProductSummary": {"ProductTitle": self.title, "Visibility": "Limited"},
+        }
+
+    def offer_summary(self) -> dict[str, Any]:
+        """ListEntities' EntitySummary of the public offer [BC-mc]."""
+        return {
+            "Name": f"{self.title} public offer",
+            "EntityType": "Offer",
+            "EntityId": self.offer_id,
+            "EntityArn": self.offer_arn,
+            "LastModifiedDate": _iso(self.modified),
+            "OfferSummary": {
+                "Name": f"{self.title} public offer",
+                "ProductId": self.id,
+                "State": "Released",
+                "Targeting": ["None"],
+            },
+        }
 
 
 @dataclass
@@ -418,12 +469,29 @@ class CatalogExtension(Extension):
         instance_types: Sequence[str] = (),
         offer_id: str | None = None,
     ) -> Product:
-        """A MachineLearningProduct in ``account`` with prices for ``instance_types`` (its
-        dimensions) and no version yet; returns it. Seeding an existing id replaces it."""
+        """A MachineLearningProduct in ``account`` with no version yet, its public offer pricing
+        ``instance_types`` (its dimensions) at SEEDED_PRICE an hour; returns it. An instance type
+        (``ml.m5.large``) gives the inference dimensions (``.m.i.b``, ``.m.i.r``); a dimension key
+        (``ml.m5.large.a.t``) itself. Seeding an existing id replaces it."""
         if not re.fullmatch(r"[\w\-]{1,255}", product_id):
             raise ValueError(f"product id {product_id!r}: 1-255 letters, digits, '_' or '-'")
         offer = offer_id or "offer-" + _random_id(13)
-        product = Product(product_id, account, title, offer, list(dict.fromkeys(instance_types)), self.clock.now())
+        keys = [
+            key
+            for name in instance_types
+            for key in (
+                [name] if _DIMENSION_KEY.match(name) or name == PER_INFERENCE else [f"{name}.m.i.b", f"{name}.m.i.r"]
+            )
+        ]
+        keys = list(dict.fromkeys(keys))
+        product = Product(product_id, account, title, offer, keys, self.clock.now())
+        product.terms = [
+            {
+                "Type": "UsageBasedPricingTerm",
+                "CurrencyCode": "USD",
+                "RateCards": [{"RateCard": [{"DimensionKey": key, "Price": SEEDED_PRICE} for key in keys]}],
+            }
+        ]
         with self._lock:
             self._account(account).products[product_id] = product
         return product
@@ -599,9 +667,56 @@ class CatalogExtension(Extension):
                     )
                 if product.offer_id == entity_id:
                     return _entity(
-                        OFFER_TYPE, product.offer_id, 1, product.offer_arn, product.modified, product.offer_document()
+                        OFFER_TYPE,
+                        product.offer_id,
+                        product.offer_revision,
+                        product.offer_arn,
+                        product.modified,
+                        product.offer_document(),
                     )
         raise ResourceNotFoundException(f"Entity {params['EntityId']} not found.")
+
+    def list_entities(self, account: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        _check_request("ListEntities", params)
+        _check_catalog(params)
+        entity_type = params["EntityType"]
+        filters = params.get("EntityTypeFilters") or {}
+        if entity_type not in ("Offer", "MachineLearningProduct"):
+            raise ValidationException(f"ListEntities of {entity_type} is not emulated by the sandbox.")
+        if set(filters) - {"OfferFilters", "MachineLearningProductFilters"} or params.get("FilterList"):
+            raise ValidationException(
+                "The sandbox emulates ListEntities' EntityTypeFilters of offers and ML products only."
+            )
+        wanted = filters.get("OfferFilters" if entity_type == "Offer" else "MachineLearningProductFilters") or {}
+        unsupported = set(wanted) - (
+            {"ProductId", "Targeting", "EntityId", "State"} if entity_type == "Offer" else {"EntityId"}
+        )
+        if unsupported:
+            raise ValidationException(
+                f"The sandbox does not emulate these {entity_type} filters: {sorted(unsupported)}."
+            )
+        with self._lock:
+            products = list(self._account(account).products.values())
+        summaries = [p.offer_summary() if entity_type == "Offer" else p.summary() for p in products]
+        for name, condition in wanted.items():
+            values = set(condition.get("ValueList") or [])
+            if name == "EntityId":
+                summaries = [s for s in summaries if s["EntityId"] in values]
+            elif name == "ProductId":
+                summaries = [s for s in summaries if s["OfferSummary"]["ProductId"] in values]
+            elif name == "State":
+                summaries = [s for s in summaries if s["OfferSummary"]["State"] in values]
+            else:  # Targeting: a public offer targets no one ("None")
+                summaries = [s for s in summaries if values & set(s["OfferSummary"]["Targeting"])]
+        token = params.get("NextToken")
+        if token and not token.isdigit():
+            raise ValidationException(f"Invalid NextToken: {token}")
+        start = int(token or 0)
+        end = start + int(params.get("MaxResults") or 20)
+        page: dict[str, Any] = {"EntitySummaryList": summaries[start:end]}
+        if end < len(summaries):
+            page["NextToken"] = str(end)
+        return page
 
     # -------------------------------------------------------------- synchronous checks
     def _check_changes(self, state: _Account, changes: list[dict[str, Any]]) -> str:
@@ -707,6 +822,12 @@ class CatalogExtension(Extension):
             if c["ChangeType"] == "UpdatePricingTerms"
             for key in _dimension_keys(_document(c))
         }
+        # The dimensions the product has once the set applies: its own, and those generated for
+        # the instance types of the versions it adds [API-ml-add].
+        available = set(product.dimensions) | {PER_INFERENCE}
+        for c in change_set.changes:
+            if c["ChangeType"] == "AddDeliveryOptions":
+                available |= set(_resource_dimensions(self._supported(change_set.account, _document(c))))
         titles = {v.title for v in product.versions}
         sources = {v.source_arn for v in product.versions}
         restricting = {
@@ -723,8 +844,27 @@ class CatalogExtension(Extension):
             elif change["ChangeType"] == "RestrictDeliveryOptions":
                 adding = any(c["ChangeType"] == "AddDeliveryOptions" for c in change_set.changes)
                 found = _restrict_errors(product, restricting, adding=adding)
+            elif change["ChangeType"] == "UpdatePricingTerms":
+                found = _pricing_errors(product, _document(change), available)
             errors.append(found)
         return errors
+
+    def _supported(self, account: str, document: Mapping[str, Any]) -> dict[str, list[str]]:
+        """The supported instance types (by use) of the resource an AddDeliveryOptions names, if found."""
+        options = document.get("DeliveryOptions") or []
+        if len(options) != 1:
+            return {}
+        details = options[0].get("Details") or {}
+        kind = next((k for k in _DETAIL_KINDS if details.get(k) is not None), None)
+        if kind is None:
+            return {}
+        is_package = kind == "SageMakerModelPackageDeliveryOptionDetails"
+        arn = str(details[kind].get("SageMakerModelPackageArn" if is_package else "SageMakerAlgorithmArn") or "")
+        parts = arn.split(":")
+        if not (_MODEL_PACKAGE_ARN if is_package else _ALGORITHM_ARN).match(arn) or parts[4] != account:
+            return {}
+        resource = self._resource(account, parts[3], arn, is_package)
+        return resource[2] if resource else {}
 
     def _add_errors(
         self, account: str, document: Mapping[str, Any], priced: set[str], titles: set[str], sources: set[str]
@@ -789,11 +929,15 @@ class CatalogExtension(Extension):
                     f"RecommendedInstanceTypes.{use} {wanted} is not one of the resource's supported "
                     f"{use} instance types [{', '.join(supported.get(supported_key, []))}].",
                 )
-        missing = sorted({t for types in supported.values() for t in types} - priced)
+        missing = [
+            key
+            for key in _resource_dimensions(supported)
+            if key not in priced and not (key.endswith(".m.i.r") and PER_INFERENCE in priced)
+        ]
         if missing:
             error(
                 "UPDATE_PRICING_REQUIRED",
-                f"Instance types without a price: {', '.join(missing)}. Add an UpdatePricingTerms change for them.",
+                f"Dimensions without a price: {', '.join(missing)}. Add an UpdatePricingTerms change pricing them.",
             )
         return errors
 
@@ -843,9 +987,7 @@ class CatalogExtension(Extension):
             document = _document(change)
             if change["ChangeType"] == "UpdatePricingTerms":
                 product.terms = copy.deepcopy(document["Terms"])
-                for key in _dimension_keys(document):
-                    if key not in product.priced:
-                        product.priced.append(key)
+                product.offer_revision += 1
             elif change["ChangeType"] == "RestrictDeliveryOptions":
                 for version in product.versions:
                     if version.delivery_option_id in document["DeliveryOptionIds"]:
@@ -858,6 +1000,9 @@ class CatalogExtension(Extension):
                 arn = details["SageMakerModelPackageArn" if is_package else "SageMakerAlgorithmArn"]
                 resource = self._resource(change_set.account, arn.split(":")[3], arn, is_package)
                 supported = resource[2] if resource else {}
+                for key in _resource_dimensions(supported):
+                    if key not in product.dimensions:
+                        product.dimensions.append(key)
                 product.versions.append(
                     Version(
                         id=str(uuid.uuid4()),
@@ -909,6 +1054,40 @@ def _restrict_errors(product: Product, restricting: set[str], *, adding: bool) -
     return errors
 
 
+def _resource_dimensions(supported: Mapping[str, Sequence[str]]) -> list[str]:
+    """The dimension keys of a resource's supported instance types, by use [API-ml-pricing]."""
+    return list(
+        dict.fromkeys(
+            f"{t}.{_USE_SUFFIX[use]}" for use, types in supported.items() for t in types if use in _USE_SUFFIX
+        )
+    )
+
+
+def _pricing_errors(product: Product, document: Mapping[str, Any], available: set[str]) -> list[dict[str, str]]:
+    """An UpdatePricingTerms rate card keeps every existing rate and prices only the product's
+    dimensions (the codes and messages an AMI tool records for AMI offers; assumed for ML)."""
+    errors = []
+    keys = set(_dimension_keys({"Terms": [t for t in document["Terms"] if t.get("Type") == "UsageBasedPricingTerm"]}))
+    dropped = [key for key in product.priced if key not in keys]
+    if dropped and document.get("PricingModel") == "Usage":
+        errors.append(
+            {
+                "ErrorCode": "INVALID_RATE_CARD",
+                "ErrorMessage": f"Rates can't be removed from UsageBasedPricingTerm: {', '.join(dropped)}.",
+            }
+        )
+    unknown = sorted(keys - available)
+    if unknown:
+        errors.append(
+            {
+                "ErrorCode": "INCOMPATIBLE_PRODUCT",
+                "ErrorMessage": "Use existing, available dimensions in the product in UsageBasedPricingTerm: "
+                f"{', '.join(unknown)} are not dimensions of {product.id}.",
+            }
+        )
+    return errors
+
+
 # ------------------------------------------------------------------ moto plumbing
 
 
@@ -941,6 +1120,9 @@ class CatalogResponse(BaseResponse):
 
     def describe_entity(self) -> ActionResult:
         return self._serve(CatalogExtension.describe_entity)
+
+    def list_entities(self) -> ActionResult:
+        return self._serve(CatalogExtension.list_entities)
 
 
 class _CatalogBackend:
@@ -1134,17 +1316,71 @@ def _document_errors(value: Any, spec: _Field, path: str) -> Iterator[str]:
             yield f"{path} must match {spec.pattern}"
 
 
+_PRICE = re.compile(r"^\d+(\.\d+)?$")
+#: The members of each ML pricing term [API-ml-pricing] (Id: as DescribeEntity may show it, assumed).
+_TERM_FIELDS = {
+    "UsageBasedPricingTerm": {"Type", "Id", "CurrencyCode", "RateCards"},
+    "FreeTrialPricingTerm": {"Type", "Id", "Duration", "Grants"},
+    "FixedUpfrontPricingTerm": {"Type", "Id", "CurrencyCode", "Duration", "Price", "Grants"},
+}
+
+
 def _check_pricing_terms(document: Any, where: str) -> None:
-    """UpdatePricingTerms on the offer: Terms[].RateCards[].RateCard[] {DimensionKey, Price} (assumed)."""
-    if not isinstance(document, Mapping) or not isinstance(document.get("Terms"), list) or not document["Terms"]:
-        raise ValidationException(f"{where}.detailsDocument.Terms is required (a non-empty list).")
-    for term in document["Terms"]:
-        for card in (term or {}).get("RateCards") or []:
-            for rate in (card or {}).get("RateCard") or []:
-                if not isinstance(rate, Mapping) or not rate.get("DimensionKey") or rate.get("Price") is None:
-                    raise ValidationException(
-                        f"{where}.detailsDocument: every RateCard entry needs DimensionKey and Price."
+    """UpdatePricingTerms' DetailsDocument for ML products, as [API-ml-pricing] lays it out."""
+    path = f"{where}.detailsDocument"
+    problems: list[str] = []
+    if not isinstance(document, Mapping):
+        raise ValidationException(f"{path} must be an object")
+    problems += [f"{path}.{key} is not a known field" for key in document if key not in ("PricingModel", "Terms")]
+    if document.get("PricingModel") not in ("Usage", "Free", "Contract"):
+        problems.append(f"{path}.PricingModel must be one of Usage, Free, Contract")
+    terms = document.get("Terms")
+    if not isinstance(terms, list) or not terms:
+        problems.append(f"{path}.Terms is required (a non-empty list)")
+        terms = []
+    for index, term in enumerate(terms):
+        at = f"{path}.Terms[{index}]"
+        kind = term.get("Type") if isinstance(term, Mapping) else None
+        if kind not in _TERM_FIELDS:
+            problems.append(f"{at}.Type must be one of {', '.join(_TERM_FIELDS)}")
+            continue
+        problems += [f"{at}.{key} is not a known field of {kind}" for key in term if key not in _TERM_FIELDS[kind]]
+        if kind in ("UsageBasedPricingTerm", "FixedUpfrontPricingTerm") and term.get("CurrencyCode") != "USD":
+            problems.append(f"{at}.CurrencyCode must be USD")
+        if kind == "UsageBasedPricingTerm":
+            cards = term.get("RateCards")
+            if not isinstance(cards, list) or len(cards) != 1 or not isinstance(cards[0], Mapping):
+                problems.append(f"{at}.RateCards must hold exactly one RateCard")
+                continue
+            rates = cards[0].get("RateCard")
+            if not isinstance(rates, list):
+                problems.append(f"{at}.RateCards[0].RateCard must be a list")
+                continue
+            for number, rate in enumerate(rates):
+                ok = isinstance(rate, Mapping) and set(rate) == {"DimensionKey", "Price"}
+                key, price = (
+                    (rate.get("DimensionKey"), rate.get("Price")) if isinstance(rate, Mapping) else (None, None)
+                )
+                if not ok or not isinstance(key, str) or not _PRICE.match(str(price)) or isinstance(price, bool):
+                    problems.append(
+                        f"{at}.RateCards[0].RateCard[{number}] must be {{DimensionKey, Price}} with a price >= 0"
                     )
+                elif not (_DIMENSION_KEY.match(key) or key == PER_INFERENCE):
+                    problems.append(
+                        f"{at}.RateCards[0].RateCard[{number}].DimensionKey {key} is not INSTANCE_TYPE.m.i.b, "
+                        ".m.i.r, .a.t or m.i.c"
+                    )
+        if kind == "FreeTrialPricingTerm":
+            if not isinstance(term.get("Duration"), str):
+                problems.append(f"{at}.Duration is required")
+            grants = term.get("Grants")
+            if not isinstance(grants, list) or not all(
+                isinstance(g, Mapping) and g.get("DimensionKey") for g in grants
+            ):
+                problems.append(f"{at}.Grants must be a list of {{DimensionKey}}")
+    if problems:
+        count = f"{len(problems)} validation error{'s' if len(problems) > 1 else ''} detected in the DetailsDocument: "
+        raise ValidationException(count + "; ".join(problems))
 
 
 def _dimension_keys(document: Mapping[str, Any]) -> list[str]:

@@ -39,7 +39,9 @@ SCENARIOS = [
         "trigger": "ecr-push",
         "release": LISTED,
         "then_package": FROM_ALGORITHM,
-        "catalog_products": {PRODUCT: ("ml.m5.large", "ml.m5.xlarge", "ml.m5.2xlarge")},
+        # Its offer prices inference on ml.m5.large and training on ml.m5.xlarge; the listing prices
+        # training on ml.m5.2xlarge (UpdatePricingTerms on the offer, in the same change set).
+        "catalog_products": {PRODUCT: ("ml.m5.large", "ml.m5.xlarge.a.t")},
     },
     {"trigger": "ecr-push", "repeat": True},
     # As a seller deploys it for upload triggers: the artifact bucket is watched.
@@ -107,6 +109,7 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
             "realtime_inference": "ml.m5.large",
             "training": "ml.m5.xlarge",
         },
+        "pricing": {"hourly_price": "1.00"},
     }
     listed.write_text(yaml.safe_dump(document))
     recorded: dict[str, set[str]] = defaultdict(set)

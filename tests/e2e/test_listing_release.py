@@ -9,27 +9,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from tests.fixtures.cli_runs import CliRun
 from tests.fixtures.images import WrittenLayout
 
 pytestmark = pytest.mark.e2e
 
-PRODUCT = "prod-acmesentiment01"
+LISTING_EXAMPLE = Path(__file__).resolve().parents[2] / "events" / "release.listing.yaml"
 READY = "Release Ready For Listing"
+PRODUCT = yaml.safe_load(LISTING_EXAMPLE.read_text())["listing"]["product_id"]
+SEEDED = f"{PRODUCT}=ml.m5.large"  # the product prices ml.m5.large only; the version also supports ml.c5.xlarge
 
 
 def with_listing(document: dict[str, Any]) -> None:
-    document["listing"] = {
-        "product_id": PRODUCT,
-        "release_notes": "Scores English reviews; faster batch inference.",
-        "access_role_arn": "arn:aws:iam::123456789012:role/AwsMarketplaceSageMakerIngestion",
-        "usage_instructions": "Send text/csv, one review per line; each answer is a JSON score.",
-        "sample_notebook_url": "https://github.com/acme/sentiment/blob/main/sample.ipynb",
-        "repository_url": "https://github.com/acme/sentiment",
-        "input": {"description": "One review per line.", "sample": {"batch_transform_text": "great product"}},
-        "output": {"description": "A score in [-1, 1].", "sample": {"batch_transform_text": '{"score": 0.9}'}},
-        "recommended_instance_types": {"batch_transform": "ml.m5.large", "realtime_inference": "ml.m5.large"},
-    }
+    """The documented listing example's section, with prices for the instance types it adds."""
+    document["listing"] = yaml.safe_load(LISTING_EXAMPLE.read_text())["listing"]
+
+
+def without_pricing(document: dict[str, Any]) -> None:
+    with_listing(document)
+    del document["listing"]["pricing"]
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +37,15 @@ def listed(
 ) -> CliRun:
     return publish(
         "--release", release_file("listed", with_listing), "--image", image("docker-v2").path,
-        "--catalog-product", f"{PRODUCT}=ml.m5.large,ml.c5.xlarge",
+        "--catalog-product", SEEDED,
     )  # fmt: skip
 
 
-def test_given_a_listing_when_the_release_is_validated_then_it_ends_listed_with_the_change_set(listed: CliRun) -> None:
+def test_given_a_version_adding_an_instance_type_with_its_price_then_it_ends_listed_with_the_change_set(
+    listed: CliRun,
+) -> None:
+    # The sandbox fails a version with an unpriced instance type (UPDATE_PRICING_REQUIRED): ending
+    # listed means the change set priced ml.c5.xlarge on the product's offer, keeping ml.m5.large's price.
     [event] = listed.events(READY)
     [note] = listed.reported["notifications"]
     listing = event["detail"]["listing"]
@@ -64,14 +67,13 @@ def test_given_a_listing_when_the_release_is_validated_then_it_ends_listed_with_
 def unpriced(
     publish: Callable[..., CliRun], release_file: Callable[..., Path], image: Callable[[str], WrittenLayout]
 ) -> CliRun:
-    # The product has a price for ml.m5.large only; the version adds ml.c5.xlarge.
     return publish(
-        "--release", release_file("listed", with_listing), "--image", image("docker-v2").path,
-        "--catalog-product", f"{PRODUCT}=ml.m5.large",
+        "--release", release_file("listed-unpriced", without_pricing), "--image", image("docker-v2").path,
+        "--catalog-product", SEEDED,
     )  # fmt: skip
 
 
-def test_given_a_version_adding_unpriced_instance_types_then_the_failed_change_set_is_announced_with_each_error(
+def test_given_a_version_adding_unpriced_instance_types_then_refused_before_any_change_set_naming_the_fix(
     unpriced: CliRun,
 ) -> None:
     failure = unpriced.reported["failure"]
@@ -80,7 +82,7 @@ def test_given_a_version_adding_unpriced_instance_types_then_the_failed_change_s
 
     assert unpriced.exit_code == 1, unpriced.stderr
     assert (failure["stage"], failure["error"]) == ("ListVersion", "ListingFailed")
-    assert "ended FAILED (CLIENT_ERROR)" in failure["reason"]
-    assert any(reason.startswith("UPDATE_PRICING_REQUIRED: ") for reason in failure["reasons"]), failure["reasons"]
-    assert "UPDATE_PRICING_REQUIRED" in note["message"]
+    assert failure["reason"].startswith("listing.pricing: "), failure["reason"]
+    assert "ml.c5.xlarge (batch transform, ml.c5.xlarge.m.i.b)" in failure["reason"]
+    assert "listing.pricing.hourly_price" in note["message"]
     assert event["detail"]["model_package_arn"]  # the validated package stays, for the next try

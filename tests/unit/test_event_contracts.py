@@ -131,6 +131,7 @@ CONTRACTS: dict[str, Callable[[Path], Any]] = {
     "manual-start.json": parse_manual_start,
     "release.example.yaml": parse_release_file,
     "release.algorithm.yaml": parse_release_file,
+    "release.listing.yaml": parse_release_file,
     "release.from-algorithm.yaml": parse_release_file,
     "release.invalid.yaml": parse_invalid_release,
 }

@@ -32,6 +32,7 @@ EVENTS = ROOT / "events"
 SCHEMA_OF = {
     "release.example.yaml": RELEASE_FILE,
     "release.algorithm.yaml": RELEASE_FILE,
+    "release.listing.yaml": RELEASE_FILE,
     "release.from-algorithm.yaml": RELEASE_FILE,
     "manual-start.json": EXECUTION_INPUT,
 }

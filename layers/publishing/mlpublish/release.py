@@ -20,7 +20,16 @@ from collections.abc import Callable
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mlpublish.errors import InvalidRelease
 
@@ -545,6 +554,54 @@ class RecommendedInstanceTypes(_Spec):
     training: str | None = Field(default=None, pattern=INSTANCE_TYPE_RE.pattern, description="Algorithms only")
 
 
+PRICE_RE = re.compile(r"^\d{1,9}(\.\d{1,6})?$")
+# A dimension of an ML product's offer: INSTANCE_TYPE.m.i.b (batch transform), .m.i.r (real-time
+# inference), .a.t (algorithm training), per instance-hour (API reference "Update pricing terms").
+DIMENSION_KEY_RE = re.compile(r"^(?P<type>ml\.\S+?)\.(?P<use>m\.i\.b|m\.i\.r|a\.t)$")
+Price = Annotated[
+    str,
+    BeforeValidator(
+        lambda value: str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+    ),
+    Field(
+        pattern=PRICE_RE.pattern,
+        json_schema_extra=lambda schema: schema.update(type=["string", "number"], pattern=PRICE_RE.pattern, minimum=0),
+    ),
+]
+
+
+class ListingPricing(_Spec):
+    """Prices in USD per instance-hour for the dimensions the version adds to the product's
+    public offer. Used only for instance types the offer does not price yet; existing prices are
+    kept as they are."""
+
+    hourly_price: Price | None = Field(
+        default=None, description="USD per instance-hour for every new instance type, each use"
+    )
+    hourly_prices: dict[str, Price] = Field(
+        default_factory=dict,
+        description="USD per instance-hour by instance type (ml.c5.xlarge), or by dimension key for one use "
+        "(ml.c5.xlarge.m.i.b batch transform, .m.i.r real-time inference, .a.t training); "
+        "overrides hourly_price",
+    )
+
+    @field_validator("hourly_prices")
+    @classmethod
+    def _keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not (DIMENSION_KEY_RE.match(key) or re.fullmatch(r"ml\.\S+", key)) or len(key) > 40:
+                raise ValueError(
+                    f"{key!r} is neither an instance type (ml.c5.xlarge) nor a dimension key (ml.c5.xlarge.m.i.b, "
+                    ".m.i.r, .a.t)"
+                )
+        return value
+
+    def price_for(self, dimension: str) -> str | None:
+        match = DIMENSION_KEY_RE.match(dimension)
+        instance_type = match["type"] if match else dimension
+        return self.hourly_prices.get(dimension) or self.hourly_prices.get(instance_type) or self.hourly_price
+
+
 class Listing(_Spec):
     """The version this release adds to the seller's Marketplace product (Catalog API
     AddDeliveryOptions on MachineLearningProduct@1.0), once SageMaker validated it."""
@@ -561,6 +618,16 @@ class Listing(_Spec):
     input: ListingData
     output: ListingData
     recommended_instance_types: RecommendedInstanceTypes
+    pricing: ListingPricing | None = Field(
+        default=None,
+        description="Prices for instance types the product's public offer does not price yet (UpdatePricingTerms "
+        "in the same change set); a free product needs none",
+    )
+    restrict_previous_version: bool = Field(
+        default=False,
+        description="Restrict the product's latest earlier version (RestrictDeliveryOptions in the same change set): "
+        "new buyers see only this version",
+    )
 
 
 ALGORITHM_ARN_RE = re.compile(
