@@ -93,13 +93,15 @@ def test_given_validation_longer_than_its_timeout_when_the_release_waits_then_it
 ) -> None:
     hours = 13  # release.example.yaml: validation.timeout_minutes is 720 (12 hours)
 
-    run = publish_image("docker-v2", "--validation-minutes", str(hours * 60))
+    # SageMaker's events lost too: the 30-minute fallback looks alone count the time.
+    run = publish_image("docker-v2", "--validation-minutes", str(hours * 60), "--service-events", "lost")
     failure = assert_announced(run, "AwaitValidation", "ValidationTimedOut")
     [event] = run.events(FAILED)
 
     assert "validation.timeout_minutes is 720" in failure["reason"]
     assert 12 * 3600 <= run.reported["virtual_seconds"] < hours * 3600
-    assert run.reported["state_transitions"] < 10 * 12  # backoff: a poll or two per virtual hour
+    # Prepare, then 24 waits of 30 minutes each followed by its count, then the look that gives up.
+    assert run.reported["wait_transitions"]["validation"] == 1 + 24 * 2 + 1
     assert event["detail"]["model_package_arn"] in run.reported["model_packages"]
 
 
