@@ -61,6 +61,7 @@ SERVICES = {
     "ecr": "ecr",
     "sagemaker": "sagemaker",
     "sts": "sts",
+    "dynamodb": "dynamodb",
     "sns": "sns",
     "sqs": "sqs",
     "events": "events",

@@ -30,16 +30,18 @@ EXAMPLE = ROOT / "events" / "release.example.yaml"
 # Every (service, operation) the stack calls on a release's way to ready (checked below
 # against a clean run, so the matrix cannot fall behind the code).
 OPERATIONS = [
+    ("dynamodb", "DeleteItem"), ("dynamodb", "GetItem"), ("dynamodb", "PutItem"),
     ("ecr", "BatchCheckLayerAvailability"), ("ecr", "BatchGetImage"), ("ecr", "CompleteLayerUpload"),
     ("ecr", "CreateRepository"), ("ecr", "DescribeImageScanFindings"), ("ecr", "DescribeImages"),
     ("ecr", "DescribeRepositories"), ("ecr", "GetDownloadUrlForLayer"), ("ecr", "InitiateLayerUpload"),
     ("ecr", "PutImage"), ("ecr", "StartImageScan"), ("ecr", "UploadLayerPart"), ("events", "PutEvents"),
+    ("events", "PutRule"), ("events", "PutTargets"),
     ("lambda", "Invoke"), ("s3", "CopyObject"), ("s3", "CreateBucket"), ("s3", "GetBucketPolicy"),
     ("s3", "PutBucketPolicy"), ("s3", "GetObject"), ("s3", "HeadBucket"), ("s3", "ListObjectsV2"), ("s3", "PutObject"),
     ("s3", "HeadObject"), ("s3", "PutBucketEncryption"), ("s3", "PutBucketLifecycleConfiguration"),
     ("s3", "PutBucketTagging"), ("s3", "PutPublicAccessBlock"), ("sagemaker", "CreateModelPackage"),
     ("sagemaker", "DescribeModelPackage"), ("sns", "Publish"), ("states", "DescribeExecution"),
-    ("states", "StartExecution"), ("sts", "GetCallerIdentity"),
+    ("states", "SendTaskSuccess"), ("states", "StartExecution"), ("sts", "GetCallerIdentity"),
 ]  # fmt: skip
 TIMES = {"throttle": 10, "5xx": 10, "lost": 1}
 FAST = [

@@ -49,7 +49,7 @@ def test_given_the_default_stack_and_the_example_release_then_ready_with_every_o
     report = example.reported
     package = report["model_package"]
 
-    assert example.exit_code == 0, example.stderr
+    assert example.exit_code == 0, (example.stderr, report.get("failure"), report.get("notices"))
     assert report["stack"]["parameters"]["PublishingRegion"] == "us-east-1"  # samconfig default
     assert report["stack"]["region"] == "us-west-2"
     assert report["publishing_region"] == "us-east-2"  # the release's own
