@@ -439,7 +439,9 @@ class _Progress:
             return
         validation = report.get("validation") or {}
         for job in validation.get("jobs", []):
-            self.say(f"validation ({validation['mode']}, runc): profile {job['profile']} {job['status']}")
+            self.say(
+                f"validation ({validation['mode']}, runc): profile {job['profile']}, {job['job']} job {job['status']}"
+            )
             for request in job["requests"]:
                 tries = f" ({request['tries']} tries)" if request["tries"] > 1 else ""
                 print(
