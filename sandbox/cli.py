@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--validation",
         choices=["real", "completed", "failed"],
         default="real",
-        help="real (default): SageMaker's validation transform job runs on the published image with runc "
-        "(root and `make deb` needed; elsewhere completed, with a notice); completed / failed: as told",
+        help="real (default): SageMaker's validation jobs (a transform job; an algorithm's training job first) "
+        "run on the published images with runc (root and `make deb` needed; elsewhere completed, with a notice); "
+        "completed / failed: as told",
     )
     run.add_argument(
         "--deadline-scale",
