@@ -39,6 +39,7 @@ limited in the same way, with SageMaker's training contract:
   (:func:`training_config`); ``/opt/ml/input/data/<channel>/`` holds the channel's S3 objects
   (File mode; Pipe mode, manifests and several instances are not run: :class:`Unsupported`);
   ``/opt/ml/model`` and ``/opt/ml/output`` are empty, writable directories of their own;
+  ``TRAINING_JOB_NAME`` is set (SageMaker also sets ``TRAINING_JOB_ARN``; the sandbox does not);
 * ``StoppingCondition.MaxRuntimeInSeconds`` (times ``Deadlines.scale``) is enforced: SIGTERM,
   then SIGKILL after 120 s, and the job fails, as a job SageMaker stops is not Completed;
 * a non-zero exit fails the job with SageMaker's ``AlgorithmError: <the container's
