@@ -519,8 +519,8 @@ def validate(inputs: Inputs, report: CheckReport, account: str, deadline_scale: 
         report.validation = {
             "mode": "not run",
             "reason": "an algorithm is validated by a training job (its image's `train`, with the channels and "
-            "hyperparameters mounted), then a transform job with the model it trained; the sandbox does not run "
-            "training yet",
+            "hyperparameters mounted), then a transform job with the model it trained; check does not train: "
+            "`sandbox run --release RELEASE --image IMAGE --validation real` runs both jobs on the published image",
         }
         return
     why = validation_local.unavailable()

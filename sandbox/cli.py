@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--validation",
         choices=["real", "completed", "failed"],
         default="real",
-        help="real (default): SageMaker's validation transform job runs on the published image with runc "
-        "(root and `make deb` needed; elsewhere completed, with a notice); completed / failed: as told",
+        help="real (default): SageMaker's validation jobs (a transform job; an algorithm's training job first) "
+        "run on the published images with runc (root and `make deb` needed; elsewhere completed, with a notice); "
+        "completed / failed: as told",
     )
     run.add_argument(
         "--deadline-scale",
@@ -448,7 +449,9 @@ class _Progress:
             return
         validation = report.get("validation") or {}
         for job in validation.get("jobs", []):
-            self.say(f"validation ({validation['mode']}, runc): profile {job['profile']} {job['status']}")
+            self.say(
+                f"validation ({validation['mode']}, runc): profile {job['profile']}, {job['job']} job {job['status']}"
+            )
             for request in job["requests"]:
                 tries = f" ({request['tries']} tries)" if request["tries"] > 1 else ""
                 print(

@@ -37,9 +37,12 @@ rules), whatever the client checked. An algorithm's validation unfolds on the vi
 exactly as a package's (``ValidationOutcome``, ``set_outcome``): one ValidationStatuses item
 per profile (``algorithm_validation_failures``, else ``validation_failures``, give its
 FailureReason) and one ImageScanStatuses item per image (training image, then inference
-containers; an image used for both once). No training runs: with a ``local`` validator the
-algorithm's run says it was not run (the real validation under runc does not run ``train``
-yet) and the virtual outcome decides. DescribeAlgorithm has no ProductId (Marketplace sets it
+containers; an image used for both once). With a ``local`` validator the algorithm's profile
+is run for real as a package's is: its training job (``train`` in the training image), then
+its transform job on the inference containers serving the model that training wrote; a
+failed training job's FailureReason (SageMaker's ``AlgorithmError: ..., exit code: N``) is
+reported as "Training job validation failed: " + that reason, as the virtual outcome words
+it (the prefix is assumed). DescribeAlgorithm has no ProductId (Marketplace sets it
 once listed); DeleteAlgorithm removes at once (SageMaker passes through ``Deleting``); Tags
 are kept with the request but ListTags does not see them.
 
@@ -94,11 +97,6 @@ from sandbox.sagemaker_requests import check_create_algorithm, check_request
 
 #: Key of a failure mapping that applies to every profile / container.
 EVERY = "*"
-#: What the sandbox's report says of an algorithm's validation when containers run for real.
-ALGORITHM_NOT_RUN = (
-    "an algorithm's validation (its training job, then a transform job on the trained model) is not run "
-    "locally yet: the training container's `train` was not run"
-)
 #: Attribute of moto's per-account, per-region SageMaker backend holding the sandbox's algorithms.
 _STORE = "sandbox_algorithms"
 
@@ -124,7 +122,8 @@ class ValidationOutcome:
 
 @dataclass
 class LocalRun:
-    """A real validation job of one package: ``failures`` by profile once ``done`` is set.
+    """The real validation jobs of one package or algorithm: ``failures`` by profile once
+    ``done`` is set.
 
     ``not_run`` says why no container ran (the sandbox could not run this job); the virtual
     outcome then decides, and the report says so.
@@ -194,8 +193,10 @@ class _Tracked:
 
 
 class SageMakerValidation(Extension):
-    """Virtual-time validation, name conflicts and deletion for moto's model packages.
+    """Virtual-time validation, name conflicts and deletion for moto's model packages, and algorithms.
 
+    ``local``, when given, is called (in a thread of its own) with each new certified package
+    (moto's object) or :class:`Algorithm` and returns its real validation's :class:`LocalRun`.
     Install with ``undo = ext.install()`` (or ``with ext:``); ``undo()`` restores moto.
     """
 
@@ -413,9 +414,7 @@ class SageMakerValidation(Extension):
         with self._lock:
             self._tracked[algorithm.arn] = _Tracked(algorithm.creation_time, outcome, validations, image_scans)
         if self.local is not None and profiles:
-            run = LocalRun(algorithm.arn, not_run=ALGORITHM_NOT_RUN)
-            run.done.set()
-            self.local_runs[algorithm.arn] = run
+            self._start_local(algorithm.arn, algorithm.name, algorithm)
         self._refresh_algorithm(algorithm)
         detail = self._algorithm_detail(algorithm)
         self._schedule_state_events(algorithm.arn, "SageMaker Algorithm State Change", detail)
@@ -521,26 +520,27 @@ class SageMakerValidation(Extension):
         with self._lock:
             self._tracked[package.arn] = _Tracked(package.creation_time, outcome, validations, image_scans)
         if self.local is not None and profiles:
-            self._start_local(package)
+            self._start_local(package.arn, package.model_package_name, package)
         self._refresh(package)
         self._schedule_state_events(package.arn, "SageMaker Model Package State Change", self._package_detail(package))
 
-    def _start_local(self, package: Any) -> None:
+    def _start_local(self, arn: str, name: str, resource: Any) -> None:
+        """Run the ``local`` validator on a new package (moto's) or :class:`Algorithm`, in the background."""
         assert self.local is not None
         run_job = self.local
-        placeholder = LocalRun(package.arn)
-        self.local_runs[package.arn] = placeholder
+        placeholder = LocalRun(arn)
+        self.local_runs[arn] = placeholder
 
         def run() -> None:
             try:
-                finished = run_job(package)
+                finished = run_job(resource)
             except Exception as exc:  # the sandbox's own failure: say so, let the virtual outcome decide
-                finished = LocalRun(package.arn, not_run=f"{type(exc).__name__}: {exc}")
+                finished = LocalRun(arn, not_run=f"{type(exc).__name__}: {exc}")
             placeholder.failures, placeholder.jobs = finished.failures, finished.jobs
             placeholder.not_run = finished.not_run
             placeholder.done.set()
 
-        threading.Thread(target=run, name=f"validate-{package.model_package_name}", daemon=True).start()
+        threading.Thread(target=run, name=f"validate-{name}", daemon=True).start()
 
     def _refresh(self, package: Any) -> None:
         """Set the package's status from the virtual time elapsed since its creation."""

@@ -15,6 +15,14 @@ started as SageMaker starts one, ``docker run IMAGE serve``:
 - the model artifact at ``/opt/ml/model`` is read at start (``model.json``'s ``bias``);
 - each request is logged to stdout.
 
+The image also trains, as an algorithm's image does (``docker run IMAGE train``): it reads
+SageMaker's ``/opt/ml/input/config/{hyperparameters,inputdataconfig,resourceconfig}.json``
+(hyperparameters must be strings) and every channel's files under
+``/opt/ml/input/data/<channel>/`` (CSV lines, gzip when named ``.gz``), and writes
+``/opt/ml/model/model.json``: ``bias``, the mean of the ``train`` channel's row sums, with the
+hyperparameters and each channel's config and record count; a failure is written to
+``/opt/ml/output/failure`` (``framework error:`` and the traceback) and exits 1.
+
 Each broken kind is the good image plus one small layer that replaces a file (and, for
 ``arm64``, the config's architecture), so every kind shares the Debian and server layers:
 
@@ -28,6 +36,7 @@ Each broken kind is the good image plus one small layer that replaces a file (an
 ``slow-ping``          ``/ping`` answers only 10 minutes after start
 ``oversize-response``  ``/invocations`` answers with more than 6 MB
 ``arm64``              config architecture arm64; the entrypoint is an aarch64 ELF
+``train-fails``        ``train`` writes a reason to /opt/ml/output/failure and exits 1
 =====================  ============================================================
 
 Images are built once per recipe and cached outside the checkout, in
@@ -68,6 +77,7 @@ KINDS = (
     "slow-ping",
     "oversize-response",
     "arm64",
+    "train-fails",
 )
 SUITE = "bookworm"
 DEBOOTSTRAP_VARIANT = "minbase"
@@ -75,6 +85,8 @@ DEBOOTSTRAP_INCLUDE = ("python3",)
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SERVING_PORT = 8080
 MAX_PAYLOAD_MB = 6
+#: What the ``train-fails`` image writes to /opt/ml/output/failure before it exits 1.
+TRAIN_FAILURE = "the train channel has too few rows to fit 52 weekly seasons"
 # Bump when the recipe changes in a way the hashed inputs below do not show.
 RECIPE_VERSION = 1
 
@@ -87,12 +99,15 @@ _ENTRYPOINT = """#!/bin/sh
 # SageMaker starts an inference container as `docker run IMAGE serve` (`train` for training).
 case "${1:-}" in
   serve) shift; exec serve "$@" ;;
-  train) echo "this image serves a model; it does not train" >&2; exit 2 ;;
+  train) shift; exec train "$@" ;;
   *) exec "$@" ;;
 esac
 """
 _SERVE = """#!/bin/sh
 exec python3 /opt/program/predictor.py "$@"
+"""
+_TRAIN = """#!/bin/sh
+exec python3 /opt/program/train.py "$@"
 """
 _BEHAVIOUR = '''"""What the server does; the test variants of this image replace this file."""
 
@@ -101,6 +116,98 @@ STARTUP_DOWNLOAD_URL = None  # fetched at start; the server exits 1 when it cann
 PING_READY_AFTER_SECONDS = 0  # /ping waits until this long after start
 FAIL_RECORDS_SUMMING_OVER = None  # a record whose numbers sum over this raises (None: never)
 PAD_RESPONSE_TO_BYTES = 0  # /invocations responses padded to this size
+TRAIN_FAILS_WITH = None  # train writes this to /opt/ml/output/failure and exits 1 (None: trains)
+'''
+_TRAINER = '''"""A SageMaker training program: `docker run IMAGE train`.
+
+It reads the job's config and channels where SageMaker puts them and writes model.json, which
+predictor.py serves; a failure goes to /opt/ml/output/failure, which SageMaker reports as
+"AlgorithmError: <its text>, exit code: 1".
+"""
+
+import gzip
+import json
+import os
+import sys
+import traceback
+
+import behaviour
+
+CONFIG_DIR = "/opt/ml/input/config"
+DATA_DIR = "/opt/ml/input/data"
+MODEL_DIR = "/opt/ml/model"
+FAILURE_FILE = "/opt/ml/output/failure"
+
+
+def fail(message):
+    with open(FAILURE_FILE, "w") as handle:
+        handle.write(message)
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def config(name):
+    with open(os.path.join(CONFIG_DIR, name)) as handle:
+        return json.load(handle)
+
+
+def records(channel):
+    found = []
+    for root, _dirs, names in sorted(os.walk(os.path.join(DATA_DIR, channel))):
+        for name in sorted(names):
+            with open(os.path.join(root, name), "rb") as handle:
+                data = handle.read()
+            if name.endswith(".gz"):
+                data = gzip.decompress(data)
+            found += [line for line in data.decode("utf-8").splitlines() if line.strip()]
+    return found
+
+
+def row_sum(record):
+    total = 0.0
+    for value in record.split(","):
+        try:
+            total += float(value)
+        except ValueError:
+            pass
+    return total
+
+
+def train():
+    hyperparameters = config("hyperparameters.json")
+    channels = config("inputdataconfig.json")
+    resources = config("resourceconfig.json")
+    not_strings = sorted(name for name, value in hyperparameters.items() if not isinstance(value, str))
+    if not_strings:
+        fail(f"hyperparameters are not strings: {', '.join(not_strings)}")
+    if "train" not in channels:
+        fail(f"no train channel in inputdataconfig.json (channels: {', '.join(sorted(channels)) or 'none'})")
+    sums = [row_sum(record) for record in records("train")]
+    bias = round(sum(sums) / len(sums), 6) if sums else 0.0
+    for epoch in range(1, int(hyperparameters.get("epochs", "1")) + 1):
+        print(f"epoch {epoch}: validation rmse={abs(bias) / epoch:.6f}", flush=True)
+    model = {
+        "bias": bias,
+        "hyperparameters": hyperparameters,
+        "channels": {name: {**entry, "records": len(records(name))} for name, entry in channels.items()},
+        "host": resources["current_host"],
+    }
+    with open(os.path.join(MODEL_DIR, "model.json"), "w") as handle:
+        json.dump(model, handle, sort_keys=True)
+    print(f"trained: bias {bias} from {len(sums)} records", flush=True)
+
+
+def main():
+    if behaviour.TRAIN_FAILS_WITH:
+        fail(behaviour.TRAIN_FAILS_WITH)
+    try:
+        train()
+    except Exception:
+        fail("framework error: " + traceback.format_exc())
+
+
+if __name__ == "__main__":
+    main()
 '''
 _PREDICTOR = '''"""A SageMaker inference server: GET /ping, GET /execution-parameters, POST /invocations.
 
@@ -249,11 +356,14 @@ if __name__ == "__main__":
 
 _BEHAVIOUR_PATH = "opt/program/behaviour.py"
 _SERVE_PATH = "usr/local/bin/serve"
+_TRAIN_PATH = "usr/local/bin/train"
 _ENTRYPOINT_PATH = "usr/local/bin/entrypoint"
 _APP_FILES: dict[str, tuple[bytes, int]] = {
     _ENTRYPOINT_PATH: (_ENTRYPOINT.encode(), 0o755),
     _SERVE_PATH: (_SERVE.encode(), 0o755),
+    _TRAIN_PATH: (_TRAIN.encode(), 0o755),
     "opt/program/predictor.py": (_PREDICTOR.encode(), 0o644),
+    "opt/program/train.py": (_TRAINER.encode(), 0o644),
     _BEHAVIOUR_PATH: (_BEHAVIOUR.encode(), 0o644),
     "opt/ml/model/.keep": (b"", 0o644),
 }
@@ -324,6 +434,9 @@ _VARIANTS: dict[str, _Variant] = {
     ),
     "arm64": _Variant(
         {_ENTRYPOINT_PATH: (aarch64_elf(), 0o755)}, architecture="arm64", created_by="aarch64 entrypoint"
+    ),
+    "train-fails": _Variant(
+        {_BEHAVIOUR_PATH: (_behaviour(TRAIN_FAILS_WITH=TRAIN_FAILURE), 0o644)}, created_by="train fails"
     ),
 }
 

@@ -75,8 +75,9 @@ IMAGE_SCAN_FAILURE = "Image scan found 1 HIGH vulnerability in the inference ima
 class RunOptions:
     release: Path | None = None  # None for a sandbox that only serves (sandbox serve)
     trigger: Trigger = "ecr-push"
-    # real: the profile's transform job runs on the published image with runc (where runc can
-    # run; elsewhere completed, with a notice); completed / failed: the outcome, as told.
+    # real: the profile's jobs (its transform job; an algorithm's training job first) run on the
+    # published images with runc (where runc can run; elsewhere completed, with a notice);
+    # completed / failed: the outcome, as told.
     validation: Literal["real", "completed", "failed"] = "real"
     validation_minutes: float = 45.0
     deadline_scale: float = 1.0  # SageMaker's deadlines (ping, invocations) times this

@@ -1,11 +1,18 @@
-"""The sandbox's SageMaker runs a model package's validation on what was published.
+"""The sandbox's SageMaker runs a model package's or an algorithm's validation on what was published.
 
 ``PublishedValidator`` is the ``local`` validator of :class:`sandbox.ext_sagemaker.
 SageMakerValidation`: given the package moto stores, it reads each container's image from
 the sandbox's ECR in the package's region (the manifest moto holds, the blobs the ECR
 extension stored), the model artifacts and validation input from its S3, and runs the
-validation profile's transform job with :mod:`sandbox.validation_local`. Nothing is read
-from the seller's files: what is validated is what the pipeline published.
+validation profile's transform job with :mod:`sandbox.validation_local`. Given an algorithm,
+it runs each profile's training job on the training image with the channels' data from S3,
+then the transform job on the inference containers serving the model that training wrote
+(to the profile's S3OutputPath, as SageMaker writes it). Nothing is read from the seller's
+files: what is validated is what the pipeline published.
+
+SageMaker does not document how it names the training jobs of an algorithm's validation:
+the sandbox names each ``<algorithm>-<profile>`` (cut to 63 characters), which places the
+trained model at ``S3OutputPath/<that name>/output/model.tar.gz``.
 """
 
 from __future__ import annotations
@@ -21,14 +28,17 @@ from moto.s3.models import s3_backends
 
 from mlpublish.release import parse_s3_uri
 from sandbox.ext_ecr import EcrExtension
-from sandbox.ext_sagemaker import LocalRun
+from sandbox.ext_sagemaker import Algorithm, LocalRun
 from sandbox.validation_local import (
     Cancelled,
     ContainerUnderTest,
     Deadlines,
+    JobResult,
     LayoutImage,
+    TrainingJob,
     TransformJob,
     Unsupported,
+    run_algorithm_profile,
     run_transform_job,
 )
 
@@ -67,6 +77,8 @@ class PublishedValidator:
         self.stopping = stopping or threading.Event()
 
     def __call__(self, package: Any) -> LocalRun:
+        if isinstance(package, Algorithm):
+            return self._algorithm(package)
         run = LocalRun(str(package.arn))
         match = _ARN.match(str(package.arn))
         if match is None:
@@ -91,6 +103,49 @@ class PublishedValidator:
             run.jobs.append(result.as_dict())
             if result.failure_reason is not None:
                 run.failures[job.profile_name] = result.failure_reason
+        return run
+
+    def _algorithm(self, algorithm: Algorithm) -> LocalRun:
+        """Each profile's training job, then its transform job on the model it trained."""
+        run = LocalRun(algorithm.arn)
+        match = _ARN.match(algorithm.arn)
+        if match is None:
+            run.not_run = f"unexpected algorithm ARN {algorithm.arn}"
+            return run
+        request = algorithm.request
+        training = request["TrainingSpecification"]
+        trainer = self._container(
+            0, {"Image": training["TrainingImage"], "ImageDigest": training.get("TrainingImageDigest")}
+        )
+        inference = [
+            self._container(index, definition)
+            for index, definition in enumerate((request.get("InferenceSpecification") or {}).get("Containers") or [])
+        ]
+        storage = MotoS3Storage(match.group(2))
+        for profile in (request.get("ValidationSpecification") or {}).get("ValidationProfiles") or []:
+            name = profile["ProfileName"]
+            job_name = re.sub(r"[^a-zA-Z0-9]+", "-", f"{algorithm.name}-{name}")[:63].strip("-")
+            transform = profile.get("TransformJobDefinition")
+            try:
+                results = run_algorithm_profile(
+                    TrainingJob(name, job_name, profile["TrainingJobDefinition"]),
+                    trainer,
+                    TransformJob(name, transform) if transform else None,
+                    inference,
+                    storage,
+                    self.deadlines,
+                    cancel=self.stopping,
+                )
+            except Unsupported as exc:
+                run.not_run = f"container not run: {exc}"
+                return run
+            except Cancelled as exc:
+                run.not_run = str(exc)
+                return run
+            run.jobs += [result.as_dict() for result in results]
+            failed = next((result for result in results if not result.passed), None)
+            if failed is not None:
+                run.failures[name] = _profile_failure(failed)
         return run
 
     def _container(self, index: int, definition: Mapping[str, Any]) -> ContainerUnderTest:
@@ -126,3 +181,12 @@ class PublishedValidator:
             environment=dict(definition.get("Environment") or {}),
             model_data_url=definition.get("ModelDataUrl"),
         )
+
+
+def _profile_failure(result: JobResult) -> str:
+    """The profile's FailureReason: a failed training job's prefixed as the sandbox's virtual
+    outcome words it; a transform job's reason already names its job."""
+    assert result.failure_reason is not None  # nosec B101  # a failed job has a reason
+    if result.job == "training":
+        return f"Training job validation failed: {result.failure_reason}"
+    return result.failure_reason

@@ -1,8 +1,10 @@
-"""Local validation: a model package's validation profile run as SageMaker runs it, with runc.
+"""Local validation: a model package's or an algorithm's validation profile run as SageMaker
+runs it, with runc.
 
 SageMaker validates a Marketplace model package with a batch transform job on the published
-image; it takes hours and a failure costs a day. This module runs the same job here, on the
-image bytes, in seconds:
+image, and an algorithm with a training job and then a transform job on the model it
+trained; it takes hours and a failure costs a day. This module runs the same jobs here, on
+the image bytes, in seconds. A transform job (:func:`run_transform_job`):
 
 * each container gets a fresh root filesystem: the image's layers, each unpacked once per
   machine (:class:`LayerCache`), under a writable overlay (or, without overlayfs, unpacked
@@ -27,6 +29,25 @@ image bytes, in seconds:
 * the output is written where the profile says (``<input name>.out``), and every request
   made is recorded with its outcome; a failure says which request failed, how (status,
   timeout, exit code) and the container's last log lines.
+
+A training job (:func:`run_training_job`; :func:`run_algorithm_profile` runs a profile's
+two jobs in turn) runs the training image as ``docker run IMAGE train``, network-isolated and
+limited in the same way, with SageMaker's training contract:
+
+* ``/opt/ml/input/config/`` holds ``hyperparameters.json`` (every value a string),
+  ``inputdataconfig.json`` and ``resourceconfig.json`` (one host, ``algo-1``)
+  (:func:`training_config`); ``/opt/ml/input/data/<channel>/`` holds the channel's S3 objects
+  (File mode; Pipe mode, manifests and several instances are not run: :class:`Unsupported`);
+  ``/opt/ml/model`` and ``/opt/ml/output`` are empty, writable directories of their own;
+  ``TRAINING_JOB_NAME`` is set (SageMaker also sets ``TRAINING_JOB_ARN``; the sandbox does not);
+* ``StoppingCondition.MaxRuntimeInSeconds`` (times ``Deadlines.scale``) is enforced: SIGTERM,
+  then SIGKILL after 120 s, and the job fails, as a job SageMaker stops is not Completed;
+* a non-zero exit fails the job with SageMaker's ``AlgorithmError: <the container's
+  /opt/ml/output/failure>, exit code: N`` (:func:`algorithm_error`);
+* once ``train`` exits 0, ``/opt/ml/model`` (empty is fine) is uploaded as
+  ``S3OutputPath/<job name>/output/model.tar.gz`` and served by the transform job that follows.
+Not emulated: /opt/ml/output/data (SageMaker's output.tar.gz), checkpoints, metrics read
+from the log with the algorithm's MetricDefinitions, and the job's own names in SageMaker.
 
 Every container is killed and its bundle removed when the job ends, however it ends; one
 left by a process that was killed outright is removed by the next job (:func:`sweep`).
@@ -70,6 +91,8 @@ SERVING_PORT = 8080
 PIPELINE_FIRST_PORT = 9081
 #: SageMaker's default for ModelClientConfig.InvocationsMaxRetries.
 INVOCATION_RETRIES = 3
+#: The longest FailureReason SageMaker reports (botocore's FailureReason shape).
+FAILURE_REASON_MAX = 1024
 LOG_LINES = 8
 MB = 1024 * 1024
 RUNC_ROOT = Path("/run/mlpublish-runc")
@@ -130,7 +153,9 @@ class Deadlines:
     ping_timeout: float = 2.0  # each /ping answered within 2 s
     invocation_timeout: float = 600.0  # ModelClientConfig.InvocationsTimeoutInSeconds default
     stop_grace: float = 30.0  # SIGTERM, then SIGKILL after 30 s
+    training_stop_grace: float = 120.0  # a training container: SIGTERM, then SIGKILL after 120 s
     budget: float = 3600.0  # the whole job, wall clock (the sandbox's own bound)
+    scale: float = 1.0  # applied to the limits a job definition sets (MaxRuntimeInSeconds)
 
     def scaled(self, factor: float) -> Deadlines:
         """Every deadline but the 2 s /ping timeout multiplied by ``factor`` (tests: 0.01)."""
@@ -139,7 +164,9 @@ class Deadlines:
             ping_startup=self.ping_startup * factor,
             invocation_timeout=self.invocation_timeout * factor,
             stop_grace=self.stop_grace * factor,
+            training_stop_grace=self.training_stop_grace * factor,
             budget=self.budget * factor,
+            scale=self.scale * factor,
         )
 
 
@@ -221,6 +248,7 @@ class JobResult:
     outputs: list[str] = field(default_factory=list)
     limits: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    job: str = "transform"  # or "training" (an algorithm's profile trains first)
 
     @property
     def passed(self) -> bool:
@@ -229,6 +257,7 @@ class JobResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             "profile": self.profile_name,
+            "job": self.job,
             "status": "Completed" if self.passed else "Failed",
             "failure_reason": self.failure_reason,
             "requests": [r.as_dict() for r in self.requests],
@@ -570,11 +599,15 @@ class _Runtime:
         env: Mapping[str, str],
         port: int,
         netns_of: int | None,
+        *,
+        command: str = "serve",
+        mounts: Sequence[tuple[Path, str]] = (),
     ) -> _Running:
+        """``docker run IMAGE <command>``; ``mounts`` bind host directories (host path, container path)."""
         bundle = self.work / f"c{index}"
         rootfs = bundle / "rootfs"
         container_id = f"{ID_PREFIX}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{index}"
-        spec = _bundle_config(container, config, env, self.limits, netns_of)
+        spec = _bundle_config(container, config, env, self.limits, netns_of, command, mounts)
         _write_etc(rootfs, spec["hostname"])
         (bundle / "config.json").write_text(json.dumps(spec))
         log = bundle / "output.log"
@@ -642,15 +675,16 @@ def _bundle_config(
     env: Mapping[str, str],
     limits: Mapping[str, Any],
     netns_of: int | None,
+    command: str = "serve",
+    mounts: Sequence[tuple[Path, str]] = (),
 ) -> dict[str, Any]:
     settings = image_config.get("config") or {}
     entrypoint = list(settings.get("Entrypoint") or [])
-    args = [*entrypoint, "serve"]  # `docker run IMAGE serve`: serve replaces CMD
+    args = [*entrypoint, command]  # `docker run IMAGE serve` (or train): the command replaces CMD
     variables = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)
     variables.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     variables.update(env)
-    user = str(settings.get("User") or "0")
-    uid, _, gid = user.partition(":")
+    uid, gid = process_user(image_config)
     hostname = re.sub(r"[^a-zA-Z0-9-]", "-", container.name)[:63] or "container"
     namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     namespaces.append({"type": "network", "path": f"/proc/{netns_of}/ns/net"} if netns_of else {"type": "network"})
@@ -659,7 +693,7 @@ def _bundle_config(
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
-            "user": {"uid": int(uid) if uid.isdigit() else 0, "gid": int(gid) if gid.isdigit() else 0},
+            "user": {"uid": uid, "gid": gid},
             "args": args,
             "env": [f"{key}={value}" for key, value in variables.items()],
             "cwd": settings.get("WorkingDir") or "/",
@@ -670,8 +704,14 @@ def _bundle_config(
         "root": {"path": "rootfs", "readonly": False},
         "hostname": hostname,
         "mounts": [
-            {"destination": where, "type": kind, "source": kind, "options": list(options)}
-            for where, kind, options in _MOUNTS
+            *(
+                {"destination": where, "type": kind, "source": kind, "options": list(options)}
+                for where, kind, options in _MOUNTS
+            ),
+            *(
+                {"destination": where, "type": "bind", "source": str(source), "options": ["rbind", "rw"]}
+                for source, where in mounts
+            ),
         ],
         "linux": {
             "namespaces": namespaces,
@@ -685,6 +725,13 @@ def _bundle_config(
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
         },
     }
+
+
+def process_user(image_config: Mapping[str, Any]) -> tuple[int, int]:
+    """The uid and gid the image's ``User`` runs as (numeric ids; a user name runs as root here)."""
+    user = str((image_config.get("config") or {}).get("User") or "0")
+    uid, _, gid = user.partition(":")
+    return (int(uid) if uid.isdigit() else 0, int(gid) if gid.isdigit() else 0)
 
 
 def _open_files() -> int:
@@ -1063,6 +1110,270 @@ class _Job:
             f"ClientError: transform job for validation profile {self.job.profile_name}, container "
             f"{running.name} ({container.image_uri}): {what}. Last log lines: {log}"
         )
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """A validation profile's TrainingJobDefinition, as CreateAlgorithm received it.
+
+    ``job_name`` names the job's output: SageMaker writes the trained model to
+    ``S3OutputPath/<job name>/output/model.tar.gz``.
+    """
+
+    profile_name: str
+    job_name: str
+    definition: Mapping[str, Any]
+
+    @property
+    def channels(self) -> list[Mapping[str, Any]]:
+        return list(self.definition.get("InputDataConfig") or [])
+
+    @property
+    def instance_type(self) -> str:
+        return str((self.definition.get("ResourceConfig") or {}).get("InstanceType") or "ml.m5.large")
+
+    @property
+    def max_runtime(self) -> float:
+        """StoppingCondition.MaxRuntimeInSeconds (SageMaker's default: one day)."""
+        return float((self.definition.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") or 86400)
+
+    @property
+    def model_uri(self) -> str:
+        output = str((self.definition.get("OutputDataConfig") or {}).get("S3OutputPath") or "")
+        return f"{output.rstrip('/')}/{self.job_name}/output/model.tar.gz"
+
+
+def training_config(definition: Mapping[str, Any]) -> dict[str, bytes]:
+    """The files SageMaker writes to /opt/ml/input/config for a training job, by name.
+
+    ``hyperparameters.json``: the profile's, every value a string, as CreateTrainingJob's
+    HyperParameters map is (whether SageMaker adds the algorithm's DefaultValues is not
+    confirmed, so the sandbox does not).
+    ``inputdataconfig.json``: one entry per channel, with the keys of SageMaker's documented
+    example (ContentType when the channel has one, TrainingInputMode, S3DistributionType,
+    RecordWrapperType) and the channel's CompressionType when it sets one.
+    ``resourceconfig.json``: one host, ``algo-1``, on ``eth0``.
+    Raises :class:`Unsupported` for what the sandbox does not run: Pipe mode (a FIFO per epoch),
+    manifest data sources, more than one instance.
+    """
+    default_mode = str(definition.get("TrainingInputMode") or "File")
+    channels: dict[str, dict[str, str]] = {}
+    for channel in definition.get("InputDataConfig") or []:
+        name = str(channel["ChannelName"])
+        source = (channel.get("DataSource") or {}).get("S3DataSource") or {}
+        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            raise Unsupported(f"channel {name}: S3DataType {source.get('S3DataType')} (the sandbox reads S3Prefix)")
+        mode = str(channel.get("InputMode") or default_mode)
+        if mode == "Pipe":
+            raise Unsupported(f"channel {name}: Pipe input mode (the sandbox trains in File mode)")
+        entry: dict[str, str] = {}
+        if channel.get("ContentType"):
+            entry["ContentType"] = str(channel["ContentType"])
+        entry["TrainingInputMode"] = mode
+        entry["S3DistributionType"] = str(source.get("S3DataDistributionType") or "FullyReplicated")
+        entry["RecordWrapperType"] = str(channel.get("RecordWrapperType") or "None")
+        if channel.get("CompressionType"):
+            entry["CompressionType"] = str(channel["CompressionType"])
+        channels[name] = entry
+    if int((definition.get("ResourceConfig") or {}).get("InstanceCount") or 1) > 1:
+        raise Unsupported("distributed training (ResourceConfig.InstanceCount over 1); the sandbox trains on one host")
+    hyperparameters = {str(key): str(value) for key, value in (definition.get("HyperParameters") or {}).items()}
+    resources = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
+    return {
+        "hyperparameters.json": json.dumps(hyperparameters).encode(),
+        "inputdataconfig.json": json.dumps(channels).encode(),
+        "resourceconfig.json": json.dumps(resources).encode(),
+    }
+
+
+def algorithm_error(failure: str, exit_code: int | None) -> str:
+    """SageMaker's FailureReason for a training container that exited non-zero:
+    ``AlgorithmError: <its /opt/ml/output/failure>, exit code: N``, at most 1024 characters
+    (the file's text is cut to fit; trailing whitespace dropped)."""
+    prefix, suffix = "AlgorithmError: ", f", exit code: {exit_code}"
+    room = FAILURE_REASON_MAX - len(prefix) - len(suffix)
+    return f"{prefix}{failure.rstrip()[:room]}{suffix}"
+
+
+def channel_objects(storage: JobStorage, uri: str) -> list[tuple[str, str]]:
+    """(path under /opt/ml/input/data/<channel>/, object URI) of each object under an S3Prefix:
+    the key after the prefix's last ``/``, as SageMaker lays a File-mode channel out."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    base = f"s3://{bucket}/{key.rpartition('/')[0]}/" if "/" in key else f"s3://{bucket}/"
+    found = []
+    for item in storage.list(uri):
+        relative = os.path.normpath(item[len(base) :])
+        if item.endswith("/") or relative.startswith(("..", "/")) or relative == ".":
+            continue  # a folder marker, or a key that would land outside the channel
+        found.append((relative, item))
+    return found
+
+
+def model_archive(model_dir: Path) -> bytes:
+    """/opt/ml/model as the model.tar.gz SageMaker uploads (empty when training wrote nothing)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(model_dir.rglob("*")):
+            archive.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
+    return buffer.getvalue()
+
+
+def run_training_job(
+    job: TrainingJob,
+    container: ContainerUnderTest,
+    storage: JobStorage,
+    deadlines: Deadlines | None = None,
+    *,
+    runc: str | None = None,
+    layers: LayerCache | None = None,
+    cancel: threading.Event | None = None,
+) -> JobResult:
+    """Run the training job: ``train`` in the training image, its channels' objects in
+    /opt/ml/input/data, then /opt/ml/model uploaded as ``job.model_uri`` (the result's output).
+
+    The result holds the training job's FailureReason (None when it completed). Setting
+    ``cancel`` ends the job as :class:`Cancelled`; its container is removed either way.
+    """
+    deadlines = deadlines or Deadlines()
+    runc = runc or runc_path()
+    if runc is None:
+        raise Unsupported("runc is not installed")
+    sweep(runc)
+    started = time.monotonic()
+    result = JobResult(job.profile_name, limits=limits_for(job.instance_type), job="training")
+    work = Path(tempfile.mkdtemp(prefix=f"{ID_PREFIX}-{os.getpid()}-"))
+    runtime = _Runtime(runc, work, result.limits, deadlines, layers or LayerCache())
+    _LIVE.add(runtime)
+    try:
+        _Training(job, container, storage, deadlines, runtime, result, started, cancel or threading.Event()).run()
+    except LocalValidationError as exc:
+        result.failure_reason = exc.reason[:FAILURE_REASON_MAX]
+    finally:
+        runtime.close()
+        _LIVE.discard(runtime)
+        shutil.rmtree(work, ignore_errors=True)
+        result.seconds = time.monotonic() - started
+    return result
+
+
+def run_algorithm_profile(
+    training: TrainingJob,
+    trainer: ContainerUnderTest,
+    transform: TransformJob | None,
+    inference: Sequence[ContainerUnderTest],
+    storage: JobStorage,
+    deadlines: Deadlines | None = None,
+    *,
+    runc: str | None = None,
+    layers: LayerCache | None = None,
+    cancel: threading.Event | None = None,
+) -> list[JobResult]:
+    """An algorithm's validation profile: the training job, then (when it completed and the
+    profile has one) the transform job on the inference containers serving the trained model.
+
+    The trained model goes to every inference container that names no model of its own.
+    """
+    layers = layers or LayerCache()
+    trained = run_training_job(training, trainer, storage, deadlines, runc=runc, layers=layers, cancel=cancel)
+    results = [trained]
+    if trained.passed and transform is not None:
+        serving = [dataclasses.replace(c, model_data_url=c.model_data_url or training.model_uri) for c in inference]
+        results.append(
+            run_transform_job(transform, serving, storage, deadlines, runc=runc, layers=layers, cancel=cancel)
+        )
+    return results
+
+
+class _Training:
+    def __init__(
+        self,
+        job: TrainingJob,
+        container: ContainerUnderTest,
+        storage: JobStorage,
+        deadlines: Deadlines,
+        runtime: _Runtime,
+        result: JobResult,
+        started: float,
+        cancel: threading.Event,
+    ) -> None:
+        self.job, self.container, self.storage = job, container, storage
+        self.deadlines, self.runtime, self.result, self.started = deadlines, runtime, result, started
+        self.cancel = cancel
+
+    def run(self) -> None:
+        config = self.container.image.config()
+        files = training_config(self.job.definition)
+        ml = self.runtime.work / "ml"
+        (ml / "input" / "config").mkdir(parents=True)
+        for name, body in files.items():
+            (ml / "input" / "config" / name).write_bytes(body)
+        for channel in self.job.channels:
+            self._download(ml / "input" / "data" / str(channel["ChannelName"]), channel)
+        for writable in (ml / "model", ml / "output"):
+            writable.mkdir()
+            os.chown(writable, *process_user(config))
+        bundle = self.runtime.work / "c0"
+        if self.runtime.layers.mount(self.container.image, bundle / "rootfs", bundle / "overlay") is None:
+            unpack_image(self.container.image, bundle / "rootfs")
+        mounts = [(ml / name, f"/opt/ml/{name}") for name in ("input", "model", "output")]
+        env = {"TRAINING_JOB_NAME": self.job.job_name}
+        began = time.monotonic()
+        running = self.runtime.start(0, self.container, config, env, SERVING_PORT, None, command="train", mounts=mounts)
+        code = self._wait(running, began)
+        if code != 0:
+            lines = " | ".join(line.strip()[:200] for line in running.last_lines()) or "(no output)"
+            self._record(running, f"exited with code {code}; last log lines: {lines}", began)
+            failure = ml / "output" / "failure"
+            text = failure.read_bytes().decode("utf-8", "replace") if failure.is_file() else ""
+            raise LocalValidationError(algorithm_error(text, code))
+        self._record(running, "exited with code 0", began)
+        self.storage.write(self.job.model_uri, model_archive(ml / "model"))
+        self.result.outputs.append(self.job.model_uri)
+
+    def _download(self, directory: Path, channel: Mapping[str, Any]) -> None:
+        uri = str(channel["DataSource"]["S3DataSource"]["S3Uri"])
+        objects = channel_objects(self.storage, uri)
+        if not objects:
+            raise LocalValidationError(
+                f'ClientError: No S3 objects found under S3 URL "{uri}" given in input data source.'
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        for relative, item in objects:
+            self._check_budget()
+            target = directory / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.storage.read(item))
+
+    def _wait(self, running: _Running, began: float) -> int | None:
+        limit = self.job.max_runtime * self.deadlines.scale
+        while running.exit_code() is None:
+            self._check_budget()
+            if time.monotonic() - began > limit:
+                _stop(self.runtime.runc, running, self.deadlines.training_stop_grace)
+                self._record(running, f"stopped after MaxRuntimeInSeconds ({limit:g} s)", began)
+                scaled = f" (scaled to {limit:g} s)" if limit != self.job.max_runtime else ""
+                raise LocalValidationError(
+                    f"ClientError: training job for validation profile {self.job.profile_name}: the training job "
+                    f"was stopped at StoppingCondition.MaxRuntimeInSeconds={self.job.max_runtime:g}{scaled} before "
+                    "`train` exited (SecondaryStatus MaxRuntimeExceeded); validation needs it to complete"
+                )
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                running.process.wait(timeout=0.1)
+        return running.exit_code()
+
+    def _check_budget(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled(f"the training job for {self.job.profile_name} was cancelled")
+        if time.monotonic() - self.started > self.deadlines.budget:
+            raise LocalValidationError(
+                f"ClientError: the training job ran over the sandbox's {self.deadlines.budget:g} s budget"
+            )
+
+    def _record(self, running: _Running, outcome: str, began: float) -> None:
+        self.result.requests.append(RequestRecord(running.name, "train", outcome, None, time.monotonic() - began))
 
 
 # ----------------------------------------------------------------------------- sources

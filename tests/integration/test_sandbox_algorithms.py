@@ -22,7 +22,7 @@ from moto import mock_aws
 
 from sandbox.audit import ApiCall
 from sandbox.clock import VirtualClock
-from sandbox.ext_sagemaker import ALGORITHM_NOT_RUN, EVERY, LocalRun, SageMakerValidation, ValidationOutcome
+from sandbox.ext_sagemaker import EVERY, Algorithm, LocalRun, SageMakerValidation, ValidationOutcome
 from sandbox.runner import ALGORITHM_VALIDATION_FAILURE
 from sandbox.sagemaker_requests import constraint_errors, output_shape
 from sandbox.server import EmulatorServer
@@ -275,26 +275,29 @@ def test_given_uncertified_algorithm_without_validation_then_completed_with_empt
     assert described["CertifyForMarketplace"] is False
 
 
-def test_given_local_validator_when_algorithm_created_then_report_says_train_was_not_run_and_virtual_outcome_decides(
+def test_given_local_validator_when_algorithm_created_then_its_real_training_failure_decides_the_profile(
     clock: VirtualClock,
 ) -> None:
-    packages: list[Any] = []
+    given: list[Any] = []
+    reason = "Training job validation failed: AlgorithmError: too few rows, exit code: 1"
 
-    def local(package: Any) -> LocalRun:
-        packages.append(package)
-        return LocalRun(package.arn)
+    def local(resource: Any) -> LocalRun:
+        given.append(resource)
+        return LocalRun(resource.arn, failures={"train-then-transform": reason})
 
     with SageMakerValidation(clock, ValidationOutcome(pending_seconds=0, in_progress_seconds=60), local=local) as ext:
         arn = client().create_algorithm(**algorithm_request("local"))["AlgorithmArn"]
         clock.advance(60)
         final = client().describe_algorithm(AlgorithmName="local")
 
-    run = ext.local_runs[arn]
-    assert run.done.is_set()
-    assert run.not_run == ALGORITHM_NOT_RUN
-    assert "`train` was not run" in ALGORITHM_NOT_RUN
-    assert packages == []
-    assert final["AlgorithmStatus"] == "Completed"
+    [algorithm] = given
+    assert isinstance(algorithm, Algorithm)
+    assert algorithm.request["ValidationSpecification"]["ValidationProfiles"][0]["TrainingJobDefinition"]
+    assert ext.local_runs[arn].not_run is None
+    assert final["AlgorithmStatus"] == "Failed"
+    assert final["AlgorithmStatusDetails"]["ValidationStatuses"] == [
+        {"Name": "train-then-transform", "Status": "Failed", "FailureReason": reason}
+    ]
 
 
 # ------------------------------------------------------------------- requests refused server-side

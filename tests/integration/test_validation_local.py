@@ -8,9 +8,12 @@ skip elsewhere without them).
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +24,7 @@ import pytest
 from tests.fixtures import serving_images
 from tests.fixtures.serving_images import require_runc
 
+from sandbox.images_real import TRAIN_FAILURE
 from sandbox.oci import open_layout
 from sandbox.runner import SAMPLE_VALIDATION_INPUT, sample_model_data
 from sandbox.validation_local import (
@@ -32,7 +36,9 @@ from sandbox.validation_local import (
     Deadlines,
     JobResult,
     LayoutImage,
+    TrainingJob,
     TransformJob,
+    run_algorithm_profile,
     run_transform_job,
     sweep,
 )
@@ -162,6 +168,89 @@ def test_given_a_pipeline_container_that_ignores_bind_to_port_then_it_fails_nami
     assert result.failure_reason is not None
     assert f"must listen on port {PIPELINE_FIRST_PORT + 1} (SAGEMAKER_BIND_TO_PORT)" in result.failure_reason
     assert "container second (local/wrong-port)" in result.failure_reason
+
+
+# ---- an algorithm's profile: train, then serve what was trained ----------------------------------
+
+TRAIN = "s3://validation/training/train/train.csv"
+
+
+def training_job(**changes: Any) -> TrainingJob:
+    definition: dict[str, Any] = {
+        "TrainingInputMode": "File",
+        "HyperParameters": {"epochs": "2", "seasonality": "weekly"},
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": TRAIN}},
+                "ContentType": "text/csv",
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": "s3://validation/training-output/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+    definition.update(changes)
+    return TrainingJob("profile", "algo-profile", definition)
+
+
+def train_and_serve(
+    container: Callable[..., ContainerUnderTest], kind: str, training: TrainingJob | None = None
+) -> tuple[list[JobResult], Storage]:
+    storage = Storage({INPUT: SAMPLE_VALIDATION_INPUT, TRAIN: SAMPLE_VALIDATION_INPUT})
+    image = dataclasses.replace(container(kind), model_data_url=None)
+    results = run_algorithm_profile(training or training_job(), image, job(), [image], storage, FAST)
+    return results, storage
+
+
+def test_given_an_algorithm_image_then_it_trains_on_the_channel_and_serves_the_model_it_trained(
+    container: Callable[..., ContainerUnderTest], runc: str
+) -> None:
+    (trained, transformed), storage = train_and_serve(container, "good")
+    model_uri = "s3://validation/training-output/algo-profile/output/model.tar.gz"
+
+    assert (trained.job, trained.failure_reason, trained.outputs) == ("training", None, [model_uri])
+    assert [(r.request, r.outcome) for r in trained.requests] == [("train", "exited with code 0")]
+    with tarfile.open(fileobj=io.BytesIO(storage.objects[model_uri]), mode="r:gz") as archive:
+        model = json.load(archive.extractfile("model.json"))  # type: ignore[arg-type]
+    assert model["hyperparameters"] == {"epochs": "2", "seasonality": "weekly"}  # strings, as SageMaker writes
+    assert model["channels"] == {
+        "train": {
+            "ContentType": "text/csv",
+            "TrainingInputMode": "File",
+            "S3DistributionType": "FullyReplicated",
+            "RecordWrapperType": "None",
+            "records": 3,
+        }
+    }
+    assert model["host"] == "algo-1"
+    # the transform job served the trained model: bias 1.5 (mean row sum) + each line's sum
+    assert transformed.failure_reason is None
+    assert storage.objects["s3://validation/output/input.csv.out"] == b"3,2.1\n3,3.0\n3,3.9\n"
+    assert ours(runc) == []
+
+
+def test_given_train_exits_1_with_a_failure_file_then_the_job_fails_with_sagemakers_algorithm_error(
+    container: Callable[..., ContainerUnderTest],
+) -> None:
+    results, storage = train_and_serve(container, "train-fails")
+
+    [trained] = results  # nothing to transform
+    assert trained.failure_reason == f"AlgorithmError: {TRAIN_FAILURE}, exit code: 1"
+    assert trained.requests[0].outcome.startswith(f"exited with code 1; last log lines: {TRAIN_FAILURE}")
+    assert not any(uri.endswith("model.tar.gz") for uri in storage.objects)
+
+
+def test_given_training_runs_over_max_runtime_then_it_is_stopped_and_the_job_fails(
+    container: Callable[..., ContainerUnderTest], runc: str
+) -> None:
+    # 1 s scaled by 0.02: 20 ms, less than the Python in the image takes to start
+    results, _ = train_and_serve(container, "good", training_job(StoppingCondition={"MaxRuntimeInSeconds": 1}))
+
+    [trained] = results
+    assert trained.failure_reason is not None
+    assert "stopped at StoppingCondition.MaxRuntimeInSeconds=1 (scaled to 0.02 s)" in trained.failure_reason
+    assert ours(runc) == []
 
 
 # ---- containers that fail as they would on SageMaker ---------------------------------------------
