@@ -62,6 +62,12 @@ def _sns_messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
 #: The states of each wait of the state machine, from its first to the choice that leaves it.
 WAITS = {
     "validation": ("PrepareValidation", "AwaitValidation", "ValidationWaitedOut", "ValidationComplete"),
+    "package_validation": (
+        "PreparePackageValidation",
+        "AwaitPackageValidation",
+        "PackageValidationWaitedOut",
+        "PackageValidationComplete",
+    ),
     "listing": ("AwaitListing", "ListingWaitedOut", "ListingComplete"),
 }
 

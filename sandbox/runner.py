@@ -504,6 +504,8 @@ class Sandbox:
         if self.options.source_account:
             self.deploy_source_account()
         model_uris = [c.model_data for c in self.spec.containers if c.model_data]
+        if self.spec.package is not None:  # the model an algorithm release builds its package with
+            model_uris.append(self.spec.package.model_data)
         validation_uri = self.spec.validation.input
         # An algorithm's training channels: the sample validation input stands in for their data.
         data_uris = [validation_uri, *(uri for role, *_, uri in self.spec.objects() if role == "training_input")]

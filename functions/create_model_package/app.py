@@ -1,4 +1,5 @@
-"""CreateModelPackage: the certified model package (or algorithm) with its validation profile (idempotent)."""
+"""CreateModelPackage: the certified model package (or algorithm) with its validation profile
+(idempotent); given algorithm_arn, the model package an algorithm release builds on it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.aws import TRACED_MODULES, client
-from mlpublish.sagemaker import create_model_package
+from mlpublish.sagemaker import create_model_package, package_release
 from mlpublish.state import CreateModelPackageInput
 
 logger = Logger()
@@ -19,8 +20,9 @@ tracer = Tracer(patch_modules=TRACED_MODULES)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = CreateModelPackageInput.model_validate(event)
-    result = create_model_package(
-        client("sagemaker", request.release.publishing_region), request.release, request.images
-    )
+    release = request.release
+    if request.algorithm_arn is not None:  # the package built on the algorithm this release published
+        release = package_release(release, request.algorithm_arn)
+    result = create_model_package(client("sagemaker", release.publishing_region), release, request.images)
     logger.info("created or reused", extra={"arn": result.arn, "action": result.action})
     return result.model_dump(mode="json")

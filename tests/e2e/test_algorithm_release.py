@@ -18,6 +18,7 @@ pytestmark = pytest.mark.e2e
 ALGORITHM_RELEASE = Path(__file__).resolve().parents[2] / "events" / "release.algorithm.yaml"
 READY = "Release Ready For Listing"
 PUBLISHING_REGION = "us-east-2"
+ACCOUNT = "123456789012"
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +38,20 @@ def algorithm_file(e2e_dir: Path) -> Callable[..., Path]:
     return make
 
 
+PACKAGE_MODEL = "s3://acme-ml-artifacts/forecast/2.0.0/retail/model.tar.gz"
+
+
+def with_package(document: dict[str, Any]) -> None:
+    document["package"] = {"model_data": PACKAGE_MODEL}
+
+
 @pytest.fixture(scope="module")
 def algorithm(
     publish: Callable[..., CliRun], algorithm_file: Callable[..., Path], image: Callable[[str], WrittenLayout]
 ) -> CliRun:
+    """The example algorithm, also publishing a model package built on it (its package section)."""
     return publish(
-        "--release", algorithm_file(), "--image", image("docker-v2").path,
+        "--release", algorithm_file("algorithm-with-package", with_package), "--image", image("docker-v2").path,
         "--validation-minutes", str(VALIDATION_MINUTES), "--repeat",
     )  # fmt: skip
 
@@ -58,12 +67,29 @@ def test_given_an_algorithm_release_when_pushed_then_it_is_ready_for_listing_wit
     assert algorithm.exit_code == 0, algorithm.stderr
     assert report["status"] == "SUCCEEDED"
     assert report["algorithms"] == [event["detail"]["algorithm_arn"]]  # the repeat made no second one
-    assert report["model_packages"] == []
+    assert report["model_packages"] == [event["detail"]["model_package_arn"]]  # nor a second package
     assert event["detail"]["kind"] == "algorithm"
     assert ":algorithm/acme-forecast-2-0-0-" in event["detail"]["algorithm_arn"]
     assert note["subject"] == "Ready for listing: acme-forecast 2.0.0"
     assert (described["AlgorithmStatus"], described["CertifyForMarketplace"]) == ("Completed", True)
     assert report["virtual_seconds"] >= VALIDATION_MINUTES * 60
+
+
+def test_given_an_algorithm_release_with_a_package_then_the_package_is_built_on_it_once_it_is_validated(
+    algorithm: CliRun,
+) -> None:
+    report = algorithm.reported
+    [event] = algorithm.events(READY)
+    [note] = report["notifications"]
+    [model] = [item for item in event["detail"]["artifacts"] if item["role"] == "package_model_data"]
+
+    assert ":model-package/acme-forecast-2-0-0-model-" in event["detail"]["model_package_arn"]
+    assert f"Model package built on it: {event['detail']['model_package_arn']}" in note["message"]
+    # Created after the algorithm's validation ended, then validated in its own wait: each took
+    # the 45 virtual minutes, each ended by SageMaker's event.
+    assert report["wait_transitions"]["validation"] == report["wait_transitions"]["package_validation"] == 5
+    assert model["uri"].startswith(f"s3://mlpublish-{ACCOUNT}-{PUBLISHING_REGION}/")
+    assert "/package/" in model["uri"]
 
 
 def test_given_an_algorithm_release_then_it_trains_and_serves_with_the_published_image(algorithm: CliRun) -> None:

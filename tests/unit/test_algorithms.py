@@ -17,7 +17,7 @@ from mlpublish.announce import SuccessState, ready
 from mlpublish.errors import InvalidRelease, PreflightFailed, ReleaseNotFound
 from mlpublish.preflight import algorithm_problems, check_source_algorithm
 from mlpublish.release import TRAINING_IMAGE, parse_release
-from mlpublish.sagemaker import ALGORITHM, algorithm_request, kind_of, resource_request
+from mlpublish.sagemaker import ALGORITHM, algorithm_request, kind_of, package_release, resource_request
 
 pytestmark = pytest.mark.unit
 
@@ -485,3 +485,57 @@ def test_given_an_algorithm_that_does_not_exist_then_the_release_names_it_and_wh
     check_source_algorithm(spec, DescribedAlgorithms(validated()))  # a validated, certified one passes
 
     assert caught.value.message.startswith(f"source_algorithm.algorithm: {SOURCE_ALGORITHM} does not exist")
+
+
+# --- an algorithm release that also publishes a package built on it -------------------------
+
+ALGORITHM_ARN = f"arn:aws:sagemaker:us-east-2:{ACCOUNT}:algorithm/acme-forecast-2-0-0-01234567"
+TRAINED_MODEL = "s3://acme-ml-artifacts/forecast/2.0.0/retail/model.tar.gz"
+
+
+def test_given_an_algorithm_release_with_a_package_then_the_package_is_built_on_it_with_the_published_model() -> None:
+    document = algorithm_document()
+    document["package"] = {"model_data": TRAINED_MODEL}
+    release = resolved_release(parse_release(yaml.safe_dump(document)))
+
+    package = package_release(release, ALGORITHM_ARN)
+    request = resource_request(package, [])
+
+    assert botocore_problems("CreateModelPackage", request) == ""
+    [source] = request["SourceAlgorithmSpecification"]["SourceAlgorithms"]
+    [model] = [item for item in release.objects if item.role == "package_model_data"]
+    assert source == {"AlgorithmName": ALGORITHM_ARN, "ModelDataUrl": model.destination_uri}
+    assert "/package/" in model.destination_key
+    assert (
+        request["ModelPackageName"] == release.resource_name.rsplit("-", 1)[0] + "-model-" + release.resource_name[-8:]
+    )
+    assert request["ModelPackageName"] != release.resource_name
+    assert request["ClientToken"] != algorithm_request(release, published_images(release)).get("ClientToken")
+    job = request["ValidationSpecification"]["ValidationProfiles"][0]["TransformJobDefinition"]
+    assert (
+        job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+        == release.object_for("validation_input").destination_uri
+    )  # type: ignore[union-attr]
+
+
+def test_given_a_long_product_name_then_the_packages_name_still_fits_sagemaker() -> None:
+    document = algorithm_document()
+    document["product"]["name"] = "a" * 40
+    document["product"]["version"] = "1.2.3-" + "b" * 20
+    document["package"] = {"model_data": TRAINED_MODEL}
+    release = resolved_release(parse_release(yaml.safe_dump(document)))
+
+    name = package_release(release, ALGORITHM_ARN).resource_name
+
+    assert len(name) <= 63
+    assert name.endswith("-model-" + release.resource_name[-8:])
+
+
+def test_given_a_package_section_on_a_model_package_release_then_it_is_refused_naming_the_alternative() -> None:
+    document = package_document()
+    document["package"] = {"model_data": TRAINED_MODEL}
+
+    [reason] = problems(document)
+
+    assert reason.startswith("package: builds a model package on the algorithm this release publishes")
+    assert "source_algorithm" in reason

@@ -313,7 +313,7 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
         ),
         "CreateModelPackage": (
             CreateModelPackageInput,
-            {"release": state["release"], "images": state["copied"]["images"]},
+            {"release": state["release"], "images": state["copied"]["images"], "algorithm_arn": None},
         ),
         "AwaitValidation": (
             Watch,

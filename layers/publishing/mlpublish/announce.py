@@ -67,6 +67,9 @@ class SuccessState(BaseModel):
     stages: dict[str, Any] = {}
     finished: str = ""
     listing: ListingProgress | None = None
+    # An algorithm release's package section: the model package built on the algorithm.
+    package: ResourceResult | None = None
+    package_validation: ValidationProgress | None = None
 
 
 # SNS takes subjects of printable ASCII shorter than 100 characters: a longer or non-ASCII
@@ -132,14 +135,15 @@ def ready(state: SuccessState) -> Announcement:
     listed = state.listing if state.listing is not None and state.listing.status == "SUCCEEDED" else None
     algorithm = spec.is_algorithm
     label = "algorithm" if algorithm else "model package"
+    package = state.package if algorithm else resource  # the model package, if the release made one
     detail = ReleaseReadyDetail(
         product=spec.product.name,
         version=spec.product.version,
         kind=spec.product.kind,
         publishing_region=release.publishing_region,
-        model_package_arn=None if algorithm else resource.arn,
-        model_package_name=None if algorithm else resource.name,
-        model_package_action=None if algorithm else resource.action,
+        model_package_arn=package.arn if package else None,
+        model_package_name=package.name if package else None,
+        model_package_action=package.action if package else None,
         algorithm_arn=resource.arn if algorithm else None,
         algorithm_name=resource.name if algorithm else None,
         algorithm_action=resource.action if algorithm else None,
@@ -183,6 +187,14 @@ def ready(state: SuccessState) -> Announcement:
         *(
             [f"Built on algorithm: {spec.source_algorithm.algorithm} (it serves the model; no image of its own)"]
             if spec.source_algorithm
+            else []
+        ),
+        *(
+            [
+                f"Model package built on it: {state.package.arn} ({state.package.action}; validation "
+                f"{state.package_validation.status if state.package_validation else 'unknown'})"
+            ]
+            if algorithm and state.package is not None
             else []
         ),
         *(["Images:"] if detail.images else []),

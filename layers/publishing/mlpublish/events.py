@@ -128,7 +128,7 @@ class AnnouncedImage(_Detail):
 
 
 class AnnouncedArtifact(_Detail):
-    role: str = Field(description="model_data, validation_input or training_input")
+    role: str = Field(description="model_data, validation_input, training_input or package_model_data")
     container: str | None
     uri: str = Field(description="s3:// URI in the publishing region")
 
@@ -164,7 +164,9 @@ class ReleaseReadyDetail(_Detail):
     version: str
     kind: ProductKind
     publishing_region: str
-    model_package_arn: str | None = Field(default=None, description="For a model package")
+    model_package_arn: str | None = Field(
+        default=None, description="For a model package, and an algorithm release's package built on it"
+    )
     model_package_name: str | None = None
     model_package_action: ResourceAction | None = None
     algorithm_arn: str | None = Field(default=None, description="For an algorithm")
@@ -188,7 +190,14 @@ class ReleaseReadyDetail(_Detail):
     @classmethod
     def adjust_schema(cls, schema: dict[str, Any]) -> None:
         super().adjust_schema(schema)
-        schema["oneOf"] = [{"required": list(MODEL_PACKAGE_FIELDS)}, {"required": list(ALGORITHM_FIELDS)}]
+        # An algorithm names itself, and the model package built on it when its release has a
+        # package section; a model package names itself only.
+        schema["if"] = {"properties": {"kind": {"const": "algorithm"}}}
+        schema["then"] = {"required": list(ALGORITHM_FIELDS)}
+        schema["else"] = {
+            "required": list(MODEL_PACKAGE_FIELDS),
+            "not": {"anyOf": [{"required": [field]} for field in ALGORITHM_FIELDS]},
+        }
 
 
 class ReleaseFailedDetail(_Detail):

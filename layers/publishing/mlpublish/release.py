@@ -672,6 +672,14 @@ class SourceAlgorithm(_Spec):
         return match["account"]
 
 
+class AlgorithmPackage(_Spec):
+    """A model package built on the algorithm this release publishes and a model it trained,
+    created once the algorithm passed validation (SageMaker SourceAlgorithmSpecification). Its
+    validation transforms validation.input as the algorithm's does."""
+
+    model_data: S3Uri = Field(description="s3:// URI of the model.tar.gz the algorithm trained")
+
+
 class ReleaseSpec(_Spec):
     schema_version: Literal[1] = 1
     product: Product
@@ -691,6 +699,21 @@ class ReleaseSpec(_Spec):
     listing: Listing | None = Field(
         default=None, description="Add the validated version to the seller's Marketplace product (Catalog API)"
     )
+    package: AlgorithmPackage | None = Field(
+        default=None,
+        description="Algorithms only: also publish a model package built on this algorithm and a model it trained",
+    )
+
+    @field_validator("package")
+    @classmethod
+    def _package_of_an_algorithm(cls, value: AlgorithmPackage | None, info: ValidationInfo) -> AlgorithmPackage | None:
+        product = info.data.get("product")
+        if value is not None and product is not None and product.kind != "algorithm":
+            raise ValueError(
+                "builds a model package on the algorithm this release publishes; set product.kind: algorithm, or "
+                "give a model package release source_algorithm (an existing algorithm's ARN and model_data)"
+            )
+        return value
 
     @field_validator("source_algorithm")
     @classmethod
@@ -814,6 +837,8 @@ class ReleaseSpec(_Spec):
         ]
         if self.source_algorithm is not None:
             found.append(("model_data", None, "source_algorithm.model_data", self.source_algorithm.model_data))
+        if self.package is not None:
+            found.append(("package_model_data", None, "package.model_data", self.package.model_data))
         found.append(("validation_input", None, "validation.input", self.validation.input))
         if self.validation.training is not None:
             found += [
@@ -902,7 +927,7 @@ def _reason(error: Any) -> str:
 # Sections added after release files were first fingerprinted: left out of the canonical form
 # while unset, so a release written before them keeps its fingerprint (and so its execution and
 # model package names) across an upgrade of the pipeline.
-_LATER_SECTIONS = (("training",), ("validation", "training"), ("source_algorithm",))
+_LATER_SECTIONS = (("training",), ("validation", "training"), ("source_algorithm",), ("package",))
 
 
 def canonical_json(spec: ReleaseSpec) -> str:

@@ -179,7 +179,11 @@ def resolve(
         bucket, key = parse_s3_uri(uri)
         etag = pins.etags[uri]
         filename = key.rsplit("/", 1)[-1]
-        scopes = {"model_data": container or "source-algorithm", "validation_input": "validation"}
+        scopes = {
+            "model_data": container or "source-algorithm",
+            "package_model_data": "package",
+            "validation_input": "validation",
+        }
         scope = scopes.get(role) or f"training/{container}"
         objects.append(
             PinnedObject(

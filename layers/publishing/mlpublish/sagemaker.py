@@ -9,6 +9,7 @@ algorithm by a training job, then a batch transform job with the model it traine
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -348,6 +349,41 @@ def _reuse(existing: dict[str, Any], request: dict[str, Any], name: str, kind: K
             reasons=failure_reasons(existing),
         )
     return ResourceResult(arn=str(existing[kind.arn_key]), name=name, action="reused")
+
+
+def package_release(release: Release, algorithm_arn: str) -> Release:
+    """The model package an algorithm release's ``package`` section asks for, as the release of
+    a package built from that algorithm would give it: named after the algorithm, its model data
+    the pinned copy of package.model_data, validated with the release's validation input."""
+    spec = release.spec
+    assert spec.package is not None  # nosec B101  # the state machine asks for releases with a package only
+    from mlpublish.release import SourceAlgorithm
+
+    source = SourceAlgorithm(algorithm=algorithm_arn, model_data=spec.package.model_data)
+    prefix, fingerprint = release.resource_name.rsplit("-", 1)
+    return release.model_copy(
+        update={
+            "spec": spec.model_copy(
+                update={
+                    "product": spec.product.model_copy(update={"kind": "model_package"}),
+                    "source_algorithm": source,
+                    "containers": [],
+                    "training": None,
+                    "inference": None,
+                    "validation": spec.validation.model_copy(update={"training": None}),
+                    "package": None,
+                }
+            ),
+            "resource_name": f"{prefix[:48].rstrip('-')}-model-{fingerprint}",
+            "fingerprint": hashlib.sha256(f"{release.fingerprint}\0package".encode()).hexdigest(),
+            "images": [],
+            "objects": [
+                item.model_copy(update={"role": "model_data"}) if item.role == "package_model_data" else item
+                for item in release.objects
+                if item.role in ("package_model_data", "validation_input")
+            ],
+        }
+    )
 
 
 def check_validation(

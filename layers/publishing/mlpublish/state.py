@@ -79,7 +79,7 @@ class PinnedImage(_State):
 
 
 class PinnedObject(_State):
-    role: Literal["model_data", "validation_input", "training_input"]
+    role: Literal["model_data", "validation_input", "training_input", "package_model_data"]
     container: str | None = None
     source_bucket: str
     source_key: str
@@ -323,6 +323,9 @@ class ScanImagesInput(_State):
 class CreateModelPackageInput(_State):
     release: Release
     images: list[PublishedImage]
+    algorithm_arn: str | None = Field(
+        default=None, description="Create the release's package (its package section) on this validated algorithm"
+    )
 
 
 class CheckValidationInput(_State):
