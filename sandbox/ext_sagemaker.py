@@ -220,6 +220,8 @@ class SageMakerValidation(Extension):
         self.stopping = stopping or threading.Event()
         self._outcomes: dict[str, ValidationOutcome] = {}
         self._tracked: dict[str, _Tracked] = {}
+        #: When a caller first described each resource as ended (virtual time).
+        self.known: dict[str, dt.datetime] = {}
         self._lock = threading.Lock()
 
     def set_outcome(self, model_package_name: str, outcome: ValidationOutcome) -> None:
@@ -261,6 +263,7 @@ class SageMakerValidation(Extension):
         def describe_model_package(backend: SageMakerModelBackend, model_package_name: str) -> Any:
             package = original_describe(backend, model_package_name)
             ext._refresh(package)
+            ext._seen(package.arn, package.model_package_status)
             return package
 
         def list_model_packages(backend: SageMakerModelBackend, *args: Any, **kwargs: Any) -> Any:
@@ -296,6 +299,7 @@ class SageMakerValidation(Extension):
             check_request("DescribeAlgorithm", response.params)
             algorithm = ext._find_algorithm(response, response._get_param("AlgorithmName"))
             ext._refresh_algorithm(algorithm)
+            ext._seen(algorithm.arn, algorithm.status)
             return ActionResult(algorithm.describe())
 
         def list_algorithms(response: SageMakerResponse) -> ActionResult:
@@ -423,6 +427,23 @@ class SageMakerValidation(Extension):
         status = self._status(algorithm.arn)
         if status is not None:
             algorithm.status, algorithm.status_details = status
+
+    def _seen(self, arn: str, status: str) -> None:
+        """A caller described the resource: the first to see it ended is when it became known."""
+        if status in ("Completed", "Failed"):
+            with self._lock:
+                self.known.setdefault(arn, self.clock.now())
+
+    def known_after(self, arn: str) -> float | None:
+        """Virtual seconds between the end of the resource's validation and the first describe
+        that saw it (None: not validated on the clock, or nobody looked yet)."""
+        with self._lock:
+            tracked, known = self._tracked.get(arn), self.known.get(arn)
+        if tracked is None or known is None:
+            return None
+        outcome = tracked.outcome
+        ended = tracked.created_at + dt.timedelta(seconds=outcome.pending_seconds + outcome.in_progress_seconds)
+        return round((known - ended).total_seconds(), 3)
 
     # ------------------------------------------------------------ state-change events
     def _schedule_state_events(self, arn: str, detail_type: str, detail: Callable[[], dict[str, Any]]) -> None:

@@ -88,6 +88,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "events": events,
         "state_transitions": 0,
         "wait_transitions": {},
+        "validation_known_after": {},
         "virtual_seconds": round(delivery.clock_after - delivery.clock_before, 3),
         "failure": None,
         "blobs_copied": 0,
@@ -123,6 +124,10 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
     ]
     # The state transitions each wait cost (task-token waits, their fallback looks, the choice after).
     report["wait_transitions"] = {wait: sum(1 for name in entered if name in states) for wait, states in WAITS.items()}
+    # Virtual seconds from the end of each validation to the first describe that saw it.
+    report["validation_known_after"] = {
+        arn: sandbox.sagemaker.known_after(arn) for arn in [*report["model_packages"], *report["algorithms"]]
+    }
     report["max_state_bytes"] = _largest_state(history)
     # How ResolveRelease told each image's OS: layer bytes read (0: remembered for its digest).
     report["os"] = [

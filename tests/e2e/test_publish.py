@@ -117,6 +117,7 @@ def test_given_validation_that_takes_45_minutes_when_the_release_waits_then_sage
     assert release.reported["wait_transitions"]["validation"] == 5
     # Known within a minute of SageMaker finishing, not at the next look 15 minutes later.
     assert ready["detail"]["stage_seconds"]["AwaitValidation"] < VALIDATION_MINUTES * 60 + 60
+    assert release.reported["validation_known_after"] == {ready["detail"]["model_package_arn"]: 0.0}
 
 
 def test_given_a_release_when_it_runs_then_watchers_see_each_stage_it_enters_in_order(release: CliRun) -> None:
