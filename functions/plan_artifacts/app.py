@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.aws import TRACED_MODULES, client
 from mlpublish.objects import plan_artifacts
-from mlpublish.state import CopyArtifactsInput
+from mlpublish.state import PlanArtifactsInput
 
 logger = Logger()
 tracer = Tracer(patch_modules=TRACED_MODULES)
@@ -18,7 +18,7 @@ tracer = Tracer(patch_modules=TRACED_MODULES)
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = CopyArtifactsInput.model_validate(event)
+    request = PlanArtifactsInput.model_validate(event)
     plan = plan_artifacts(client("s3", request.publishing_region), request.objects, region=request.publishing_region)
     uploads = [copy.upload for copy in plan.copies if copy.upload is not None]
     logger.info(

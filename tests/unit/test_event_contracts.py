@@ -54,6 +54,7 @@ from mlpublish.state import (
     PartRangeCopy,
     PartUpload,
     PinSet,
+    PlanArtifactsInput,
     PlanImageInput,
     PutManifestInput,
     ResourceResult,
@@ -308,22 +309,17 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
             PutManifestInput,
             {"plan": plan.model_dump(mode="json"), "blobs": [item.model_dump(mode="json") for item in copied]},
         ),
+        # A group of the plan's small objects (ArtifactCopy.objects), the buckets set up by the plan.
         "CopyArtifacts": (
             CopyArtifactsInput,
             {
                 "objects": state["release"]["objects"],
                 "source_region": state["release"]["source_region"],
                 "publishing_region": region,
+                "buckets_ready": True,
             },
         ),
-        "PlanArtifacts": (
-            CopyArtifactsInput,
-            {
-                "objects": state["release"]["objects"],
-                "source_region": state["release"]["source_region"],
-                "publishing_region": region,
-            },
-        ),
+        "PlanArtifacts": (PlanArtifactsInput, {"objects": state["release"]["objects"], "publishing_region": region}),
         # The first invocation of a range (the Map's ItemSelector), then its own output fed back.
         "CopyArtifactParts": (
             PartRangeCopy,
@@ -349,7 +345,10 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
                 "invocations": 1,
             },
         ),
-        "CompleteArtifact": (CompleteArtifactInput, part_copy),
+        "CompleteArtifact": (
+            CompleteArtifactInput,
+            {key: value for key, value in part_copy.items() if key != "source_region"},
+        ),
         "ScanImages": (
             ScanImagesInput,
             {"images": state["copied"]["images"], "attempt": state["scan"]["attempt"], "publishing_region": region},

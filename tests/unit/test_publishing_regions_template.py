@@ -106,7 +106,7 @@ def test_given_the_derived_publishing_buckets_then_every_grant_on_them_is_bounde
         ("ValidationRole", "ecr:GetDownloadUrlForLayer"),
         ("ValidationRole", "s3:GetObject"),
         ("ValidationRole", "s3:PutObject"),
-        ("CopyArtifactsFunction", "s3:CreateBucket"),
+        ("PlanArtifactsFunction", "s3:CreateBucket"),
         ("CopyArtifactsFunction", "s3:PutObject"),
         ("PlanArtifactsFunction", "s3:ListBucketMultipartUploads"),
         ("CopyArtifactPartsFunction", "s3:PutObject"),

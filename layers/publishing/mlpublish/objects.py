@@ -286,10 +286,13 @@ def _source_changed(item: PinnedObject) -> SourceChanged:
     )
 
 
-def copy_objects(source_s3: Any, destination_s3: Any, items: list[PinnedObject], *, region: str) -> list[CopiedObject]:
-    buckets = sorted({item.destination_bucket for item in items})
-    for bucket in buckets:
-        ensure_bucket(destination_s3, bucket, region)
+def copy_objects(
+    source_s3: Any, destination_s3: Any, items: list[PinnedObject], *, region: str, buckets_ready: bool = False
+) -> list[CopiedObject]:
+    """Copy objects whole, setting up their publishing buckets first unless ``buckets_ready``."""
+    if not buckets_ready:
+        for bucket in sorted({item.destination_bucket for item in items}):
+            ensure_bucket(destination_s3, bucket, region)
     return [copy_object(source_s3, destination_s3, item) for item in items]
 
 
@@ -550,7 +553,8 @@ def _abort(s3: Any, item: PinnedObject, upload_id: str) -> None:
 def complete_copy(destination_s3: Any, item: PinnedObject, upload: PartUpload) -> CopiedObject:
     """Complete the upload once every part is there, then verify the object: the planned size,
     the pinned source ETag in its metadata, and the ETag S3 derives from the listed parts'
-    ETags (S3 assembled exactly those parts, in order). Every part was copied conditional on
+    ETags (S3 assembled exactly those parts, in order; under SSE-KMS or SSE-C, whose ETags are
+    opaque, only their count). Every part was copied conditional on
     the pinned ETag, so the source held throughout. A completion whose answer was lost (the
     object is there) is not repeated; other uploads of the key left by earlier attempts are
     aborted."""
@@ -597,7 +601,12 @@ def _complete(s3: Any, item: PinnedObject, upload: PartUpload, parts: list[tuple
             f"completing the multipart copy of {item.source_uri} to {item.destination_uri} failed "
             f"({error_code(exc)}): {exc}"
         ) from exc
-    found = (head["ContentLength"], head["ETag"].strip('"'), head.get("Metadata", {}).get(SOURCE_ETAG))
+    etag = head["ETag"].strip('"')
+    # S3 derives a multipart ETag from the parts' MD5s only for unencrypted and SSE-S3 objects; with
+    # SSE-KMS or SSE-C (a seller's own bucket may default to them) it is opaque, but for the count.
+    if head.get("ServerSideEncryption") not in {None, "AES256"}:
+        expected = etag if etag.endswith(f"-{len(parts)}") else f"(an opaque ETag)-{len(parts)}"
+    found = (head["ContentLength"], etag, head.get("Metadata", {}).get(SOURCE_ETAG))
     if found != (item.size, expected, item.etag):
         # Removed, so that no later run takes it (by its metadata) for a good copy.
         with transient_errors(f"removing {item.destination_uri}"):

@@ -217,7 +217,6 @@ class PartRangeCopy(_State):
 class CompleteArtifactInput(_State):
     object: PinnedObject
     upload: PartUpload
-    source_region: str
     publishing_region: str
 
 
@@ -354,10 +353,18 @@ class PutManifestInput(_State):
     blobs: list[BlobCopied]
 
 
+class PlanArtifactsInput(_State):
+    objects: list[PinnedObject]
+    publishing_region: str
+
+
 class CopyArtifactsInput(_State):
     objects: list[PinnedObject]
     source_region: str
     publishing_region: str
+    buckets_ready: bool = Field(
+        default=False, description="The publishing buckets are set up (PlanArtifacts did it): copy only"
+    )
 
 
 class ScanImagesInput(_State):
