@@ -266,3 +266,38 @@ def test_given_an_upload_with_parts_of_another_size_when_planned_then_it_is_abor
     assert upload_plan.parts_done == 0
     [listed] = destination_s3.list_multipart_uploads(Bucket=PUBLISHING_BUCKET)["Uploads"]
     assert listed["UploadId"] == upload_plan.upload_id
+
+
+def test_given_a_completed_object_that_does_not_verify_then_it_is_removed_and_the_copy_fails(
+    source_s3: Any, destination_s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = upload(source_s3, "sentiment/model.tar.gz", os.urandom(12 * MiB))
+    item, upload_plan = only_upload(plan_artifacts(destination_s3, [model], region=PUBLISHING_REGION).copies)
+    for index in range(upload_plan.ranges):
+        list(copy_range(source_s3, destination_s3, range_request(item, upload_plan, index)))
+    # As if S3 had assembled other parts than those listed.
+    monkeypatch.setattr(objects, "multipart_etag", lambda etags: f"{'0' * 32}-{len(etags)}")
+
+    with pytest.raises(ArtifactCopyFailed, match=f"expected {model.size:,} bytes, ETag 0{{32}}-3 .* It was removed"):
+        complete_copy(destination_s3, item, upload_plan)
+
+    assert destination_s3.list_objects_v2(Bucket=PUBLISHING_BUCKET)["KeyCount"] == 0
+
+
+def test_given_an_sse_kms_bucket_whose_etags_are_opaque_then_the_copy_verifies_by_size_count_and_source(
+    source_s3: Any, destination_s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = upload(source_s3, "sentiment/model.tar.gz", os.urandom(12 * MiB))
+    item, upload_plan = only_upload(plan_artifacts(destination_s3, [model], region=PUBLISHING_REGION).copies)
+    for index in range(upload_plan.ranges):
+        list(copy_range(source_s3, destination_s3, range_request(item, upload_plan, index)))
+    monkeypatch.setattr(objects, "multipart_etag", lambda etags: "not derivable from the parts")
+    head = destination_s3.head_object
+    monkeypatch.setattr(
+        destination_s3, "head_object", lambda **kwargs: {**head(**kwargs), "ServerSideEncryption": "aws:kms"}
+    )
+
+    copied = complete_copy(destination_s3, item, upload_plan)
+
+    assert copied.uri == item.destination_uri
+    assert head(Bucket=PUBLISHING_BUCKET, Key=item.destination_key)["ContentLength"] == model.size
