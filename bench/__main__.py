@@ -13,6 +13,11 @@
 4. OS detection: the layer bytes ResolveRelease downloads to tell an image's OS, for a 2 GiB
    base layer (made as it is read) and for the example image published twice on the sandbox's
    ECR, the second time remembered by digest (goal: 0 bytes).
+6. Artifact copy: a large model.tar.gz published in the sandbox (S3 copies capped in MiB/s, a
+   short CopyArtifactParts Timeout, so its parts span invocations); prints the object bytes that
+   pass through the copy Lambdas (request and response bodies of GetObject, PutObject and
+   UploadPart, as the sandbox's endpoint meters them; goal 0: S3 copies server-side), the
+   UploadPartCopy requests against the part count, and the invocations.
 5. Cold imports: each handler module imported in a fresh Lambda-like process (Python 3.13,
    the function's code, the layer and the runtime's SDK only; the template's environment,
    X-Ray tracing active as the template deploys it), against a bare ``import boto3`` in the
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import statistics
@@ -585,6 +591,64 @@ def bench_cold_imports() -> None:
     )
 
 
+def bench_artifact_copy() -> None:
+    """Bytes through the copy Lambdas while a large artifact is published in parts."""
+    from sandbox.oci import open_layout
+    from sandbox.runner import RunOptions, Sandbox, load_release
+
+    size_mib, bandwidth, timeout = 512, 128, 3
+    functions = ("PlanArtifacts", "CopyArtifacts", "CopyArtifactParts", "CompleteArtifact")
+    object_operations = {"GetObject", "PutObject", "UploadPart"}
+    print(
+        f"\n## Artifact copy: a {size_mib} MiB model.tar.gz, S3 copies at {bandwidth} MiB/s, "
+        f"CopyArtifactParts Timeout {timeout} s"
+    )
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        sys.path.insert(0, str(root / "tests"))
+        from fixtures.images import write_layout
+        from fixtures.models import large_model
+
+        image = write_layout(tmp / "image", "oci").path
+        model = large_model(tmp / "model.tar.gz", size_mib * MiB)
+        release = root / "events" / "release.example.yaml"
+        options = RunOptions(
+            release=release,
+            trigger="manual",
+            validation="completed",
+            model_data=model,
+            bandwidth_mib_s=bandwidth,
+            lambda_timeouts={"CopyArtifactParts": timeout},
+            log_file=tmp / "lambda.log",
+        )
+        sandbox = Sandbox(load_release(release), options)
+        size = model.stat().st_size
+        started = time.perf_counter()
+        logging.disable(logging.WARNING)  # moto's notices of what its CloudFormation skips
+        try:
+            with (tmp / "out.log").open("w") as log, redirect_stdout(log), sandbox.running():
+                _, delivery = sandbox.seed_and_trigger(open_layout(image))
+                assert sandbox.stack is not None
+                assert sandbox.lambdas is not None
+                short, audit, stats = sandbox.stack.short_names, sandbox.audit, sandbox.lambdas.stats()
+        finally:
+            logging.disable(logging.NOTSET)
+        real = time.perf_counter() - started
+    ours = [(name, operation) for name, operation in audit.requests if short.get(name) in functions]
+    through = sum(audit.bytes_in[key] + audit.bytes_out[key] for key in ours if key[1] in object_operations)
+    answers = sum(audit.bytes_out[key] for key in ours)
+    part_copies = sum(audit.requests[key] for key in ours if key[1] == "UploadPartCopy")
+    parts = -(-size // (64 * MiB))
+    print(f"{'status':<10} {'object MiB':>10} {'parts':>6} {'UploadPartCopy':>15} {'invocations':>12} {'real s':>7}")
+    print(
+        f"{delivery.status:<10} {size / MiB:>10.1f} {parts:>6} {part_copies:>15} "
+        f"{stats['CopyArtifactParts']['invocations']:>12} {real:>7.1f}"
+    )
+    print(f"object bytes through the copy Lambdas: {through:,} (goal 0)")
+    print(f"all S3 answer bytes to them (XML: listings, results): {answers:,}")
+
+
 def main() -> int:
     _environment()
     warnings.simplefilter("ignore")
@@ -593,6 +657,7 @@ def main() -> int:
     bench_blob_copy()
     bench_waiting()
     bench_lambda_concurrency()
+    bench_artifact_copy()
     bench_cold_imports()
     return 0
 

@@ -30,7 +30,8 @@ module, installed explicitly and undone afterwards (never at import time):
                     checked against botocore's model and the ML shapes, change sets on the virtual clock
 - ext_events.py     EventBridge targets receive the whole event (moto drops ``account``)
 - ext_s3.py         S3 copies answer 412 when ``x-amz-copy-source-if-match`` (or -if-unmodified-since)
-                    does not hold; bucket policies conditioned on aws:SecureTransport see TLS requests
+                    does not hold; bucket policies conditioned on aws:SecureTransport see TLS requests;
+                    copies take their bytes over --bandwidth-mib-s of real time
 - stack.py          fills moto CloudFormation's gaps from the template's own properties
                     (DefinitionSubstitutions, S3 EventBridge notifications, executable
                     state machines)

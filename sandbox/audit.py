@@ -35,6 +35,8 @@ S3_ACTIONS = {
     "CreateMultipartUpload": ["s3:PutObject"],
     "CompleteMultipartUpload": ["s3:PutObject"],
     "AbortMultipartUpload": ["s3:AbortMultipartUpload"],
+    "ListParts": ["s3:ListMultipartUploadParts"],
+    "ListMultipartUploads": ["s3:ListBucketMultipartUploads"],
     "PutBucketEncryption": ["s3:PutEncryptionConfiguration"],
     "GetBucketEncryption": ["s3:GetEncryptionConfiguration"],
     "PutPublicAccessBlock": ["s3:PutBucketPublicAccessBlock"],
@@ -214,6 +216,10 @@ class ApiAudit:
         self.actions: dict[str, set[str]] = defaultdict(set)
         self.calls: dict[str, int] = defaultdict(int)
         self.operations: set[tuple[str, str]] = set()  # (service, operation) the stack called
+        # Per (principal, operation): requests, and the bytes of their bodies and their answers'.
+        self.requests: dict[tuple[str, str], int] = defaultdict(int)
+        self.bytes_in: dict[tuple[str, str], int] = defaultdict(int)
+        self.bytes_out: dict[tuple[str, str], int] = defaultdict(int)
 
     def register(self, access_key: str, principal: str) -> None:
         with self._lock:
@@ -231,6 +237,16 @@ class ApiAudit:
             self.actions[principal].update(call.actions)
             self.calls[principal] += 1
             self.operations.add((call.service, call.operation))
+            self.requests[principal, call.operation] += 1
+
+    def meter(self, call: ApiCall, received: int, sent: int) -> None:
+        """Server meter: the bytes a principal sent (request body) and got back (response body)."""
+        principal = self.principal(call.access_key)
+        if principal is None:
+            return
+        with self._lock:
+            self.bytes_in[principal, call.operation] += received
+            self.bytes_out[principal, call.operation] += sent
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

@@ -17,13 +17,22 @@ endpoint that stands in for AWS's TLS endpoints. So a statement conditioned on
 ``aws:SecureTransport`` applies exactly when its condition accepts ``true``; statements with
 other conditions are left to moto as before.
 
-Both checks wrap moto's S3 code that serves in-process boto3 (``mock_aws``) and moto's
-server (the Lambda workers' endpoint) alike.
+Bandwidth (``bandwidth_mib_s``, ``sandbox run --bandwidth-mib-s``): moto copies an object
+in memory at once, where S3 takes time in proportion to the bytes. With a cap, each CopyObject
+and UploadPartCopy takes its bytes (the copy-source range, else the whole source) divided by the
+cap before it lands, so a large artifact's copy spans several Lambda invocations as it would on
+AWS. The cap is per request (S3 copies requests side by side), in real seconds, since Lambda
+timeouts are real seconds too.
+
+All wrap moto's S3 code that serves in-process boto3 (``mock_aws``) and moto's server (the
+Lambda workers' endpoint) alike.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
@@ -41,6 +50,29 @@ from sandbox.extension import Extension
 IF_MATCH = "x-amz-copy-source-if-match"
 IF_UNMODIFIED_SINCE = "x-amz-copy-source-if-unmodified-since"
 SECURE_TRANSPORT = "aws:securetransport"
+COPY_SOURCE_RANGE = "x-amz-copy-source-range"
+_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
+MiB = 1024 * 1024
+
+
+def _copy_source(response: S3Response) -> Any:
+    """The source object a copy request names (None when missing: moto answers NoSuchKey)."""
+    copy_source = response.headers.get("x-amz-copy-source")
+    if isinstance(copy_source, bytes):
+        copy_source = copy_source.decode("utf-8")
+    parsed = urlparse(copy_source or "")
+    bucket, _, key = unquote(parsed.path).lstrip("/").partition("/")
+    version_id = parse_qs(parsed.query).get("versionId", [None])[0]
+    return response.backend.get_object(bucket, key, version_id=version_id)
+
+
+def copied_bytes(response: S3Response) -> int:
+    """Bytes a copy request moves: its copy-source range, else the whole source."""
+    match = _RANGE.fullmatch(str(response.headers.get(COPY_SOURCE_RANGE) or "").strip())
+    if match:
+        return int(match.group(2)) - int(match.group(1)) + 1
+    source = _copy_source(response)
+    return int(source.size) if source is not None else 0
 
 
 def _check_copy_source(response: S3Response) -> None:
@@ -49,13 +81,7 @@ def _check_copy_source(response: S3Response) -> None:
     if_unmodified_since = response.headers.get(IF_UNMODIFIED_SINCE)
     if not if_match and not if_unmodified_since:
         return
-    copy_source = response.headers.get("x-amz-copy-source")
-    if isinstance(copy_source, bytes):
-        copy_source = copy_source.decode("utf-8")
-    parsed = urlparse(copy_source or "")
-    bucket, _, key = unquote(parsed.path).lstrip("/").partition("/")
-    version_id = parse_qs(parsed.query).get("versionId", [None])[0]
-    source = response.backend.get_object(bucket, key, version_id=version_id)
+    source = _copy_source(response)
     if source is None:
         return  # moto answers NoSuchKey itself
     if if_match:
@@ -66,9 +92,11 @@ def _check_copy_source(response: S3Response) -> None:
         raise PreconditionFailed(failed_condition=IF_UNMODIFIED_SINCE)
 
 
-def _conditional(handler: Callable[[S3Response], Any]) -> Callable[[S3Response], Any]:
+def _conditional(handler: Callable[[S3Response], Any], bytes_per_second: float | None) -> Callable[[S3Response], Any]:
     def checked(self: S3Response) -> Any:
         _check_copy_source(self)
+        if bytes_per_second:
+            time.sleep(copied_bytes(self) / bytes_per_second)
         return handler(self)
 
     return checked
@@ -114,13 +142,20 @@ def _bucket_permission(bucket: FakeBucket, action: str, resource: str) -> Any:
 
 
 class S3Extension(Extension):
-    """Copies honour the copy-source conditions (412 as in S3); bucket policies see TLS requests.
+    """Copies honour the copy-source conditions (412 as in S3) and take time at
+    ``bandwidth_mib_s`` (None: at once); bucket policies see TLS requests.
 
     Install with ``undo = ext.install()`` (or ``with ext:``); ``undo()`` restores moto.
     """
 
+    def __init__(self, bandwidth_mib_s: float | None = None) -> None:
+        if bandwidth_mib_s is not None and bandwidth_mib_s <= 0:
+            raise ValueError("the bandwidth must be more than 0 MiB/s")
+        self.bandwidth_mib_s = bandwidth_mib_s
+
     def _patch(self, stack: ExitStack) -> None:
         """Wrap the two response handlers that copy from a source object; evaluate bucket policies."""
         for name in ("copy_object", "upload_part_copy"):
-            stack.enter_context(patch.object(S3Response, name, _conditional(getattr(S3Response, name))))
+            rate = self.bandwidth_mib_s * MiB if self.bandwidth_mib_s else None
+            stack.enter_context(patch.object(S3Response, name, _conditional(getattr(S3Response, name), rate)))
         stack.enter_context(patch.object(FakeBucket, "get_permission", _bucket_permission))

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import boto3
 import yaml
+from boto3.s3.transfer import TransferConfig
 
 from mlpublish.release import ReleaseSpec, parse_release, parse_s3_uri
 from sandbox import validation_local
@@ -68,6 +69,7 @@ VALIDATION_FAILURE = (
 ALGORITHM_VALIDATION_FAILURE = (
     "Training job validation failed: AlgorithmError: , exit code: 1 (see /aws/sagemaker/TrainingJobs)"
 )
+_SELLER_UPLOAD = TransferConfig(multipart_threshold=64 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024)
 IMAGE_SCAN_FAILURE = "Image scan found 1 HIGH vulnerability in the inference image"
 
 
@@ -97,9 +99,14 @@ class RunOptions:
     source_policies: tuple[str, ...] = ("repository", "bucket")
     # The Lambda service.
     lambda_concurrency: int | None = None
+    # Timeout (seconds) per function short name (CopyArtifactParts), over the template's: as a
+    # seller would set it on the deployed function (UpdateFunctionConfiguration).
+    lambda_timeouts: dict[str, int] = field(default_factory=dict)
     lambda_faults: list[Fault] = field(default_factory=list)
     api_faults: list[ApiFault] = field(default_factory=list)
     log_file: Path | None = None
+    # S3's copy rate per request in MiB/s (CopyObject, UploadPartCopy); None: moto's, at once.
+    bandwidth_mib_s: float | None = None
     # Marketplace Catalog API: MachineLearningProduct ids seeded in the stack's account, each
     # with the instance types it has prices for; the virtual minutes a change set takes.
     catalog_products: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -250,6 +257,7 @@ class Sandbox:
             with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), contextlib.ExitStack() as stack:
                 os.environ.update(self.credentials(self.account_id))
                 self.server.observers[:] = [self.audit.record]
+                self.server.meters[:] = [self.audit.meter]
                 self.server.start()
                 stack.callback(self.server.stop)
                 self.lambdas = LambdaWorkers(
@@ -276,7 +284,7 @@ class Sandbox:
                     self.sagemaker,
                     self.catalog,
                     self.events,
-                    S3Extension(),
+                    S3Extension(self.options.bandwidth_mib_s),
                     TaskFailureCause(),
                     self.cross_account,
                 ):
@@ -303,6 +311,7 @@ class Sandbox:
                 )
                 for function_name, code_dir in self.stack.code_dirs.items():
                     self.lambdas.register(function_name, self.stack.short_names[function_name], code_dir)
+                self._set_timeouts(self.options.lambda_timeouts)
                 self._subscribe_capture()
                 yield self
         finally:
@@ -333,6 +342,19 @@ class Sandbox:
                 "AWS_SESSION_TOKEN": role.session_token,
             }
         return self._credentials[role_arn]
+
+    def _set_timeouts(self, timeouts: Mapping[str, int]) -> None:
+        """Set deployed functions' Timeout, by short name (CopyArtifactParts) or logical id."""
+        assert self.stack is not None
+        names = {short: name for name, short in self.stack.short_names.items()}
+        for function, seconds in timeouts.items():
+            name = names.get(function) or names.get(function.removesuffix("Function"))
+            if name is None:
+                raise StackConfigError(
+                    f"--lambda-timeout {function}={seconds}: the stack has no such function; it has "
+                    f"{', '.join(sorted(names))}"
+                )
+            self.aws("lambda").update_function_configuration(FunctionName=name, Timeout=seconds)
 
     def _state_machine_role(self) -> str:
         assert self.stack is not None
@@ -390,7 +412,9 @@ class Sandbox:
             s3.put_bucket_notification_configuration(
                 Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
             )
-        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        # As `aws s3 cp` uploads: in parts above a threshold (so a large artifact has a multipart
+        # ETag, as a seller's would); moto also takes a large single PUT slowly (26 s for 160 MiB).
+        s3.upload_fileobj(io.BytesIO(body), bucket, key, Config=_SELLER_UPLOAD)
         self.poller.wait_idle()  # a seller's steps are apart in time: each event is handled before the next
 
     def _model_data(self) -> bytes:

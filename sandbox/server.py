@@ -8,7 +8,8 @@ installed in this process, apply to every request whoever sends it.
 Each request is named (service, operation, access key; ``sandbox.audit``) and shown to the
 observers before moto answers it: the IAM audit records it, and fault injection may kill the
 worker that sent it (the observer raises :class:`DropRequest`; the caller gets a 500, or
-nothing at all when it is already dead).
+nothing at all when it is already dead). Once answered, the meters are told its bytes (the
+request's body and the answer's), which the audit counts per function and operation.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -25,6 +26,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from sandbox.audit import ApiCall, name_request
 
 Observer = Callable[[ApiCall], None]
+# Told, once a named request is answered, the bytes of its body and of its answer's body.
+Meter = Callable[[ApiCall, int, int], None]
 
 
 class Intercept(Exception):
@@ -46,8 +49,8 @@ class DropRequest(Intercept):
 class _Observed:
     """WSGI middleware: name each request and show it to the observers first."""
 
-    def __init__(self, app: Any, observers: list[Observer]) -> None:
-        self.app, self.observers = app, observers
+    def __init__(self, app: Any, observers: list[Observer], meters: list[Meter]) -> None:
+        self.app, self.observers, self.meters = app, observers, meters
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -75,7 +78,22 @@ class _Observed:
                 start_response(intercept.status, [("Content-Type", intercept.content_type)])
                 return [intercept.body]
         result: Iterable[bytes] = self.app(environ, start_response)
-        return result
+        if call is None or not self.meters:
+            return result
+        return self._metered(result, call, len(body))
+
+    def _metered(self, result: Iterable[bytes], call: ApiCall, received: int) -> Iterator[bytes]:
+        sent = 0
+        try:
+            for chunk in result:
+                sent += len(chunk)
+                yield chunk
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            for meter in self.meters:
+                meter(call, received, sent)
 
 
 class EmulatorServer:
@@ -83,6 +101,7 @@ class EmulatorServer:
 
     def __init__(self, port: int = 0) -> None:
         self.observers: list[Observer] = []
+        self.meters: list[Meter] = []
         self._port = port
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -94,7 +113,7 @@ class EmulatorServer:
 
     def start(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per request
-        app = _Observed(DomainDispatcherApplication(create_backend_app), self.observers)
+        app = _Observed(DomainDispatcherApplication(create_backend_app), self.observers, self.meters)
         self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-endpoint", daemon=True

@@ -1,4 +1,4 @@
-"""CopyArtifacts: server-side copies of model data and validation input into the publishing region."""
+"""CopyArtifacts: server-side copies of small objects (model data, validation input) into the publishing region."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> list[dict[s
         client("s3", request.publishing_region),
         request.objects,
         region=request.publishing_region,
+        buckets_ready=request.buckets_ready,
     )
     logger.info("artifacts in place", extra={"copied": sum(c.copied for c in copied), "total": len(copied)})
     # Server-side copies: the bytes S3 copied into the publishing region (objects already there count 0).

@@ -17,6 +17,7 @@ from unittest.mock import patch
 import pytest
 import yaml
 from tests.fixtures.images import write_layout
+from tests.fixtures.models import large_model
 from tests.fixtures.outage import wait_until_deferred_announcement_backed_off
 
 from sandbox.api_faults import ApiFault
@@ -31,6 +32,7 @@ EXAMPLE = ROOT / "events" / "release.example.yaml"
 ALGORITHM = ROOT / "events" / "release.algorithm.yaml"
 FROM_ALGORITHM = ROOT / "events" / "release.from-algorithm.yaml"
 LISTED = "listed"  # the example with a listing section, written by the fixture
+LARGE_MODEL = "large-model"  # a model.tar.gz of 65 MiB, written by the fixture
 PRODUCT = "prod-acmesentiment01"
 SCENARIOS = [
     # An algorithm, listed in the seller's product (the Catalog API, us-east-1), then a model
@@ -46,7 +48,9 @@ SCENARIOS = [
     {"trigger": "ecr-push", "repeat": True},
     # As a seller deploys it for upload triggers: the artifact bucket is watched.
     {"trigger": "s3-upload", "repeat": True, "parameter_overrides": {"WatchedBuckets": "acme-ml-artifacts"}},
-    {"trigger": "manual", "repeat": True},
+    # A model over one part (64 MiB) is copied in parts (PlanArtifacts, CopyArtifactParts,
+    # CompleteArtifact); the repeat finds it in place.
+    {"trigger": "manual", "repeat": True, "model_data": LARGE_MODEL},
     {"trigger": "ecr-push", "validation": "failed"},
     # SNS and EventBridge down: the announcement goes to the queue, DeliverAnnouncement backs off
     # and, once they recover, delivers it.
@@ -112,11 +116,14 @@ def calls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         "pricing": {"hourly_price": "1.00"},
     }
     listed.write_text(yaml.safe_dump(document))
+    model = large_model(tmp_path_factory.mktemp("models") / "model.tar.gz", 65 * 1024 * 1024)
     recorded: dict[str, set[str]] = defaultdict(set)
     for scenario in SCENARIOS:
         release = {LISTED: listed}.get(str(scenario.get("release")), scenario.get("release", EXAMPLE))
         package = scenario.get("then_package")
         settings = {key: value for key, value in scenario.items() if key not in {"release", "then_package"}}
+        if settings.get("model_data") == LARGE_MODEL:
+            settings["model_data"] = model
         options = RunOptions(release=release, **{"validation": "completed", **settings})  # type: ignore[arg-type]
         sandbox = Sandbox(load_release(release), options)
         log_file = tmp_path_factory.mktemp("logs") / "lambda.log"

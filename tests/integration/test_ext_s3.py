@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -168,3 +169,34 @@ def test_given_a_tls_only_policy_with_a_deny_for_tls_requests_then_that_deny_hol
         s3.get_object(**SOURCE)
 
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+@pytest.mark.parametrize("operation", ["CopyObject", "UploadPartCopy"])
+def test_given_a_bandwidth_cap_when_copying_then_each_copy_takes_its_bytes_over_the_cap(
+    aws_credentials: None, operation: str
+) -> None:
+    with mock_aws(), S3Extension(bandwidth_mib_s=50):
+        s3 = boto3.client("s3", region_name=REGION)
+        etag = source_etag(s3)  # one part: 5 MiB, 0.1 s at 50 MiB/s
+        started = time.monotonic()
+        if operation == "CopyObject":
+            s3.copy_object(Bucket=BUCKET, Key="copy", CopySource=SOURCE, CopySourceIfMatch=etag)
+        else:
+            upload = s3.create_multipart_upload(Bucket=BUCKET, Key="copy")["UploadId"]
+            s3.upload_part_copy(
+                Bucket=BUCKET,
+                Key="copy",
+                UploadId=upload,
+                PartNumber=1,
+                CopySource=SOURCE,
+                CopySourceRange=f"bytes=0-{PART // 2 - 1}",  # half of it: 0.05 s
+            )
+        elapsed = time.monotonic() - started
+
+    expected = 0.1 if operation == "CopyObject" else 0.05
+    assert expected <= elapsed < expected + 0.5
+
+
+def test_given_a_bandwidth_of_zero_then_the_extension_refuses_it() -> None:
+    with pytest.raises(ValueError, match="more than 0 MiB/s"):
+        S3Extension(bandwidth_mib_s=0)

@@ -75,6 +75,10 @@ def test_given_an_image_for_an_unknown_container_when_run_then_the_containers_ar
         (["--lambda-concurrency", "0"], "--lambda-concurrency must be 1 or more"),
         (["--fault", "explode:CopyBlob"], "use crash:FUNCTION[:after=N] or timeout:FUNCTION"),
         (["--parameter-overrides", "NoEquals"], "write it as Key=Value"),
+        (["--lambda-timeout", "CopyArtifactParts"], "--lambda-timeout CopyArtifactParts: use NAME=SECONDS"),
+        (["--lambda-timeout", "CopyArtifactParts=0"], "with 1 to 900 seconds"),
+        (["--lambda-timeout", "CopyArtifactParts=901"], "with 1 to 900 seconds"),
+        (["--bandwidth-mib-s", "0"], "--bandwidth-mib-s must be more than 0"),
     ],
 )
 def test_given_bad_stack_or_lambda_options_when_run_then_it_is_a_usage_error(

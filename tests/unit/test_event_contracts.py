@@ -46,11 +46,15 @@ from mlpublish.state import (
     AnnouncementInput,
     BlobCopied,
     BlobRef,
+    CompleteArtifactInput,
     CopyArtifactsInput,
     CreateModelPackageInput,
     ImagePlan,
     ListingProgress,
+    PartRangeCopy,
+    PartUpload,
     PinSet,
+    PlanArtifactsInput,
     PlanImageInput,
     PutManifestInput,
     ResourceResult,
@@ -293,19 +297,59 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
         )
     )
     region = state["release"]["publishing_region"]
+    item = state["release"]["objects"][0]
+    upload = PartUpload(upload_id="u" * 56, part_size=64 * 2**20, parts=80, parts_per_range=4, ranges=20, last_range=19)
+    part_copy = {
+        "object": item,
+        "upload": upload.model_dump(mode="json"),
+        "source_region": state["release"]["source_region"],
+        "publishing_region": region,
+    }
     return {
         "PlanImage": (PlanImageInput, {"image": state["release"]["images"][0], "publishing_region": region}),
         "PutManifest": (
             PutManifestInput,
             {"plan": plan.model_dump(mode="json"), "blobs": [item.model_dump(mode="json") for item in copied]},
         ),
+        # A group of the plan's small objects (ArtifactCopy.objects), the buckets set up by the plan.
         "CopyArtifacts": (
             CopyArtifactsInput,
             {
                 "objects": state["release"]["objects"],
                 "source_region": state["release"]["source_region"],
                 "publishing_region": region,
+                "buckets_ready": True,
             },
+        ),
+        "PlanArtifacts": (PlanArtifactsInput, {"objects": state["release"]["objects"], "publishing_region": region}),
+        # The first invocation of a range (the Map's ItemSelector), then its own output fed back.
+        "CopyArtifactParts": (
+            PartRangeCopy,
+            {
+                **part_copy,
+                "range_index": 3,
+                "next_part": 0,
+                "done": False,
+                "parts_copied": 0,
+                "parts_present": 0,
+                "invocations": 0,
+            },
+        ),
+        "CopyArtifactParts again": (
+            PartRangeCopy,
+            {
+                **part_copy,
+                "range_index": 3,
+                "next_part": 15,
+                "done": False,
+                "parts_copied": 2,
+                "parts_present": 0,
+                "invocations": 1,
+            },
+        ),
+        "CompleteArtifact": (
+            CompleteArtifactInput,
+            {key: value for key, value in part_copy.items() if key != "source_region"},
         ),
         "ScanImages": (
             ScanImagesInput,

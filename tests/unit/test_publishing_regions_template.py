@@ -89,7 +89,13 @@ def test_given_the_derived_publishing_buckets_then_every_grant_on_them_is_bounde
         if "mlpublish-${AWS::AccountId}-*" in json.dumps(statement.get("Resource"))
     ]
 
-    assert {logical_id for logical_id, _ in grants} == {"CopyArtifactsFunction", "ValidationRole"}
+    assert {logical_id for logical_id, _ in grants} == {
+        "PlanArtifactsFunction",
+        "CopyArtifactsFunction",
+        "CopyArtifactPartsFunction",
+        "CompleteArtifactFunction",
+        "ValidationRole",
+    }
     assert [logical_id for logical_id, statement in grants if not in_publishing_regions(statement)] == []
 
 
@@ -100,8 +106,11 @@ def test_given_the_derived_publishing_buckets_then_every_grant_on_them_is_bounde
         ("ValidationRole", "ecr:GetDownloadUrlForLayer"),
         ("ValidationRole", "s3:GetObject"),
         ("ValidationRole", "s3:PutObject"),
-        ("CopyArtifactsFunction", "s3:CreateBucket"),
+        ("PlanArtifactsFunction", "s3:CreateBucket"),
         ("CopyArtifactsFunction", "s3:PutObject"),
+        ("PlanArtifactsFunction", "s3:ListBucketMultipartUploads"),
+        ("CopyArtifactPartsFunction", "s3:PutObject"),
+        ("CompleteArtifactFunction", "s3:ListMultipartUploadParts"),
         ("PlanImageFunction", "ecr:CreateRepository"),
         ("CopyBlobFunction", "ecr:CompleteLayerUpload"),
         ("PutManifestFunction", "ecr:PutImage"),

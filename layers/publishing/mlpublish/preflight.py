@@ -16,6 +16,7 @@ from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import PreflightFailed, ReleaseNotFound
 from mlpublish.images.manifests import BUILD_HINT
 from mlpublish.images.osinfo import ImagePlatform
+from mlpublish.objects import S3_MAX_OBJECT_SIZE, S3_MAX_PART_SIZE, S3_MAX_PARTS
 from mlpublish.release import TRAINING_IMAGE, ReleaseSpec, value_problem
 from mlpublish.settings import AllowedSources, PublishingConfig
 from mlpublish.state import DOCKER_V2_MANIFEST, BlobCopied, BlobRef, CopyTarget, ImagePlan, PinnedImage, Release
@@ -43,12 +44,6 @@ ECR_MAX_LAYER_PART_SIZE = 10 * MiB
 ECR_MAX_LAYER_SIZE = 52_000 * MiB
 ECR_API_MAX_LAYER_SIZE = min(ECR_MAX_LAYER_SIZE, ECR_MAX_LAYER_PARTS * ECR_MAX_LAYER_PART_SIZE)
 
-# S3: a multipart upload or copy (UploadPartCopy, as into the publishing bucket) has at most
-# 10,000 parts of at most 5 GiB, and an object is at most 48.8 TiB, which is exactly that (Amazon
-# S3 User Guide, "Amazon S3 multipart upload limits"; it was 5 TiB before).
-S3_MAX_PARTS = 10_000
-S3_MAX_PART_SIZE = 5 * GiB
-S3_MAX_OBJECT_SIZE = S3_MAX_PARTS * S3_MAX_PART_SIZE
 
 # SageMaker regions that are enabled by default (no opt-in): the only ones Marketplace
 # publishes from (Seller Guide, "Supported AWS Regions for publishing").

@@ -175,6 +175,54 @@ class PublishedImage(_State):
     bytes_copied: int
 
 
+class PartUpload(_State):
+    """A multipart copy of one object, as every step of it needs it: counts, never a list of
+    parts, so the state stays the same size whatever the object's size (mlpublish/objects.py)."""
+
+    upload_id: str
+    part_size: int = Field(description="Bytes per part; the last part has the rest")
+    parts: int = Field(description="Parts of the object, numbered 1..parts")
+    parts_per_range: int = Field(description="Parts per range: range R holds parts R*parts_per_range+1 onwards")
+    ranges: int
+    last_range: int = Field(description="ranges - 1: the state machine's States.ArrayRange(0, last_range, 1)")
+    parts_done: int = Field(default=0, description="Parts the upload held when planned (a resumed copy)")
+
+
+class ArtifactCopy(_State):
+    """One iteration of the artifact copy: small objects copied whole (CopyObject) in one
+    invocation, or one large object copied in part ranges (``upload``)."""
+
+    objects: list[PinnedObject] = []
+    object: PinnedObject | None = None
+    upload: PartUpload | None = None
+
+
+class ArtifactPlan(_State):
+    copies: list[ArtifactCopy]
+
+
+class PartRangeCopy(_State):
+    """A range of an object's parts being copied: CopyArtifactParts' input and output. The state
+    machine invokes it again with its own output until ``done``."""
+
+    object: PinnedObject
+    upload: PartUpload
+    range_index: int
+    source_region: str
+    publishing_region: str
+    next_part: int = Field(default=0, description="The first part not yet done (0: the range's first)")
+    done: bool = False
+    parts_copied: int = Field(default=0, description="Parts this range copied (UploadPartCopy) so far")
+    parts_present: int = Field(default=0, description="Parts found done already (an earlier attempt's)")
+    invocations: int = 0
+
+
+class CompleteArtifactInput(_State):
+    object: PinnedObject
+    upload: PartUpload
+    publishing_region: str
+
+
 class CopiedObject(_State):
     role: str
     container: str | None
@@ -308,10 +356,18 @@ class PutManifestInput(_State):
     blobs: list[BlobCopied]
 
 
+class PlanArtifactsInput(_State):
+    objects: list[PinnedObject]
+    publishing_region: str
+
+
 class CopyArtifactsInput(_State):
     objects: list[PinnedObject]
     source_region: str
     publishing_region: str
+    buckets_ready: bool = Field(
+        default=False, description="The publishing buckets are set up (PlanArtifacts did it): copy only"
+    )
 
 
 class ScanImagesInput(_State):
