@@ -1069,6 +1069,7 @@ def test_given_catalog_product_options_then_parsed_for_the_runner_and_bad_ones_r
     assert cli.catalog_options(args) == {
         "catalog_products": {"prod-abc123": ("ml.m5.large", "ml.c5.xlarge"), "prod-def456": ()},
         "catalog_minutes": 90.0,
+        "service_events": "delivered",
     }
     for bad in ("prod abc", "prod-abc=ml m5", ""):
         with pytest.raises(ValueError, match="--catalog-product"):
