@@ -583,7 +583,12 @@ class EcrExtension(Extension):
         request.end_headers()
         if with_body:
             with path.open("rb") as blob:
-                _copy_range(blob, request.wfile, start, end, flip_at=size // 2 if corrupt else None)
+                try:
+                    _copy_range(blob, request.wfile, start, end, flip_at=size // 2 if corrupt else None)
+                except (ConnectionResetError, BrokenPipeError):
+                    # The reader had what it needed (an OS read stops at os-release), as S3 sees
+                    # a client close a download early: not the server's error.
+                    request.close_connection = True
 
     def _stop_server(self) -> None:
         if self._server is not None:
