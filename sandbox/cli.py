@@ -110,6 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="at most N Lambda invocations at once (default: as many as Map and Parallel start)",
     )
+    stack.add_argument(
+        "--lambda-timeout",
+        action="append",
+        default=[],
+        metavar="NAME=SECONDS",
+        help="set a function's Timeout over the template's, e.g. CopyBlob=20 (a large blob's copy then "
+        "spans more invocations); repeatable",
+    )
+    run.add_argument(
+        "--bandwidth-mib-s",
+        type=float,
+        metavar="N",
+        help="ECR blob transfers (downloads, registry pushes) move at most N MiB/s each, in real time "
+        "(default: as fast as loopback)",
+    )
     run.add_argument("--model-data", type=Path, help="model.tar.gz to upload (default: a tiny sample)")
     run.add_argument("--validation-input", type=Path, help="validation input to upload (default: sample CSV)")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
@@ -233,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         _check_stack_options(args)
         _check_source_account(args.source_account, spec)
         catalog = catalog_options(args)
+        timeouts = dict(parse_lambda_timeout(text) for text in args.lambda_timeout)
+        if args.bandwidth_mib_s is not None and args.bandwidth_mib_s <= 0:
+            raise ValueError("--bandwidth-mib-s must be more than 0")
     except ValueError as exc:
         return _usage_error(str(exc))
     options = RunOptions(
@@ -252,9 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         source_account=args.source_account,
         source_policies=tuple(kind for kind in ("repository", "bucket") if kind not in args.no_source_policy),
         lambda_concurrency=args.lambda_concurrency,
+        lambda_timeouts=timeouts,
         lambda_faults=lambda_faults,
         api_faults=api_faults,
         log_file=args.log_file,
+        bandwidth_mib_s=args.bandwidth_mib_s,
         **catalog,
     )
     progress = _Progress(enabled=not args.json)
@@ -296,6 +316,14 @@ def check_place(account_id: str, region: str) -> None:
     regions = boto3.session.Session().get_available_regions("cloudformation")
     if not REGION_PATTERN.fullmatch(region) or region not in regions:
         raise ValueError(f"--region {region}: not an AWS region; use one of {', '.join(regions)}")
+
+
+def parse_lambda_timeout(text: str) -> tuple[str, int]:
+    """``NAME=SECONDS`` (1 to 900, Lambda's range) -> (NAME, SECONDS)."""
+    name, _, seconds = text.partition("=")
+    if not name or not seconds.isdigit() or not 1 <= int(seconds) <= 900:
+        raise ValueError(f"--lambda-timeout {text}: use NAME=SECONDS with 1 to 900 seconds, e.g. CopyBlob=20")
+    return name, int(seconds)
 
 
 def check_log_file(path: Path) -> None:

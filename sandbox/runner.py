@@ -96,9 +96,14 @@ class RunOptions:
     source_policies: tuple[str, ...] = ("repository", "bucket")
     # The Lambda service.
     lambda_concurrency: int | None = None
+    # Timeout (seconds) per function short name (CopyBlob), over the template's: as a
+    # seller would set it on the deployed function (UpdateFunctionConfiguration).
+    lambda_timeouts: dict[str, int] = field(default_factory=dict)
     lambda_faults: list[Fault] = field(default_factory=list)
     api_faults: list[ApiFault] = field(default_factory=list)
     log_file: Path | None = None
+    # ECR's blob transfer rate per request in MiB/s (downloads, registry pushes); None: at once.
+    bandwidth_mib_s: float | None = None
     # Marketplace Catalog API: MachineLearningProduct ids seeded in the stack's account, each
     # with the instance types it has prices for; the virtual minutes a change set takes.
     catalog_products: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -161,7 +166,13 @@ class Sandbox:
         self.api_faults = ApiFaults(options.api_faults, is_ours=lambda key: self.audit.principal(key) is not None)
         self.lambda_log = options.log_file or Path(tempfile.gettempdir()) / "mlpublish-sandbox.log"
         self.lambdas: LambdaWorkers | None = None
-        self.ecr = EcrExtension(self.clock, scan_outcome=options.scan, fault=options.fault)
+        self.ecr = EcrExtension(
+            self.clock,
+            scan_outcome=options.scan,
+            fault=options.fault,
+            observers=self.server.observers,
+            bandwidth_mib_s=options.bandwidth_mib_s,
+        )
         failures = {EVERY: VALIDATION_FAILURE} if options.validation == "failed" else {}
         algorithm_failures = {EVERY: ALGORITHM_VALIDATION_FAILURE} if options.validation == "failed" else {}
         scan_failures = {EVERY: IMAGE_SCAN_FAILURE} if options.validation == "failed" else {}
@@ -302,6 +313,7 @@ class Sandbox:
                 )
                 for function_name, code_dir in self.stack.code_dirs.items():
                     self.lambdas.register(function_name, self.stack.short_names[function_name], code_dir)
+                self._set_timeouts(self.options.lambda_timeouts)
                 self._subscribe_capture()
                 yield self
         finally:
@@ -332,6 +344,19 @@ class Sandbox:
                 "AWS_SESSION_TOKEN": role.session_token,
             }
         return self._credentials[role_arn]
+
+    def _set_timeouts(self, timeouts: Mapping[str, int]) -> None:
+        """Set deployed functions' Timeout, by short name (CopyBlob) or logical id."""
+        assert self.stack is not None
+        names = {short: name for name, short in self.stack.short_names.items()}
+        for function, seconds in timeouts.items():
+            name = names.get(function) or names.get(function.removesuffix("Function"))
+            if name is None:
+                raise StackConfigError(
+                    f"--lambda-timeout {function}={seconds}: the stack has no such function; it has "
+                    f"{', '.join(sorted(names))}"
+                )
+            self.aws("lambda").update_function_configuration(FunctionName=name, Timeout=seconds)
 
     def _state_machine_role(self) -> str:
         assert self.stack is not None
