@@ -586,15 +586,6 @@ def test_given_a_refused_download_when_copied_then_it_is_reported_and_nothing_is
     assert world.destination_ecr.called("POST uploads") == []
 
 
-def test_given_a_layer_beyond_ecrs_limit_when_copied_then_it_is_refused_before_any_transfer(world: World) -> None:
-    blob = BlobRef(digest="sha256:" + "2" * 64, size=52_001 * MiB, media_type="application/octet-stream")
-
-    with pytest.raises(ImageCopyFailed, match="52,000 MiB"):
-        copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
-
-    assert world.destination_ecr.calls == []
-
-
 def test_given_a_layer_over_4200_chunks_when_planned_then_chunks_grow_in_whole_mib_to_fit() -> None:
     assert chunk_size_for(100 * MiB) == 10 * MiB
     assert chunk_size_for(42_000 * MiB) == 10 * MiB

@@ -26,7 +26,7 @@ from mlpublish.images.manifests import (
 from mlpublish.images.osinfo import READ_SECONDS, SCANNABLE_NAMES, OsDetection, detect_os
 from mlpublish.images.osrecords import OsRecords
 from mlpublish.images.registry import FetchedManifest, ImageRegistry
-from mlpublish.images.registry_api import CHUNK_SIZE, MAX_LAYER_SIZE, MiB, chunk_size_for
+from mlpublish.images.registry_api import CHUNK_SIZE, chunk_size_for
 from mlpublish.release import ImageRef
 from mlpublish.state import (
     DOCKER_V2_MANIFEST,
@@ -40,7 +40,7 @@ from mlpublish.state import (
 )
 
 # Left for returning progress after the last chunk, on top of twice the slowest chunk.
-MARGIN_MS = 3000
+MARGIN_MS = 1000
 # A new upload of a blob longer than this many chunks returns its progress after the first.
 EARLY_RETURN_CHUNKS = 4
 
@@ -195,11 +195,6 @@ def copy_blob(
     """
     repository = target.destination_repository
     where = _image_name(target.source)
-    if blob.size > MAX_LAYER_SIZE:
-        raise ImageCopyFailed(
-            f"blob {blob.digest} of {where} is {blob.size / MiB:,.0f} MiB; ECR takes layers of at most "
-            f"{MAX_LAYER_SIZE / MiB:,.0f} MiB. Split the layer in the image and push it again."
-        )
     uploads = destination.uploads()
     state = uploads.upload_state(progress.location) if progress is not None else None
     if state is None and not destination.missing_blobs(repository, [blob.digest]):
