@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -45,9 +46,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+import urllib3
 from moto.core.exceptions import ServiceException
 from moto.ecr.models import ECRBackend, ecr_backends
 
+from mlpublish.images.registry import BlobUploads, EcrRegistry
 from sandbox.audit import ApiCall
 from sandbox.server import Intercept
 from sandbox.tls import sandbox_tls
@@ -83,6 +86,19 @@ class _Refusal(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def seller_uploads(ecr_client: Any, region: str) -> BlobUploads:
+    """The domain's registry client, for pushes from the sandbox's own process (a seller's
+    ``docker push``): it trusts the sandbox's CA directly, not through AWS_CA_BUNDLE."""
+    return EcrRegistry(region, client=ecr_client, http=_seller_pool()).uploads()
+
+
+@functools.cache
+def _seller_pool() -> urllib3.PoolManager:
+    return urllib3.PoolManager(
+        maxsize=4, ca_certs=str(sandbox_tls().ca_bundle), timeout=urllib3.Timeout(connect=10.0, read=120.0)
+    )
 
 
 class RegistryEndpoints:
@@ -137,9 +153,9 @@ class RegistryEndpoints:
         try:
             user, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
         except ValueError:
-            user = password = ""
+            user, password = "", None
         with self._lock:
-            token = self._tokens.get(password) if scheme.lower() == "basic" and user == "AWS" else None
+            token = self._tokens.get(password or "") if scheme.lower() == "basic" and user == "AWS" else None
         if token is None or (token.account, token.region) != (account, region) or token.expires <= self.now():
             raise _Refusal(
                 401,

@@ -37,6 +37,7 @@ from sandbox import validation_local
 from sandbox.api_faults import ApiFault, ApiFaults
 from sandbox.audit import ApiAudit
 from sandbox.clock import VirtualClock
+from sandbox.ecr_registry import seller_uploads
 from sandbox.ext_accounts import CrossAccountAccess
 from sandbox.ext_catalog import CatalogExtension, ChangeSetOutcome
 from sandbox.ext_ecr import EcrExtension, ScanOutcome
@@ -459,7 +460,8 @@ class Sandbox:
                     ecr.set_repository_policy(
                         repositoryName=ref.repository, policyText=json.dumps(self.source_repository_policy())
                     )
-            digests.append(push_layout(layout, ecr, ref.repository, ref.tag or "latest").digest)
+            uploads = seller_uploads(ecr, ref.region)
+            digests.append(push_layout(layout, ecr, ref.repository, ref.tag or "latest", uploads=uploads).digest)
             self.poller.wait_idle()
         return digests[0]
 
