@@ -220,14 +220,15 @@ class _RegistryHandler(BaseHTTPRequestHandler):
         try:
             token = owner.authorise(self.headers.get("Authorization"), self.server.account, self.server.region)
             operation = _operation(method, path)
-            if operation:
-                try:
+            try:
+                if operation:
                     owner.observe(token, operation)
-                except Intercept as intercept:
+            except Intercept as intercept:
+                if intercept.after:  # the request takes effect; its answer never arrives
+                    self._route(method, path)
+                else:
                     self._drain()
-                    self._reply(int(intercept.status.split()[0]), {"Content-Type": intercept.content_type}, b"")
-                    self.close_connection = True
-                    return
+                raise _fault(intercept) from None
             status, headers = self._route(method, path)
         except _Refusal as refusal:
             self._drain()
@@ -400,6 +401,18 @@ class _RegistryHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if body and self.command != "HEAD":
             self.wfile.write(body)
+
+
+def _fault(intercept: Intercept) -> _Refusal:
+    """An injected fault as the registry API answers it: throttling as 429 TOOMANYREQUESTS,
+    anything else as the intercept's status."""
+    try:
+        throttled = "Throttl" in str(json.loads(intercept.body).get("__type", ""))
+    except ValueError:
+        throttled = False
+    if throttled:
+        return _Refusal(429, "TOOMANYREQUESTS", "sandbox fault: throttled")
+    return _Refusal(int(intercept.status.split()[0]), "UNKNOWN", intercept.body.decode("utf-8", "replace"))
 
 
 def _operation(method: str, path: str) -> str | None:

@@ -32,7 +32,8 @@ EXAMPLE = ROOT / "events" / "release.example.yaml"
 OPERATIONS = [
     ("ecr", "BatchCheckLayerAvailability"), ("ecr", "BatchGetImage"), ("ecr", "CompleteLayerUpload"),
     ("ecr", "CreateRepository"), ("ecr", "DescribeImageScanFindings"), ("ecr", "DescribeImages"),
-    ("ecr", "DescribeRepositories"), ("ecr", "GetDownloadUrlForLayer"), ("ecr", "InitiateLayerUpload"),
+    ("ecr", "DescribeRepositories"), ("ecr", "GetAuthorizationToken"), ("ecr", "GetDownloadUrlForLayer"),
+    ("ecr", "InitiateLayerUpload"),
     ("ecr", "PutImage"), ("ecr", "StartImageScan"), ("ecr", "UploadLayerPart"), ("events", "PutEvents"),
     ("lambda", "Invoke"), ("s3", "CopyObject"), ("s3", "CreateBucket"), ("s3", "GetBucketPolicy"),
     ("s3", "PutBucketPolicy"), ("s3", "GetObject"), ("s3", "HeadBucket"), ("s3", "ListObjectsV2"), ("s3", "PutObject"),

@@ -309,6 +309,11 @@ class World:
     destination: EcrRegistry
 
 
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mlpublish.images.copy.RETRY_SECONDS", 0.0)
+
+
 @pytest.fixture
 def world() -> World:
     source_ecr = FakeEcr(SOURCE_ACCOUNT, "eu-west-1")
@@ -510,6 +515,29 @@ def test_given_chunks_acknowledged_after_the_last_progress_when_resumed_then_the
     assert last.done is True
     assert [part.first for part in world.destination_ecr.parts] == [0, 3000, 4000, 5000]
     assert world.destination_ecr.repositories[DESTINATION_REPOSITORY].blobs[blob.digest] == payload(5500, seed=4)
+
+
+def test_given_a_throttled_chunk_when_copying_then_it_is_retried_from_what_the_registry_holds(world: World) -> None:
+    world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
+    blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(3500, seed=9))
+    registry = world.destination_ecr.registry
+    patches = 0
+
+    def throttling(method: str, url: str, headers: dict[str, str], body: Any) -> FakeResponse:
+        nonlocal patches
+        if method == "PATCH":
+            patches += 1
+            if patches == 2:
+                return FakeResponse(None, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}', 429)
+        return registry(method, url, headers, body)
+
+    world.destination_ecr.registry = throttling  # type: ignore[method-assign]
+
+    [result] = copy_through(world, blob)
+
+    assert result.done is True
+    assert [part.first for part in world.destination_ecr.parts] == [0, 1000, 2000, 3000]
+    assert world.destination_ecr.repositories[DESTINATION_REPOSITORY].blobs[blob.digest] == payload(3500, seed=9)
 
 
 def test_given_a_corrupt_byte_when_copied_then_the_registry_refuses_the_digest_and_nothing_is_stored(

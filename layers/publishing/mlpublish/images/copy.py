@@ -13,7 +13,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from mlpublish.errors import BlobDigestMismatch, ImageCopyFailed, ImageScanBlocked, InvalidRelease, SourceChanged
+from mlpublish.errors import (
+    BlobDigestMismatch,
+    ImageCopyFailed,
+    ImageScanBlocked,
+    InvalidRelease,
+    SourceChanged,
+    TransientAwsError,
+)
 from mlpublish.images.manifests import (
     ConvertedManifest,
     blobs_of,
@@ -43,6 +50,9 @@ from mlpublish.state import (
 MARGIN_MS = 1000
 # A new upload of a blob longer than this many chunks returns its progress after the first.
 EARLY_RETURN_CHUNKS = 4
+# Transient failures retried within an invocation, the first after RETRY_SECONDS, doubling.
+RETRIES = 4
+RETRY_SECONDS = 0.5
 
 RegistryFactory = Callable[[str], ImageRegistry]
 PUBLISHED_TAG_PREFIX = "mlpublish-"
@@ -192,10 +202,48 @@ def copy_blob(
     what the registry acknowledged; the source must serve exactly the declared size. The
     source's download URL gives no per-chunk checksum, so a corrupt source byte is caught
     by the registry's digest check at the end, not at its chunk.
+
+    Throttling, 5xx and broken connections (TransientAwsError) are retried here up to RETRIES
+    times with backoff, as the SDK retries API calls: each retry asks the registry what it
+    holds and reopens the download there. When they persist, the progress made is returned
+    (the state machine goes on with it), or the error raised if there is none.
     """
+    known = [progress] if progress is not None else []
+    for attempt in range(RETRIES + 1):
+        try:
+            return _copy_some(
+                target, blob, source, destination, known, remaining_ms, chunk_size, fresh=progress is None
+            )
+        except TransientAwsError:
+            pause = RETRY_SECONDS * 2**attempt
+            time_left = remaining_ms is None or remaining_ms() > MARGIN_MS + 1000 * pause
+            if attempt == RETRIES or not time_left:
+                if known and known[-1].offset > (progress.offset if progress else 0):
+                    return BlobCopied(  # hand over what was done; the next invocation goes on
+                        digest=blob.digest, bytes_copied=known[-1].offset, skipped=False, done=False, progress=known[-1]
+                    )
+                raise
+            time.sleep(pause)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _copy_some(
+    target: CopyTarget,
+    blob: BlobRef,
+    source: ImageRegistry,
+    destination: ImageRegistry,
+    known: list[UploadProgress],
+    remaining_ms: Callable[[], int] | None,
+    chunk_size: int,
+    *,
+    fresh: bool,
+) -> BlobCopied:
+    """One attempt of ``copy_blob`` from the last progress ``known`` (appended to as chunks are
+    acknowledged, so a retry after a transient failure starts from there)."""
     repository = target.destination_repository
     where = _image_name(target.source)
     uploads = destination.uploads()
+    progress = known[-1] if known else None
     state = uploads.upload_state(progress.location) if progress is not None else None
     if state is None and not destination.missing_blobs(repository, [blob.digest]):
         return BlobCopied(digest=blob.digest, bytes_copied=0, skipped=True)
@@ -208,20 +256,17 @@ def copy_blob(
         with source.open_blob(target.source.repository, blob.digest, target.source.registry_id, offset) as chunks:
             # The upload starts once the source is readable: a refused download leaves none behind.
             location = state.location if state is not None else uploads.start_upload(repository)
+            known.append(UploadProgress(location=location, offset=offset))
             reader = _ChunkReader(chunks, blob, where)
             slowest = 0.0
             while offset < blob.size:
                 out_of_time = slowest and remaining_ms is not None and remaining_ms() < MARGIN_MS + 2000 * slowest
                 # A new upload of a long blob hands its location to the state machine after one
                 # chunk: a worker lost later then resumes it instead of starting again.
-                first_of_many = state is None and offset > 0 and blob.size > EARLY_RETURN_CHUNKS * size
+                first_of_many = fresh and offset > 0 and blob.size > EARLY_RETURN_CHUNKS * size
                 if out_of_time or first_of_many:
                     return BlobCopied(
-                        digest=blob.digest,
-                        bytes_copied=offset,
-                        skipped=False,
-                        done=False,
-                        progress=UploadProgress(location=location, offset=offset),
+                        digest=blob.digest, bytes_copied=offset, skipped=False, done=False, progress=known[-1]
                     )
                 length = min(size, blob.size - offset)
                 started = time.monotonic()
@@ -233,6 +278,7 @@ def copy_blob(
                         f"{offset + length}; the upload was abandoned. Re-run the release."
                     )
                 offset = held
+                known.append(UploadProgress(location=location, offset=offset))
             reader.expect_end()
     else:
         location = state.location if state is not None else uploads.start_upload(repository)
