@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -256,24 +256,29 @@ class FakeEcr:
 
 
 class FakeResponse:
+    """A download (readinto/read, at most SLICE bytes a call, as a network hands them over) or
+    a registry answer (status, headers, data)."""
+
     def __init__(self, http: FakeHttp | None, data: bytes, status: int, headers: dict[str, str] | None = None) -> None:
         self.http, self.data, self.status, self.headers = http, data, status, headers or {}
         self.closed = False
         self.reason = ""
+        self._at = 0
 
-    def stream(self, amt: int, decode_content: bool = True) -> Iterator[bytes]:
-        assert decode_content is False, "blob bytes must reach the hash exactly as stored"
-        for start in range(0, len(self.data), min(amt, SLICE)):
-            piece = self.data[start : start + min(amt, SLICE)]
-            assert self.http is not None
-            self.http.bytes_read += len(piece)
-            yield piece
+    def readinto(self, buffer: memoryview) -> int:
+        piece = self.read(len(buffer))
+        buffer[: len(piece)] = piece
+        return len(piece)
+
+    def read(self, amount: int) -> bytes:
+        piece = self.data[self._at : self._at + min(amount, SLICE)]
+        self._at += len(piece)
+        assert self.http is not None
+        self.http.bytes_read += len(piece)
+        return piece
 
     def close(self) -> None:
         self.closed = True
-
-    def release_conn(self) -> None:
-        pass
 
 
 class FakeHttp:
@@ -287,13 +292,12 @@ class FakeHttp:
         self.responses: list[FakeResponse] = []
 
     def request(self, method: str, url: str, **kwargs: Any) -> FakeResponse:
-        for registry in self.registries:
-            if url.startswith(registry.endpoint + "/v2/"):
-                return registry.registry(method, url, kwargs.get("headers") or {}, kwargs.get("body"))
-        assert method == "GET"
-        assert kwargs.get("preload_content") is False, "a blob must be streamed, not loaded whole"
+        [registry] = [registry for registry in self.registries if url.startswith(registry.endpoint + "/v2/")]
+        return registry.registry(method, url, kwargs.get("headers") or {}, kwargs.get("body"))
+
+    def open(self, url: str, headers: Mapping[str, str]) -> FakeResponse:
         repository, digest = self.ecr.urls[url]
-        first = int(kwargs.get("headers", {}).get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-") or 0)
+        first = int(headers.get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-") or 0)
         status = self.status if self.status != 200 or not first else 206
         response = FakeResponse(self, self.ecr.repositories[repository].blobs[digest][first:], status)
         self.responses.append(response)
@@ -325,7 +329,7 @@ def world() -> World:
         source_ecr=source_ecr,
         destination_ecr=destination_ecr,
         http=http,
-        source=EcrRegistry("eu-west-1", client=source_ecr, http=http),
+        source=EcrRegistry("eu-west-1", client=source_ecr, http=http, opener=http.open),
         destination=EcrRegistry("us-east-1", client=destination_ecr, http=http),
     )
 

@@ -32,7 +32,7 @@ from mlpublish.images.manifests import (
 )
 from mlpublish.images.osinfo import READ_SECONDS, SCANNABLE_NAMES, OsDetection, detect_os
 from mlpublish.images.osrecords import OsRecords
-from mlpublish.images.registry import FetchedManifest, ImageRegistry
+from mlpublish.images.registry import READ_CHUNK, BlobStream, FetchedManifest, ImageRegistry
 from mlpublish.images.registry_api import CHUNK_SIZE, chunk_size_for
 from mlpublish.release import ImageRef
 from mlpublish.state import (
@@ -186,8 +186,8 @@ def copy_blob(
 ) -> BlobCopied:
     """Stream one blob into the destination's registry, as many chunks as time allows.
 
-    Each chunk is read from the source download straight into the body of one PATCH (no
-    buffer holds a chunk, nothing goes to /tmp). With ``remaining_ms`` (the Lambda context's),
+    Each chunk is read from the source download straight into the body of one PATCH, through
+    one 1 MiB buffer (nothing holds a chunk, nothing goes to /tmp). With ``remaining_ms`` (the Lambda context's),
     chunks go up while the time left covers a margin plus twice the slowest chunk so far; the
     result is then ``done=False`` with ``progress`` (the upload's location and the bytes the
     registry acknowledged), and the next invocation goes on from there. It first asks the
@@ -253,11 +253,11 @@ def _copy_some(
     offset = state.offset if state is not None else 0
     size = chunk_size_for(blob.size, chunk_size)
     if offset < blob.size:
-        with source.open_blob(target.source.repository, blob.digest, target.source.registry_id, offset) as chunks:
+        with source.download(target.source.repository, blob.digest, target.source.registry_id, offset) as stream:
             # The upload starts once the source is readable: a refused download leaves none behind.
             location = state.location if state is not None else uploads.start_upload(repository)
             known.append(UploadProgress(location=location, offset=offset))
-            reader = _ChunkReader(chunks, blob, where)
+            reader = _ChunkReader(stream, blob, where)
             slowest = 0.0
             while offset < blob.size:
                 out_of_time = slowest and remaining_ms is not None and remaining_ms() < MARGIN_MS + 2000 * slowest
@@ -290,38 +290,28 @@ def _copy_some(
 
 
 class _ChunkReader:
-    """Hands the download's pieces to one chunk at a time, exactly ``length`` bytes per chunk.
-
-    A piece that straddles two chunks is split with a memoryview: bytes are never copied into a
-    buffer of ours. A source that ends early or serves more than the declared size raises
+    """Hands a download to one chunk at a time, exactly ``length`` bytes per chunk, through one
+    buffer: each piece is read from the socket straight into it and sent from it, so a byte is
+    copied by no code of ours. A piece is valid until the next is asked for (a request body is
+    sent piece by piece). A source that ends early or serves more than the declared size raises
     BlobDigestMismatch before the upload is completed.
     """
 
-    def __init__(self, chunks: Iterator[bytes], blob: BlobRef, where: str) -> None:
-        self._chunks, self._blob, self._where = iter(chunks), blob, where
-        self._pending: memoryview | None = None
+    def __init__(self, stream: BlobStream, blob: BlobRef, where: str) -> None:
+        self._stream, self._blob, self._where = stream, blob, where
+        self._buffer = memoryview(bytearray(READ_CHUNK))
 
     def take(self, length: int) -> Iterator[memoryview]:
         while length > 0:
-            piece = self._pending if self._pending is not None else self._next()
-            self._pending = None
-            if len(piece) > length:
-                self._pending = piece[length:]
-                piece = piece[:length]
-            length -= len(piece)
-            yield piece
+            count = self._stream.readinto(self._buffer[: min(len(self._buffer), length)])
+            if not count:
+                raise _corrupt(self._where, self._blob, f"fewer than the {self._blob.size} bytes the manifest declares")
+            length -= count
+            yield self._buffer[:count]
 
     def expect_end(self) -> None:
-        extra = len(self._pending) if self._pending is not None else 0
-        extra += sum(len(piece) for piece in self._chunks)
-        if extra:
+        if self._stream.readinto(self._buffer[:1]):
             raise _corrupt(self._where, self._blob, f"more than the {self._blob.size} bytes the manifest declares")
-
-    def _next(self) -> memoryview:
-        for piece in self._chunks:
-            if piece:
-                return memoryview(piece)
-        raise _corrupt(self._where, self._blob, f"fewer than the {self._blob.size} bytes the manifest declares")
 
 
 def put_manifest(

@@ -2,7 +2,8 @@
 
 The only module of the image domain that calls boto3. One ``EcrRegistry`` serves one region;
 its client comes from ``mlpublish.aws.client`` (one per container) or is passed in, and so
-is the HTTP pool used to download blobs and push them, so tests can pass fakes. Blobs go up
+are the HTTP pool that pushes blobs and the opener that downloads them, so tests can pass
+fakes. Downloads use http.client directly: its response reads into the caller's buffer. Blobs go up
 through ECR's registry endpoint (``registry_api``), not the ECR API's ``UploadLayerPart``.
 
 Errors: throttling, 5xx and broken connections become TransientAwsError (the state machine
@@ -14,12 +15,16 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.client
+import os
+import ssl
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from functools import cache
 from typing import Any, NamedTuple, Protocol
+from urllib.parse import urlsplit
 
-import urllib3
 from botocore.exceptions import ClientError
 
 from mlpublish import aws
@@ -42,6 +47,7 @@ ACCEPTED_MEDIA_TYPES = [DOCKER_V2_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST, 
 MANAGED_BY_TAG = {"Key": "managed-by", "Value": "mlpublish"}
 CHECK_BATCH = 100  # BatchCheckLayerAvailability accepts at most 100 digests
 READ_CHUNK = 1024 * 1024  # bytes read from the download per step
+DOWNLOAD_TIMEOUT = 60.0  # seconds without a byte before a download counts as broken
 # A token is valid for 12 hours; one is renewed this long before ECR says it expires.
 TOKEN_RENEWAL = dt.timedelta(minutes=15)
 
@@ -67,11 +73,30 @@ class ImageRegistry(Protocol):
         self, repository: str, digest: str, registry_id: str | None = None, first_byte: int = 0
     ) -> AbstractContextManager[Iterator[bytes]]: ...
 
+    def download(
+        self, repository: str, digest: str, registry_id: str | None = None, first_byte: int = 0
+    ) -> AbstractContextManager[BlobStream]: ...
+
     def uploads(self) -> BlobUploads: ...
 
     def put_manifest(self, repository: str, raw: bytes, media_type: str, tag: str | None = None) -> str: ...
 
     def tags_are_immutable(self, repository: str) -> bool: ...
+
+
+class BlobStream(Protocol):
+    """A blob download: ``readinto`` fills the caller's buffer, ``read`` returns new bytes."""
+
+    status: int
+
+    def readinto(self, buffer: memoryview) -> int: ...
+
+    def read(self, amount: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+Opener = Callable[[str, Mapping[str, str]], BlobStream]
 
 
 class BlobUploads(Protocol):
@@ -91,10 +116,11 @@ class BlobUploads(Protocol):
 class EcrRegistry:
     """ECR in one region."""
 
-    def __init__(self, region: str, client: Any = None, http: Any = None) -> None:
+    def __init__(self, region: str, client: Any = None, http: Any = None, opener: Opener | None = None) -> None:
         self.region = region
         self._ecr = client if client is not None else aws.client("ecr", region)
         self._http = http if http is not None else http_pool()
+        self._open: Opener = opener if opener is not None else _Download
         self._api: tuple[RegistryApi, dt.datetime] | None = None
         self._api_lock = threading.Lock()
 
@@ -189,6 +215,15 @@ class EcrRegistry:
     ) -> Iterator[Iterator[bytes]]:
         """Stream a blob's bytes from ``first_byte`` on, in chunks of READ_CHUNK (the last one
         shorter), as stored (no decoding)."""
+        with self.download(repository, digest, registry_id, first_byte) as stream:
+            yield _read_chunks(stream, self._where(repository, digest, registry_id))
+
+    @contextmanager
+    def download(
+        self, repository: str, digest: str, registry_id: str | None = None, first_byte: int = 0
+    ) -> Iterator[BlobStream]:
+        """The blob's bytes from ``first_byte`` on as a stream (``readinto``: straight from the
+        socket into the caller's buffer), from the URL GetDownloadUrlForLayer gives."""
         where = self._where(repository, digest, registry_id)
         with self._refusals("GetDownloadUrlForLayer", where):
             url = self._ecr.get_download_url_for_layer(
@@ -196,19 +231,15 @@ class EcrRegistry:
             )["downloadUrl"]
         headers = {"Range": f"bytes={first_byte}-"} if first_byte else {}
         try:
-            response = self._http.request(
-                "GET", url, headers=headers, preload_content=False, decode_content=False, retries=3
-            )
-        except urllib3.exceptions.HTTPError as exc:
+            stream = self._open(url, headers)
+        except (OSError, http.client.HTTPException) as exc:
             raise TransientAwsError(f"downloading {where} failed ({exc}); retrying") from exc
         try:
-            if response.status != (206 if first_byte else 200):
-                raise _download_refused(where, response.status)
-            yield _read_chunks(response, where)
+            if stream.status != (206 if first_byte else 200):
+                raise _download_refused(where, stream.status)
+            yield _Guarded(stream, where)
         finally:
-            # A half-read body must not go back to the pool: close the connection first.
-            response.close()
-            response.release_conn()
+            stream.close()
 
     def uploads(self) -> RegistryApi:
         """ECR's registry endpoint in this region, with a token from GetAuthorizationToken
@@ -316,11 +347,72 @@ def _check_token(token: str, where: str) -> None:
         raise ImageCopyFailed(f"GetAuthorizationToken for {where} returned a token for user {user!r}, not AWS")
 
 
-def _read_chunks(response: Any, where: str) -> Iterator[bytes]:
-    try:
-        yield from response.stream(READ_CHUNK, decode_content=False)
-    except urllib3.exceptions.HTTPError as exc:
-        raise TransientAwsError(f"download of {where} was interrupted ({exc}); retrying") from exc
+def _read_chunks(stream: BlobStream, where: str) -> Iterator[bytes]:
+    while chunk := stream.read(READ_CHUNK):
+        yield chunk
+
+
+class _Guarded:
+    """A download whose broken connection is a TransientAwsError (the copy resumes or retries)."""
+
+    def __init__(self, stream: BlobStream, where: str) -> None:
+        self._stream, self._where = stream, where
+        self.status = stream.status
+
+    def readinto(self, buffer: memoryview) -> int:
+        try:
+            return self._stream.readinto(buffer)
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransientAwsError(f"download of {self._where} was interrupted ({exc}); retrying") from exc
+
+    def read(self, amount: int) -> bytes:
+        try:
+            return self._stream.read(amount)
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransientAwsError(f"download of {self._where} was interrupted ({exc}); retrying") from exc
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _Download:
+    """One GET over http.client: its response reads straight into a caller's buffer."""
+
+    def __init__(self, url: str, headers: Mapping[str, str]) -> None:
+        parts = urlsplit(url)
+        if parts.scheme == "https":
+            self._connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname or "", parts.port, timeout=DOWNLOAD_TIMEOUT, context=_tls_context()
+            )
+        elif parts.scheme == "http":  # the sandbox's loopback stand-in for S3
+            self._connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=DOWNLOAD_TIMEOUT)
+        else:
+            raise ImageCopyFailed(f"GetDownloadUrlForLayer returned a URL this copy cannot read: {parts.scheme}://")
+        try:
+            self._connection.request(
+                "GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=dict(headers)
+            )
+            self._response = self._connection.getresponse()
+        except BaseException:
+            self._connection.close()
+            raise
+        self.status = self._response.status
+
+    def readinto(self, buffer: memoryview) -> int:
+        return self._response.readinto(buffer)
+
+    def read(self, amount: int) -> bytes:
+        return self._response.read(amount)
+
+    def close(self) -> None:
+        self._response.close()
+        self._connection.close()
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """The CAs in AWS_CA_BUNDLE when set (as botocore and the registry pool), else the system's."""
+    return ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
 
 
 def _download_refused(where: str, status: int) -> Exception:
