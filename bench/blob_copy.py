@@ -157,7 +157,9 @@ def bench_blob_copy() -> dict[str, float]:
                         "AWS_CA_BUNDLE": str(sandbox_tls().ca_bundle),
                         "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "publishing"), str(ROOT)]),
                     }
-                    profile = ["-m", "cProfile", "-s", "tottime"] if os.environ.get("BENCH_PROFILE") else []
+                    # BENCH_PROFILE=DIR: each worker writes a cProfile of its run to DIR/copy-<MiB>.prof.
+                    profile_dir = os.environ.get("BENCH_PROFILE")
+                    profile = ["-m", "cProfile", "-o", f"{profile_dir}/copy-{size_mib}.prof"] if profile_dir else []
                     done = subprocess.run(  # nosec B603  # this interpreter, this module
                         [sys.executable, *profile, "-m", "bench.blob_copy", "worker", json.dumps(request)],
                         env=env,

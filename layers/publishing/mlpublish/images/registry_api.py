@@ -62,7 +62,7 @@ def chunk_size_for(size: int, preferred: int = CHUNK_SIZE) -> int:
 
 @cache
 def http_pool() -> urllib3.PoolManager:
-    """The container's one HTTP pool for blob transfers (downloads and registry pushes).
+    """The container's one HTTP pool for the registry endpoint.
 
     It trusts the CAs in ``AWS_CA_BUNDLE`` when set, the variable botocore reads too, and the
     system's otherwise (as on Lambda). No retries here: a request with a streamed body cannot
