@@ -20,7 +20,11 @@ module, installed explicitly and undone afterwards (never at import time):
 - ext_sqs.py        SQS event source mappings deliver from a background poller, not inside SendMessage
 - ext_ecr.py        ECR stores and verifies blobs, serves GetDownloadUrlForLayer over
                     loopback HTTP, rejects manifests with missing blobs, emits push events,
-                    scans images on the virtual clock; fault injection (corrupt-blob)
+                    scans images on the virtual clock; fault injection (corrupt-blob); a cap
+                    on blob transfer rates (--bandwidth-mib-s)
+- ecr_registry.py   ECR's registry endpoint (Docker Registry HTTP API v2 blob pushes) over
+                    HTTPS, one per registry, for GetAuthorizationToken's proxyEndpoint; tls.py
+                    makes its CA and certificate
 - ext_sagemaker.py  model package validation runs on the virtual clock and ends Completed
                     or Failed with FailureReasons; name conflicts and deletion as in AWS;
                     CreateAlgorithm/DescribeAlgorithm/ListAlgorithms/DeleteAlgorithm (moto has

@@ -49,6 +49,7 @@ from mlpublish.release import ImageRef, ReleaseSpec, parse_release, parse_s3_uri
 from mlpublish.settings import PublishingConfig
 from sandbox import validation_local
 from sandbox.cli import EXIT_FAILED, EXIT_OK, _open_images, _usage_error, check_place
+from sandbox.ecr_registry import seller_uploads
 from sandbox.oci import LayoutError, OciLayout, push_layout
 from sandbox.runner import ROOT, SAMPLE_VALIDATION_INPUT, sample_model_data
 from sandbox.stack import load_template, parse_parameter_overrides, read_samconfig
@@ -367,7 +368,8 @@ def preflight(inputs: Inputs, report: CheckReport, account: str, publishing: Pub
         pushed: dict[str, str] = {}
         for name, field, _, ref in spec.images():
             ecr = aws.client("ecr", ref.region, ref.registry_id)
-            digest = push_layout(inputs.layouts[name], ecr, ref.repository, ref.tag or "latest").digest
+            uploads = seller_uploads(ecr, ref.region)
+            digest = push_layout(inputs.layouts[name], ecr, ref.repository, ref.tag or "latest", uploads=uploads).digest
             pushed[name] = digest
             if ref.digest and ref.digest != digest:
                 report.findings.append(_digest_mismatch(field, ref, digest, inputs.layouts[name]))

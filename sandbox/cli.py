@@ -116,14 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=SECONDS",
-        help="set a function's Timeout over the template's, e.g. CopyArtifactParts=20 (a large artifact's copy then "
+        help="set a function's Timeout over the template's, e.g. CopyBlob=20 (a large blob's or artifact's copy then "
         "spans more invocations); repeatable",
     )
     run.add_argument(
         "--bandwidth-mib-s",
         type=float,
         metavar="N",
-        help="S3 copies (CopyObject, UploadPartCopy) move at most N MiB/s each, in real time (default: at once)",
+        help="ECR blob transfers (downloads, registry pushes) and S3 copies (CopyObject, UploadPartCopy) move at "
+        "most N MiB/s each, in real time (default: at once)",
     )
     run.add_argument("--model-data", type=Path, help="model.tar.gz to upload (default: a tiny sample)")
     run.add_argument("--validation-input", type=Path, help="validation input to upload (default: sample CSV)")
@@ -322,7 +323,7 @@ def parse_lambda_timeout(text: str) -> tuple[str, int]:
     """``NAME=SECONDS`` (1 to 900, Lambda's range) -> (NAME, SECONDS)."""
     name, _, seconds = text.partition("=")
     if not name or not seconds.isdigit() or not 1 <= int(seconds) <= 900:
-        raise ValueError(f"--lambda-timeout {text}: use NAME=SECONDS with 1 to 900 seconds, e.g. CopyArtifactParts=20")
+        raise ValueError(f"--lambda-timeout {text}: use NAME=SECONDS with 1 to 900 seconds, e.g. CopyBlob=20")
     return name, int(seconds)
 
 

@@ -29,6 +29,10 @@ depend on those behaviours, so this extension supplies them:
   ``duration_seconds``, then COMPLETE with the configured severity counts (default:
   none), or UNSUPPORTED_IMAGE / FAILED. One basic scan per image per 24 virtual hours.
 * Fault ``corrupt-blob``: the HTTP server serves one layer with one byte flipped.
+* The registry endpoint (``sandbox.ecr_registry``): ``GetAuthorizationToken`` issues tokens
+  for per-registry HTTPS servers that take blob pushes through the Docker Registry HTTP API
+  v2 into the same uploads, checks and store as the API's layer upload calls.
+* ``bandwidth_mib_s``: each blob download and each registry request body moves at most that fast.
 
 Exception names come from botocore's ECR service model (2015-09-21).
 """
@@ -42,11 +46,13 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -67,7 +73,9 @@ from moto.ecr.responses import ECRResponse
 from moto.events.models import events_backends
 
 from mlpublish.images.manifests import INDEX_TYPES, sha256_digest
+from sandbox.audit import ApiCall
 from sandbox.clock import VirtualClock
+from sandbox.ecr_registry import RegistryEndpoints
 from sandbox.extension import Extension
 
 LOG = logging.getLogger(__name__)
@@ -128,6 +136,7 @@ class _Spool:
     hasher: Any = field(default_factory=hashlib.sha256)
     size: int = 0
     part_sizes: list[int] = field(default_factory=list)
+    writing: Any = field(default_factory=threading.Lock)  # one part at a time
 
 
 def manifest_digest(manifest: str) -> str:
@@ -174,6 +183,11 @@ def emit_image_push_event(
 class _BlobHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that goes away mid-download (a killed worker) is routine, not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def __init__(self, owner: EcrExtension) -> None:
         super().__init__(("127.0.0.1", 0), _BlobRequestHandler)
         self.owner = owner
@@ -209,6 +223,8 @@ class EcrExtension(Extension):
         fault: str | None = None,
         emit_push_events: bool = True,
         blob_dir: Path | None = None,
+        observers: list[Callable[[ApiCall], None]] | None = None,
+        bandwidth_mib_s: float | None = None,
     ) -> None:
         if fault not in (None, FAULT_CORRUPT_BLOB):
             raise ValueError(f"unknown ECR fault {fault!r}; known: {FAULT_CORRUPT_BLOB!r}")
@@ -226,6 +242,12 @@ class EcrExtension(Extension):
         self._corrupt_digest: str | None = None
         self.event_errors: list[str] = []
         self._server: _BlobHTTPServer | None = None
+        if bandwidth_mib_s is not None and bandwidth_mib_s <= 0:
+            raise ValueError("the bandwidth must be more than 0 MiB/s")
+        self.bytes_per_second = bandwidth_mib_s * 1024 * 1024 if bandwidth_mib_s else None
+        self.registries = RegistryEndpoints(
+            self, observers if observers is not None else [], clock.now, bandwidth_mib_s
+        )
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -242,9 +264,11 @@ class EcrExtension(Extension):
         )
         thread.start()
         stack.callback(self._stop_server)
+        stack.callback(self.registries.stop)
         for name, replacement in self._backend_patches().items():
             stack.enter_context(patch.object(ECRBackend, name, replacement))
         stack.enter_context(patch.object(ECRResponse, "get_download_url_for_layer", self._download_url_response()))
+        stack.enter_context(patch.object(ECRResponse, "get_authorization_token", self._authorization_response()))
 
     @property
     def base_url(self) -> str:
@@ -374,7 +398,66 @@ class EcrExtension(Extension):
 
         return get_download_url_for_layer
 
+    def _authorization_response(self) -> Callable[[ECRResponse], ActionResult]:
+        ext = self
+
+        def get_authorization_token(response: ECRResponse) -> ActionResult:
+            registry_ids = response._get_param("registryIds") or [response.current_account]
+            access_key = _access_key(response.headers.get("Authorization"))
+            return ActionResult(
+                {
+                    "authorizationData": [
+                        ext.registries.issue_token(access_key, registry_id, response.region)
+                        for registry_id in registry_ids
+                    ]
+                }
+            )
+
+        return get_authorization_token
+
     # ----------------------------------------------------------------- blobs
+
+    def spooled(self, upload_id: str) -> int:
+        """Bytes an upload holds so far."""
+        with self._lock:
+            spool = self._spools.get(upload_id)
+            return spool.size if spool is not None else 0
+
+    @contextmanager
+    def appending(self, upload_id: str) -> Iterator[Callable[[bytes], None]]:
+        """Append one part's bytes to an upload; the upload holds them only once the part has
+        arrived whole (until then its size and hash are as before; a part cut short is dropped)."""
+        spool = self._spool(upload_id)
+        with spool.writing:
+            size, hasher = spool.size, spool.hasher.copy()
+            arrived = 0
+            with spool.path.open("ab") as out:
+
+                def append(piece: bytes) -> None:
+                    nonlocal arrived
+                    out.write(piece)
+                    hasher.update(piece)
+                    arrived += len(piece)
+
+                try:
+                    yield append
+                except BaseException:
+                    out.truncate(size)
+                    raise
+            spool.size, spool.hasher = size + arrived, hasher
+            spool.part_sizes.append(arrived)
+
+    def complete_upload(
+        self, backend: ECRBackend, repository_name: str, upload_id: str, layer_digests: list[str]
+    ) -> dict[str, Any]:
+        """CompleteLayerUpload, for the registry endpoint's completing PUT."""
+        return self._complete_layer_upload(backend, repository_name, upload_id, layer_digests, None)
+
+    def discard_upload(self, upload_id: str) -> None:
+        with self._lock:
+            spool = self._spools.pop(upload_id, None)
+        if spool is not None:
+            spool.path.unlink(missing_ok=True)
 
     def _upload_layer_part(self, repository: Any, upload_id: str, first: int, last: int, blob: bytes) -> dict[str, Any]:
         """Append one part to the upload's spool file, in order, hashing as it goes."""
@@ -584,7 +667,14 @@ class EcrExtension(Extension):
         if with_body:
             with path.open("rb") as blob:
                 try:
-                    _copy_range(blob, request.wfile, start, end, flip_at=size // 2 if corrupt else None)
+                    _copy_range(
+                        blob,
+                        request.wfile,
+                        start,
+                        end,
+                        flip_at=size // 2 if corrupt else None,
+                        rate=self.bytes_per_second,
+                    )
                 except (ConnectionResetError, BrokenPipeError):
                     # The reader had what it needed (an OS read stops at os-release), as S3 sees
                     # a client close a download early: not the server's error.
@@ -751,10 +841,14 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int]:
     return int(first), min(size - 1, int(last)) if last else size - 1
 
 
-def _copy_range(source: BinaryIO, sink: Any, start: int, end: int, flip_at: int | None) -> None:
-    """Stream bytes start..end (inclusive) in chunks, flipping the byte at ``flip_at``."""
+def _copy_range(
+    source: BinaryIO, sink: Any, start: int, end: int, flip_at: int | None, rate: float | None = None
+) -> None:
+    """Stream bytes start..end (inclusive) in chunks, flipping the byte at ``flip_at``, at
+    most ``rate`` bytes a second."""
     source.seek(start)
     position = start
+    began = time.monotonic()
     while position <= end:
         chunk = bytearray(source.read(min(_CHUNK, end - position + 1)))
         if not chunk:
@@ -763,3 +857,13 @@ def _copy_range(source: BinaryIO, sink: Any, start: int, end: int, flip_at: int 
             chunk[flip_at - position] ^= 0xFF
         sink.write(chunk)
         position += len(chunk)
+        if rate:
+            ahead = (position - start) / rate - (time.monotonic() - began)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def _access_key(authorization: str | None) -> str:
+    """The access key that signed a request (SigV4 ``Credential=<key>/...``)."""
+    match = re.search(r"Credential=([^/,\s]+)/", authorization or "")
+    return match.group(1) if match else ""

@@ -49,6 +49,7 @@ from sandbox.audit import ApiAudit, ApiCall
 from sandbox.extension import Extension
 from sandbox.lambda_env import LambdaEnvironment
 from sandbox.server import DropRequest
+from sandbox.tls import sandbox_tls
 
 #: Libraries every environment imports, loaded once in the zygote (what a snapshot would hold).
 PRELOAD = (
@@ -542,6 +543,8 @@ class LambdaWorkers(Extension):
                 "AWS_SECRET_ACCESS_KEY": role.secret_access_key,
                 "AWS_SESSION_TOKEN": role.session_token,
                 "AWS_ENDPOINT_URL": self.endpoint(),
+                # The sandbox's HTTPS endpoints (ECR's registry) are signed by its own CA.
+                "AWS_CA_BUNDLE": str(sandbox_tls().ca_bundle),
             }
         )
         return env

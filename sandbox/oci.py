@@ -44,6 +44,8 @@ from mlpublish.images.manifests import (
     SCHEMA1_TYPES,
     sha256_digest,
 )
+from mlpublish.images.registry import BlobUploads
+from mlpublish.images.registry_api import CHUNK_SIZE
 from mlpublish.state import DOCKER_V2_MANIFEST
 
 DOCKER_MANIFEST = DOCKER_V2_MANIFEST  # the name callers of the sandbox know it by
@@ -741,8 +743,13 @@ def push_layout(
     *,
     reference: str | None = None,
     platform: str | None = None,
+    uploads: BlobUploads | None = None,
 ) -> PushResult:
     """Push an image from the layout into ECR exactly as ``docker push`` would.
+
+    With ``uploads`` (the domain's client of ECR's registry endpoint), blobs go up as docker
+    pushes them, raw chunks through the registry API; without, through the ECR API's
+    ``UploadLayerPart`` (an emulator that serves no registry endpoint).
 
     ``reference`` chooses the image in the layout (see :meth:`OciLayout.select`);
     ``platform`` pushes only that platform's manifest of an index, tagged. Every blob of the
@@ -760,7 +767,11 @@ def push_layout(
     uploaded = 0
     for blob in blobs:
         if blob.digest in missing:
-            uploaded += _upload_blob(layout, ecr_client, repository, blob)
+            uploaded += (
+                _push_blob(layout, uploads, repository, blob)
+                if uploads is not None
+                else _upload_blob(layout, ecr_client, repository, blob)
+            )
     children = [m for m in tree.walk() if m is not tree]
     pushed_children = list(dict.fromkeys(m.digest for m in children))
     for manifest in {m.digest: m for m in children}.values():
@@ -801,6 +812,20 @@ def _missing_blobs(ecr: EcrClient, repository: str, digests: list[str]) -> set[s
             if layer.get("layerAvailability") == "AVAILABLE"
         )
     return {d for d in digests if d not in available}
+
+
+def _push_blob(layout: OciLayout, uploads: BlobUploads, repository: str, blob: Descriptor) -> int:
+    """Push one blob through the registry endpoint in chunks; the registry checks its digest."""
+    location, sent = uploads.start_upload(repository), 0
+    hasher = hashlib.sha256()
+    with layout.open_blob(blob.digest) as stream:
+        while part := _read_exactly(stream, CHUNK_SIZE):
+            hasher.update(part)
+            location = uploads.upload_chunk(location, sent, [part], len(part)).location
+            sent += len(part)
+    _check_uploaded(layout, blob, "sha256:" + hasher.hexdigest(), sent)
+    uploads.complete_upload(location, blob.digest)
+    return sent
 
 
 def _upload_blob(layout: OciLayout, ecr: EcrClient, repository: str, blob: Descriptor) -> int:

@@ -158,9 +158,12 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         report["published_manifest"] = published_manifest(sandbox, first["repository"], first["digest"])
     else:
         # The copy failed before a manifest was published: count what the blob copies did.
-        for copied in _outputs(history, "CopyBlob"):
-            report["blobs_copied" if not copied["skipped"] else "blobs_skipped"] += 1
-            report["bytes_copied"] += copied["bytes_copied"]
+        # CopyBlob's result is at $.copied of its state; a blob counts once, when done.
+        for output in _outputs(history, "CopyBlob"):
+            copied = output["copied"]
+            if copied["done"]:
+                report["blobs_copied" if not copied["skipped"] else "blobs_skipped"] += 1
+                report["bytes_copied"] += copied["bytes_copied"]
     # A failed CreateModelPackage exits with the error in place of its result.
     created = [output["resource"]["arn"] for output in _outputs(history, "CreateModelPackage") if "resource" in output]
     if created:

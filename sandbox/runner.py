@@ -38,6 +38,7 @@ from sandbox import validation_local
 from sandbox.api_faults import ApiFault, ApiFaults
 from sandbox.audit import ApiAudit
 from sandbox.clock import VirtualClock
+from sandbox.ecr_registry import seller_uploads
 from sandbox.ext_accounts import CrossAccountAccess
 from sandbox.ext_catalog import CatalogExtension, ChangeSetOutcome
 from sandbox.ext_ecr import EcrExtension, ScanOutcome
@@ -99,13 +100,13 @@ class RunOptions:
     source_policies: tuple[str, ...] = ("repository", "bucket")
     # The Lambda service.
     lambda_concurrency: int | None = None
-    # Timeout (seconds) per function short name (CopyArtifactParts), over the template's: as a
+    # Timeout (seconds) per function short name (CopyBlob, CopyArtifactParts), over the template's: as a
     # seller would set it on the deployed function (UpdateFunctionConfiguration).
     lambda_timeouts: dict[str, int] = field(default_factory=dict)
     lambda_faults: list[Fault] = field(default_factory=list)
     api_faults: list[ApiFault] = field(default_factory=list)
     log_file: Path | None = None
-    # S3's copy rate per request in MiB/s (CopyObject, UploadPartCopy); None: moto's, at once.
+    # ECR's blob transfers and S3's copies, per request, in MiB/s; None: at once.
     bandwidth_mib_s: float | None = None
     # Marketplace Catalog API: MachineLearningProduct ids seeded in the stack's account, each
     # with the instance types it has prices for; the virtual minutes a change set takes.
@@ -169,7 +170,13 @@ class Sandbox:
         self.api_faults = ApiFaults(options.api_faults, is_ours=lambda key: self.audit.principal(key) is not None)
         self.lambda_log = options.log_file or Path(tempfile.gettempdir()) / "mlpublish-sandbox.log"
         self.lambdas: LambdaWorkers | None = None
-        self.ecr = EcrExtension(self.clock, scan_outcome=options.scan, fault=options.fault)
+        self.ecr = EcrExtension(
+            self.clock,
+            scan_outcome=options.scan,
+            fault=options.fault,
+            observers=self.server.observers,
+            bandwidth_mib_s=options.bandwidth_mib_s,
+        )
         failures = {EVERY: VALIDATION_FAILURE} if options.validation == "failed" else {}
         algorithm_failures = {EVERY: ALGORITHM_VALIDATION_FAILURE} if options.validation == "failed" else {}
         scan_failures = {EVERY: IMAGE_SCAN_FAILURE} if options.validation == "failed" else {}
@@ -344,7 +351,7 @@ class Sandbox:
         return self._credentials[role_arn]
 
     def _set_timeouts(self, timeouts: Mapping[str, int]) -> None:
-        """Set deployed functions' Timeout, by short name (CopyArtifactParts) or logical id."""
+        """Set deployed functions' Timeout, by short name (CopyBlob) or logical id."""
         assert self.stack is not None
         names = {short: name for name, short in self.stack.short_names.items()}
         for function, seconds in timeouts.items():
@@ -459,7 +466,8 @@ class Sandbox:
                     ecr.set_repository_policy(
                         repositoryName=ref.repository, policyText=json.dumps(self.source_repository_policy())
                     )
-            digests.append(push_layout(layout, ecr, ref.repository, ref.tag or "latest").digest)
+            uploads = seller_uploads(ecr, ref.region)
+            digests.append(push_layout(layout, ecr, ref.repository, ref.tag or "latest", uploads=uploads).digest)
             self.poller.wait_idle()
         return digests[0]
 

@@ -1,4 +1,4 @@
-"""CopyBlob: stream one blob into the publishing region, verifying its sha256 on the way."""
+"""CopyBlob: stream one blob into the publishing region's registry, as much as fits in this invocation."""
 
 from __future__ import annotations
 
@@ -24,8 +24,26 @@ metrics = Metrics()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = CopyBlobInput.model_validate(event)
     target = request.target
-    result = copy_blob(target, request.blob, EcrRegistry(target.source.region), EcrRegistry(target.destination_region))
-    logger.info("blob", extra={"digest": result.digest, "bytes": result.bytes_copied, "skipped": result.skipped})
-    # Bytes that crossed into the publishing region; a blob already there counts 0.
-    metrics.add_metric(name="ImageBytesCopied", unit=MetricUnit.Bytes, value=result.bytes_copied)
+    started_at = request.progress.offset if request.progress else 0
+    result = copy_blob(
+        target,
+        request.blob,
+        EcrRegistry(target.source.region),
+        EcrRegistry(target.destination_region),
+        progress=request.progress,
+        remaining_ms=context.get_remaining_time_in_millis,
+    )
+    logger.info(
+        "blob",
+        extra={
+            "digest": result.digest,
+            "bytes": result.bytes_copied,
+            "skipped": result.skipped,
+            "done": result.done,
+            "from_byte": started_at,
+        },
+    )
+    # Bytes that crossed into the publishing region in this invocation; a blob already there counts 0.
+    sent = 0 if result.skipped else max(0, result.bytes_copied - started_at)
+    metrics.add_metric(name="ImageBytesCopied", unit=MetricUnit.Bytes, value=sent)
     return result.model_dump(mode="json")

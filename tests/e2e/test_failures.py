@@ -191,8 +191,8 @@ def test_given_an_image_ecr_finds_unsupported_after_the_copy_then_the_release_fa
 ) -> None:
     # What decides when the OS could not be told for certain before the copy (the read budget ran
     # out): ECR's scan status UNSUPPORTED_IMAGE fails the release, as Marketplace would refuse it.
-    def unsupported(clock: Any, *, scan_outcome: ScanOutcome, fault: Any) -> EcrExtension:
-        return EcrExtension(clock, scan_outcome=UNSUPPORTED_IMAGE, fault=fault)
+    def unsupported(clock: Any, *, scan_outcome: ScanOutcome, **options: Any) -> EcrExtension:
+        return EcrExtension(clock, scan_outcome=UNSUPPORTED_IMAGE, **options)
 
     with patch.object(runner, "EcrExtension", unsupported):
         run = publish_image("docker-v2")

@@ -1,9 +1,10 @@
 """Copying an image between ECR registries: plan, stream blobs, put the manifest.
 
 The real ``EcrRegistry`` and copy steps run over an in-memory fake of the boto3 ECR client
-and of the HTTP pool that downloads blobs. The fake is as strict as ECR where it matters:
-parts must arrive contiguously, a completed upload must hash to its digest, and a manifest
-is refused when its digest is wrong or its blobs are missing.
+and of the HTTP pool that downloads blobs and pushes them to the registry endpoint (Docker
+Registry HTTP API v2). The fake is as strict as ECR where it matters: chunks must arrive
+contiguously, a completed upload must hash to its digest, and a manifest is refused when
+its digest is wrong or its blobs are missing.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from botocore.exceptions import ClientError
@@ -29,8 +31,9 @@ from mlpublish.errors import (
 from mlpublish.images import manifests as m
 from mlpublish.images.copy import copy_blob, plan_image, put_manifest
 from mlpublish.images.registry import ACCEPTED_MEDIA_TYPES, EcrRegistry
+from mlpublish.images.registry_api import MAX_PARTS, MiB, chunk_size_for
 from mlpublish.release import ImageRef
-from mlpublish.state import BlobCopied, BlobRef, CopyTarget, ImagePlan
+from mlpublish.state import BlobCopied, BlobRef, CopyTarget, ImagePlan, UploadProgress
 
 pytestmark = pytest.mark.unit
 
@@ -176,35 +179,56 @@ class FakeEcr:
         self.urls[url] = (repository, digest)
         return {"downloadUrl": url, "layerDigest": digest}
 
-    def initiate_layer_upload(self, **kwargs: Any) -> dict[str, Any]:
-        self._call("InitiateLayerUpload", kwargs)
-        self.repository(kwargs["repositoryName"], "InitiateLayerUpload")
-        upload_id = f"upload-{len(self.uploads)}"
-        self.uploads[upload_id] = bytearray()
-        return {"uploadId": upload_id, "partSize": self.part_size}
+    def get_authorization_token(self, **kwargs: Any) -> dict[str, Any]:
+        self._call("GetAuthorizationToken", kwargs)
+        return {
+            "authorizationData": [
+                {
+                    "authorizationToken": "QVdTOnBhc3N3b3Jk",  # AWS:password
+                    "proxyEndpoint": self.endpoint,
+                }
+            ]
+        }
 
-    def upload_layer_part(self, **kwargs: Any) -> dict[str, Any]:
-        self._call("UploadLayerPart", {k: v for k, v in kwargs.items() if k != "layerPartBlob"})
-        received = self.uploads[kwargs["uploadId"]]
-        data = kwargs["layerPartBlob"]
-        first, last = kwargs["partFirstByte"], kwargs["partLastByte"]
-        if first != len(received) or last != first + len(data) - 1:
-            raise client_error("InvalidLayerPartException", "UploadLayerPart")
-        self.parts.append(Part(first=first, last=last, size=len(data), read_before=self.read_counter()))
-        received += data
-        return {"lastByteReceived": last}
+    @property
+    def endpoint(self) -> str:
+        return f"https://{self.account}.dkr.ecr.{self.region}.amazonaws.com"
 
-    def complete_layer_upload(self, **kwargs: Any) -> dict[str, Any]:
-        self._call("CompleteLayerUpload", kwargs)
-        data = bytes(self.uploads.pop(kwargs["uploadId"]))
-        digest = kwargs["layerDigests"][0]
-        if sha(data) != digest:
-            raise client_error("InvalidLayerException", "CompleteLayerUpload")
-        blobs = self.repository(kwargs["repositoryName"], "CompleteLayerUpload").blobs
-        if digest in blobs:
-            raise client_error("LayerAlreadyExistsException", "CompleteLayerUpload")
-        blobs[digest] = data
-        return {"layerDigest": digest}
+    # The registry endpoint (Docker Registry HTTP API v2), as FakeHttp routes it here.
+    def registry(self, method: str, url: str, headers: dict[str, str], body: Any) -> FakeResponse:
+        assert headers.get("Authorization") == "Basic QVdTOnBhc3N3b3Jk"
+        path, _, query = url.removeprefix(self.endpoint).partition("?")
+        name, _, tail = path.removeprefix("/v2/").partition("/blobs/")
+        self._call(f"{method} {tail.split('/')[0]}", {"repositoryName": name})
+        repository = self.repository(name, method)
+        if method == "HEAD":
+            return FakeResponse(None, b"", 200 if tail in repository.blobs else 404)
+        if method == "POST":
+            upload_id = f"upload-{len(self.uploads)}"
+            self.uploads[upload_id] = bytearray()
+            return FakeResponse(None, b"", 202, {"Location": f"/v2/{name}/blobs/uploads/{upload_id}", "Range": "0-0"})
+        upload_id = tail.removeprefix("uploads/")
+        if upload_id not in self.uploads:
+            return FakeResponse(None, b'{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN"}]}', 404)
+        received = self.uploads[upload_id]
+        held = {"Location": f"/v2/{name}/blobs/uploads/{upload_id}?_state={len(received)}"}
+        if method == "GET":
+            return FakeResponse(None, b"", 204, held | {"Range": f"0-{max(len(received) - 1, 0)}"})
+        if method == "PATCH":
+            first, last = (int(n) for n in headers["Content-Range"].split("-"))
+            data = b"".join(bytes(piece) for piece in body)
+            assert len(data) == int(headers["Content-Length"]) == last - first + 1
+            if first != len(received):
+                return FakeResponse(None, b"", 416, {"Range": f"0-{len(received) - 1}"})
+            self.parts.append(Part(first=first, last=last, size=len(data), read_before=self.read_counter()))
+            received += data
+            return FakeResponse(None, b"", 201, {**held, "Range": f"0-{len(received) - 1}"})
+        assert method == "PUT"
+        digest = parse_qs(query)["digest"][0]
+        if sha(bytes(received)) != digest:
+            return FakeResponse(None, b'{"errors":[{"code":"DIGEST_INVALID","message":"mismatch"}]}', 400)
+        repository.blobs[digest] = bytes(self.uploads.pop(upload_id))
+        return FakeResponse(None, b"", 201)
 
     def put_image(self, **kwargs: Any) -> dict[str, Any]:
         self._call("PutImage", kwargs)
@@ -232,37 +256,50 @@ class FakeEcr:
 
 
 class FakeResponse:
-    def __init__(self, http: FakeHttp, data: bytes, status: int) -> None:
-        self.http, self.data, self.status = http, data, status
-        self.closed = False
+    """A download (readinto/read, at most SLICE bytes a call, as a network hands them over) or
+    a registry answer (status, headers, data)."""
 
-    def stream(self, amt: int, decode_content: bool = True) -> Iterator[bytes]:
-        assert decode_content is False, "blob bytes must reach the hash exactly as stored"
-        for start in range(0, len(self.data), min(amt, SLICE)):
-            piece = self.data[start : start + min(amt, SLICE)]
-            self.http.bytes_read += len(piece)
-            yield piece
+    def __init__(self, http: FakeHttp | None, data: bytes, status: int, headers: dict[str, str] | None = None) -> None:
+        self.http, self.data, self.status, self.headers = http, data, status, headers or {}
+        self.closed = False
+        self.reason = ""
+        self._at = 0
+
+    def readinto(self, buffer: memoryview) -> int:
+        piece = self.read(len(buffer))
+        buffer[: len(piece)] = piece
+        return len(piece)
+
+    def read(self, amount: int) -> bytes:
+        piece = self.data[self._at : self._at + min(amount, SLICE)]
+        self._at += len(piece)
+        assert self.http is not None
+        self.http.bytes_read += len(piece)
+        return piece
 
     def close(self) -> None:
         self.closed = True
 
-    def release_conn(self) -> None:
-        pass
-
 
 class FakeHttp:
-    """Serves the download URLs a FakeEcr hands out (ECR's presigned S3 URLs)."""
+    """Serves the download URLs a FakeEcr hands out (ECR's presigned S3 URLs, with Range) and
+    the registry endpoints of the FakeEcrs it knows."""
 
     def __init__(self, ecr: FakeEcr, status: int = 200) -> None:
         self.ecr, self.status = ecr, status
+        self.registries: list[FakeEcr] = []
         self.bytes_read = 0
         self.responses: list[FakeResponse] = []
 
     def request(self, method: str, url: str, **kwargs: Any) -> FakeResponse:
-        assert method == "GET"
-        assert kwargs.get("preload_content") is False, "a blob must be streamed, not loaded whole"
+        [registry] = [registry for registry in self.registries if url.startswith(registry.endpoint + "/v2/")]
+        return registry.registry(method, url, kwargs.get("headers") or {}, kwargs.get("body"))
+
+    def open(self, url: str, headers: Mapping[str, str]) -> FakeResponse:
         repository, digest = self.ecr.urls[url]
-        response = FakeResponse(self, self.ecr.repositories[repository].blobs[digest], self.status)
+        first = int(headers.get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-") or 0)
+        status = self.status if self.status != 200 or not first else 206
+        response = FakeResponse(self, self.ecr.repositories[repository].blobs[digest][first:], status)
         self.responses.append(response)
         return response
 
@@ -276,19 +313,48 @@ class World:
     destination: EcrRegistry
 
 
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mlpublish.images.copy.RETRY_SECONDS", 0.0)
+
+
 @pytest.fixture
 def world() -> World:
     source_ecr = FakeEcr(SOURCE_ACCOUNT, "eu-west-1")
     destination_ecr = FakeEcr(DESTINATION_ACCOUNT, "us-east-1")
     http = FakeHttp(source_ecr)
+    http.registries.append(destination_ecr)
     destination_ecr.read_counter = lambda: http.bytes_read
     return World(
         source_ecr=source_ecr,
         destination_ecr=destination_ecr,
         http=http,
-        source=EcrRegistry("eu-west-1", client=source_ecr, http=http),
-        destination=EcrRegistry("us-east-1", client=destination_ecr),
+        source=EcrRegistry("eu-west-1", client=source_ecr, http=http, opener=http.open),
+        destination=EcrRegistry("us-east-1", client=destination_ecr, http=http),
     )
+
+
+def copy_through(
+    world: World, blob: BlobRef, chunk_size: int = PART_SIZE, target: CopyTarget | None = None
+) -> list[BlobCopied]:
+    """Copy a blob as the state machine does: CopyBlob again with its progress until done."""
+    results = [
+        copy_blob(
+            target or target_for("sha256:" + "0" * 64), blob, world.source, world.destination, chunk_size=chunk_size
+        )
+    ]
+    while not results[-1].done:
+        results.append(
+            copy_blob(
+                target or target_for("sha256:" + "0" * 64),
+                blob,
+                world.source,
+                world.destination,
+                progress=results[-1].progress,
+                chunk_size=chunk_size,
+            )
+        )
+    return results
 
 
 # --- images in the fake source ----------------------------------------------------------
@@ -363,13 +429,11 @@ def stored_size(ecr: FakeEcr, digest: str) -> int:
 # --- copy_blob ----------------------------------------------------------------------------
 
 
-def test_given_a_blob_when_copied_then_it_is_uploaded_in_order_in_parts_no_larger_than_the_part_size(
-    world: World,
-) -> None:
+def test_given_a_blob_when_copied_then_it_is_pushed_in_order_in_chunks_across_invocations(world: World) -> None:
     world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
     blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(5500, seed=1))
 
-    result = copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
+    results = copy_through(world, blob)
 
     parts = world.destination_ecr.parts
     assert [(part.first, part.size) for part in parts] == [
@@ -381,65 +445,137 @@ def test_given_a_blob_when_copied_then_it_is_uploaded_in_order_in_parts_no_large
         (5000, 500),
     ]
     assert world.destination_ecr.repositories[DESTINATION_REPOSITORY].blobs[blob.digest] == payload(5500, seed=1)
-    assert result == BlobCopied(digest=blob.digest, bytes_copied=5500, skipped=False)
+    # A new upload of a long blob hands its progress over after one chunk, then goes on.
+    assert [result.done for result in results] == [False, True]
+    assert results[0].progress == UploadProgress(location=results[0].progress.location, offset=1000)
+    assert results[-1] == BlobCopied(digest=blob.digest, bytes_copied=5500, skipped=False)
 
 
-def test_given_a_blob_when_copied_then_it_is_streamed_holding_at_most_one_part_in_memory(world: World) -> None:
+def test_given_a_blob_when_copied_then_each_chunk_streams_from_the_download_without_a_buffer(world: World) -> None:
     world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
     blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(5500, seed=2))
 
-    copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
+    copy_through(world, blob)
 
-    # When a part goes up, the download may be ahead of the upload by less than one part:
-    # the blob is never read whole before uploading.
+    # When a chunk has gone up, the download is ahead of it by less than one network read.
     read_ahead = [part.read_before - (part.last + 1) for part in world.destination_ecr.parts]
-    assert max(read_ahead) < PART_SIZE
-    assert world.http.responses[0].closed
+    assert max(read_ahead) < SLICE
+    assert all(response.closed for response in world.http.responses)
 
 
-def test_given_a_part_size_from_initiate_layer_upload_when_copying_a_blob_then_parts_follow_it(world: World) -> None:
-    world.destination_ecr.part_size = 4096
+def test_given_little_time_left_when_copying_then_progress_is_returned_and_the_next_call_resumes_from_it(
+    world: World,
+) -> None:
     world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
-    blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(9000, seed=3))
+    blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(3500, seed=3))
+    times = iter([60_000, 60_000, 0])
 
-    copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
+    first = copy_blob(
+        target_for("sha256:" + "0" * 64),
+        blob,
+        world.source,
+        world.destination,
+        remaining_ms=lambda: next(times),
+        chunk_size=PART_SIZE,
+    )
+    assert first.done is False
+    assert first.progress is not None
+    assert first.progress.offset == 3000
+    read = world.http.bytes_read
+    last = copy_blob(
+        target_for("sha256:" + "0" * 64),
+        blob,
+        world.source,
+        world.destination,
+        progress=first.progress,
+        chunk_size=PART_SIZE,
+    )
 
-    assert [part.size for part in world.destination_ecr.parts] == [4096, 4096, 808]
+    assert last.done is True
+    assert world.http.bytes_read - read == 500, "the resumed download starts at the next byte"
+    assert [part.first for part in world.destination_ecr.parts] == [0, 1000, 2000, 3000]
 
 
-def test_given_a_corrupt_byte_when_copied_then_digest_mismatch_is_raised_and_the_upload_never_completes(
+def test_given_chunks_acknowledged_after_the_last_progress_when_resumed_then_they_are_not_sent_again(
     world: World,
 ) -> None:
     world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
     blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(5500, seed=4))
-    corrupt = bytearray(payload(5500, seed=4))
-    corrupt[4321] ^= 0x01
+    first = copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination, chunk_size=PART_SIZE)
+    assert first.progress is not None
+    # A worker then pushed two more chunks and died before returning.
+    upload_id = first.progress.location.split("/")[-1].split("?")[0]
+    world.destination_ecr.uploads[upload_id] += payload(5500, seed=4)[1000:3000]
+
+    last = copy_blob(
+        target_for("sha256:" + "0" * 64),
+        blob,
+        world.source,
+        world.destination,
+        progress=first.progress,
+        chunk_size=PART_SIZE,
+    )
+
+    assert last.done is True
+    assert [part.first for part in world.destination_ecr.parts] == [0, 3000, 4000, 5000]
+    assert world.destination_ecr.repositories[DESTINATION_REPOSITORY].blobs[blob.digest] == payload(5500, seed=4)
+
+
+def test_given_a_throttled_chunk_when_copying_then_it_is_retried_from_what_the_registry_holds(world: World) -> None:
+    world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
+    blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(3500, seed=9))
+    registry = world.destination_ecr.registry
+    patches = 0
+
+    def throttling(method: str, url: str, headers: dict[str, str], body: Any) -> FakeResponse:
+        nonlocal patches
+        if method == "PATCH":
+            patches += 1
+            if patches == 2:
+                return FakeResponse(None, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}', 429)
+        return registry(method, url, headers, body)
+
+    world.destination_ecr.registry = throttling  # type: ignore[method-assign]
+
+    [result] = copy_through(world, blob)
+
+    assert result.done is True
+    assert [part.first for part in world.destination_ecr.parts] == [0, 1000, 2000, 3000]
+    assert world.destination_ecr.repositories[DESTINATION_REPOSITORY].blobs[blob.digest] == payload(3500, seed=9)
+
+
+def test_given_a_corrupt_byte_when_copied_then_the_registry_refuses_the_digest_and_nothing_is_stored(
+    world: World,
+) -> None:
+    world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
+    blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(3500, seed=4))
+    corrupt = bytearray(payload(3500, seed=4))
+    corrupt[2321] ^= 0x01
     world.source_ecr.repositories[SOURCE_REPOSITORY].blobs[blob.digest] = bytes(corrupt)
 
     with pytest.raises(BlobDigestMismatch) as caught:
-        copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
+        copy_through(world, blob)
 
     message = str(caught.value)
     assert blob.digest in message
-    assert sha(bytes(corrupt)) in message
+    assert "DIGEST_INVALID" in message
     assert SOURCE_REPOSITORY in message
-    assert world.destination_ecr.called("CompleteLayerUpload") == []
     assert blob.digest not in world.destination_ecr.repositories[DESTINATION_REPOSITORY].blobs
 
 
-@pytest.mark.parametrize("served_size", [4999, 6001])
+@pytest.mark.parametrize("served_size", [2999, 3001])
 def test_given_a_blob_of_the_wrong_length_when_copied_then_digest_mismatch_is_raised_before_completing(
     world: World, served_size: int
 ) -> None:
     world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
-    declared = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(5500, seed=5))
+    declared = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(3000, seed=5))
     world.source_ecr.repositories[SOURCE_REPOSITORY].blobs[declared.digest] = payload(served_size, seed=5)
 
-    with pytest.raises(BlobDigestMismatch, match="5500"):
-        copy_blob(target_for("sha256:" + "0" * 64), declared, world.source, world.destination)
+    with pytest.raises(BlobDigestMismatch, match="3000"):
+        copy_through(world, declared)
 
-    assert world.destination_ecr.called("CompleteLayerUpload") == []
-    assert sum(part.size for part in world.destination_ecr.parts) <= 5500
+    assert world.destination_ecr.called("PUT uploads") == []
+    assert sum(part.size for part in world.destination_ecr.parts) <= 3000
 
 
 def test_given_the_blob_already_in_the_destination_when_copied_then_it_is_skipped_without_downloading(
@@ -452,17 +588,18 @@ def test_given_the_blob_already_in_the_destination_when_copied_then_it_is_skippe
 
     assert result == BlobCopied(digest=blob.digest, bytes_copied=0, skipped=True)
     assert world.source_ecr.called("GetDownloadUrlForLayer") == []
-    assert world.destination_ecr.called("InitiateLayerUpload") == []
+    assert world.destination_ecr.called("POST uploads") == []
 
 
-def test_given_a_concurrent_copy_completes_the_blob_first_when_copied_then_it_is_reported_skipped(world: World) -> None:
-    world.destination_ecr.add_repository(DESTINATION_REPOSITORY)
+def test_given_an_upload_the_registry_forgot_and_the_blob_stored_meanwhile_when_resumed_then_it_is_skipped(
+    world: World,
+) -> None:
     blob = world.source_ecr.push_blob(SOURCE_REPOSITORY, payload(700, seed=7))
-    world.destination_ecr.failures["CompleteLayerUpload"] = client_error(
-        "LayerAlreadyExistsException", "CompleteLayerUpload"
-    )
+    world.destination_ecr.push_blob(DESTINATION_REPOSITORY, payload(700, seed=7))
+    gone = UploadProgress(location=world.destination_ecr.endpoint + "/v2/x/blobs/uploads/gone", offset=0)
+    world.destination_ecr.add_repository("x")
 
-    result = copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
+    result = copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination, progress=gone)
 
     assert result.skipped is True
 
@@ -478,7 +615,15 @@ def test_given_a_refused_download_when_copied_then_it_is_reported_and_nothing_is
     with pytest.raises(error, match=f"HTTP {status}"):
         copy_blob(target_for("sha256:" + "0" * 64), blob, world.source, world.destination)
 
-    assert world.destination_ecr.called("InitiateLayerUpload") == []
+    assert world.destination_ecr.called("POST uploads") == []
+
+
+def test_given_a_layer_over_4200_chunks_when_planned_then_chunks_grow_in_whole_mib_to_fit() -> None:
+    assert chunk_size_for(100 * MiB) == 10 * MiB
+    assert chunk_size_for(42_000 * MiB) == 10 * MiB
+    grown = chunk_size_for(52_000 * MiB)
+    assert grown % MiB == 0
+    assert 52_000 * MiB / grown <= MAX_PARTS
 
 
 # --- plan_image ---------------------------------------------------------------------------
@@ -586,7 +731,7 @@ def test_given_an_image_that_is_gone_when_planned_then_it_is_reported_not_found(
 
 
 def copy_all(world: World, plan: ImagePlan) -> list[BlobCopied]:
-    return [copy_blob(plan.target, blob, world.source, world.destination) for blob in plan.blobs_to_copy]
+    return [copy_through(world, blob, target=plan.target)[-1] for blob in plan.blobs_to_copy]
 
 
 def test_given_an_oci_index_when_copied_then_it_is_published_as_a_docker_v2_image_over_identical_blobs(

@@ -59,6 +59,10 @@ PATCHED: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("ext_ecr", ECRBackend.start_image_scan, ["self", "registry_id", "repository_name", "image_id"]),
     ("ext_ecr", ECRBackend.describe_image_scan_findings, ["self", "registry_id", "repository_name", "image_id"]),
     ("ext_ecr", ECRResponse.get_download_url_for_layer, ["self"]),
+    ("ext_ecr", ECRResponse.get_authorization_token, ["self"]),
+    # Called (not replaced) by the registry endpoint: its uploads are moto's.
+    ("ecr_registry", ECRBackend.initiate_layer_upload, ["self", "repository_name", "registry_id"]),
+    ("ecr_registry", ECRBackend._get_repository, ["self", "name", "registry_id"]),
     ("ext_s3", S3Response.copy_object, ["self"]),
     ("ext_s3", S3Response.upload_part_copy, ["self"]),
     ("ext_s3", FakeBucket.get_permission, ["self", "action", "resource"]),

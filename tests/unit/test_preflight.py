@@ -283,15 +283,15 @@ def test_given_objects_as_large_as_s3_allows_then_the_size_rule_holds() -> None:
     check_release(spec, account_id=ACCOUNT, publishing_region=PUBLISHING_REGION, publishing=STACK, object_sizes=sizes)
 
 
-def test_given_a_layer_larger_than_ecrs_upload_api_takes_then_it_is_refused_with_its_size_and_the_limit() -> None:
-    layer = BlobRef(digest="sha256:" + "a" * 64, size=45_000 * MiB, media_type="x")
-    small = BlobRef(digest="sha256:" + "b" * 64, size=preflight.ECR_API_MAX_LAYER_SIZE, media_type="x")
+def test_given_a_layer_larger_than_ecr_takes_then_it_is_refused_with_its_size_and_the_limit() -> None:
+    layer = BlobRef(digest="sha256:" + "a" * 64, size=53_000 * MiB, media_type="x")
+    # Over the ECR API's 4,200 x 10 MiB, but the registry endpoint the copy pushes through takes it.
+    small = BlobRef(digest="sha256:" + "b" * 64, size=preflight.ECR_MAX_LAYER_SIZE, media_type="x")
 
     assert preflight.layer_size_problems("containers.2.image", "IMAGE", [small, layer]) == [
-        f"containers.2.image: IMAGE has a layer of 45,000 MiB (47,185,920,000 bytes, {layer.digest}), more than the "
-        "42,000 MiB ECR accepts through the layer-upload API the pipeline copies with (4,200 parts of at most "
-        "10 MiB); rebuild the image with smaller layers (split the large files across several COPY or RUN steps, or "
-        "ship model weights as model_data rather than in the image) and push it again"
+        f"containers.2.image: IMAGE has a layer of 53,000 MiB (55,574,528,000 bytes, {layer.digest}), more than the "
+        "52,000 MiB ECR takes in one layer; rebuild the image with smaller layers (split the large files across "
+        "several COPY or RUN steps, or ship model weights as model_data rather than in the image) and push it again"
     ]
 
 

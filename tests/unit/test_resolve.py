@@ -1029,7 +1029,7 @@ def recording_reads(registry: FakeRegistry) -> list[str]:
 
 def test_given_an_image_with_a_layer_larger_than_ecr_takes_then_it_is_refused_before_a_layer_is_read() -> None:
     registry = FakeRegistry()
-    too_large = 42_000 * 1024 * 1024 + 1
+    too_large = 52_000 * 1024 * 1024 + 1
     digest = push_with_layers(registry, [1024, too_large])
     config = json.loads(registry.manifests[digest])["config"]["digest"]
     opened = recording_reads(registry)
@@ -1039,8 +1039,8 @@ def test_given_an_image_with_a_layer_larger_than_ecr_takes_then_it_is_refused_be
 
     [reason] = caught.value.reasons
     assert reason.startswith(
-        f"containers.0.image: {SOURCE_IMAGE}@{digest} has a layer of 42,000 MiB ({too_large:,} bytes, "
-        f"sha256:{2:064x}), more than the 42,000 MiB ECR accepts through the layer-upload API"
+        f"containers.0.image: {SOURCE_IMAGE}@{digest} has a layer of 52,000 MiB ({too_large:,} bytes, "
+        f"sha256:{2:064x}), more than the 52,000 MiB ECR takes in one layer"
     )
     assert opened == [config]  # its platform; no layer is read, nothing copied
 

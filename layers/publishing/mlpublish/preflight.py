@@ -16,6 +16,7 @@ from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import PreflightFailed, ReleaseNotFound
 from mlpublish.images.manifests import BUILD_HINT
 from mlpublish.images.osinfo import ImagePlatform
+from mlpublish.images.registry_api import CHUNK_SIZE, MAX_LAYER_SIZE, MAX_PARTS
 from mlpublish.objects import S3_MAX_OBJECT_SIZE, S3_MAX_PART_SIZE, S3_MAX_PARTS
 from mlpublish.release import TRAINING_IMAGE, ReleaseSpec, value_problem
 from mlpublish.settings import AllowedSources, PublishingConfig
@@ -35,13 +36,13 @@ STEP_FUNCTIONS_PAYLOAD_LIMIT = 256 * KiB
 # cap. An image's copy (its plan and a result per blob) gets the same budget.
 STATE_BUDGET = 96 * KiB
 
-# ECR, for layers pushed through its API as the copy does (InitiateLayerUpload, UploadLayerPart,
-# CompleteLayerUpload): at most 4,200 parts of 5 to 10 MiB, and no layer over 52,000 MiB (Amazon
-# ECR User Guide, "Amazon ECR service quotas": Layer parts, Maximum layer part size, Maximum layer
-# size; none adjustable). Through the API, 4,200 x 10 MiB = 42,000 MiB is the bound that binds.
-ECR_MAX_LAYER_PARTS = 4_200
-ECR_MAX_LAYER_PART_SIZE = 10 * MiB
-ECR_MAX_LAYER_SIZE = 52_000 * MiB
+# ECR (Amazon ECR User Guide, "Amazon ECR service quotas", none adjustable): no layer over
+# 52,000 MiB; through the ECR API's UploadLayerPart, at most 4,200 parts of 5 to 10 MiB, which
+# would bind first (42,000 MiB). The copy pushes through the registry endpoint instead
+# (images/registry_api.py), as docker push does, where the 52,000 MiB layer limit binds.
+ECR_MAX_LAYER_PARTS = MAX_PARTS
+ECR_MAX_LAYER_PART_SIZE = CHUNK_SIZE
+ECR_MAX_LAYER_SIZE = MAX_LAYER_SIZE
 ECR_API_MAX_LAYER_SIZE = min(ECR_MAX_LAYER_SIZE, ECR_MAX_LAYER_PARTS * ECR_MAX_LAYER_PART_SIZE)
 
 
@@ -402,16 +403,14 @@ def object_size_problems(spec: ReleaseSpec, object_sizes: dict[str, int]) -> lis
 
 
 def layer_size_problems(field: str, image: str, layers: list[BlobRef]) -> list[str]:
-    """Layers of the image at ``field`` (``image``) larger than ECR takes through its upload API."""
+    """Layers of the image at ``field`` (``image``) larger than ECR takes."""
     return [
         f"{field}: {image} has a layer of {layer.size / MiB:,.0f} MiB ({layer.size:,} bytes, "
-        f"{layer.digest}), more than the {ECR_API_MAX_LAYER_SIZE // MiB:,} MiB ECR accepts through the "
-        f"layer-upload API the pipeline copies with ({ECR_MAX_LAYER_PARTS:,} parts of at most "
-        f"{ECR_MAX_LAYER_PART_SIZE // MiB} MiB); rebuild the image with smaller layers (split the large files "
-        "across several COPY or RUN steps, or ship model weights as model_data rather than in the image) and push "
-        "it again"
+        f"{layer.digest}), more than the {ECR_MAX_LAYER_SIZE // MiB:,} MiB ECR takes in one layer; rebuild the "
+        "image with smaller layers (split the large files across several COPY or RUN steps, or ship model weights "
+        "as model_data rather than in the image) and push it again"
         for layer in layers
-        if layer.size > ECR_API_MAX_LAYER_SIZE
+        if layer.size > ECR_MAX_LAYER_SIZE
     ]
 
 

@@ -150,15 +150,25 @@ class ImagePlan(_State):
     blobs_present: list[BlobRef]
 
 
+class UploadProgress(_State):
+    """Where an unfinished blob upload stands: enough for the next invocation to go on."""
+
+    location: str = Field(description="The registry's upload URL, as it last named it")
+    offset: int = Field(ge=0, description="Bytes the registry acknowledged")
+
+
 class CopyBlobInput(_State):
     target: CopyTarget
     blob: BlobRef
+    progress: UploadProgress | None = Field(default=None, description="Set when an earlier invocation ran out of time")
 
 
 class BlobCopied(_State):
     digest: str
     bytes_copied: int
     skipped: bool
+    done: bool = Field(default=True, description="False: call CopyBlob again with ``progress``")
+    progress: UploadProgress | None = None
 
 
 class PublishedImage(_State):

@@ -1,19 +1,26 @@
 """The image-copy steps: plan, copy one blob, put the manifest (one Lambda each).
 
 The state machine runs ``plan_image`` once per container, ``copy_blob`` in a Map over the
-plan's ``blobs_to_copy`` (in parallel), then ``put_manifest``. Each step is idempotent and
+plan's ``blobs_to_copy`` (in parallel, each blob over as many invocations as it takes), then
+``put_manifest``. Each step is idempotent and
 re-derives what it needs from the pinned source digest, so the state carries only digests.
 Registries are passed in (``EcrRegistry`` in AWS, fakes in tests).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from mlpublish.errors import BlobDigestMismatch, ImageCopyFailed, ImageScanBlocked, InvalidRelease, SourceChanged
+from mlpublish.errors import (
+    BlobDigestMismatch,
+    ImageCopyFailed,
+    ImageScanBlocked,
+    InvalidRelease,
+    SourceChanged,
+    TransientAwsError,
+)
 from mlpublish.images.manifests import (
     ConvertedManifest,
     blobs_of,
@@ -25,7 +32,8 @@ from mlpublish.images.manifests import (
 )
 from mlpublish.images.osinfo import READ_SECONDS, SCANNABLE_NAMES, OsDetection, detect_os
 from mlpublish.images.osrecords import OsRecords
-from mlpublish.images.registry import FetchedManifest, ImageRegistry
+from mlpublish.images.registry import READ_CHUNK, BlobStream, FetchedManifest, ImageRegistry
+from mlpublish.images.registry_api import CHUNK_SIZE, chunk_size_for
 from mlpublish.release import ImageRef
 from mlpublish.state import (
     DOCKER_V2_MANIFEST,
@@ -35,7 +43,16 @@ from mlpublish.state import (
     ImagePlan,
     PinnedImage,
     PublishedImage,
+    UploadProgress,
 )
+
+# Left for returning progress after the last chunk, on top of twice the slowest chunk.
+MARGIN_MS = 1000
+# A new upload of a blob longer than this many chunks returns its progress after the first.
+EARLY_RETURN_CHUNKS = 4
+# Transient failures retried within an invocation, the first after RETRY_SECONDS, doubling.
+RETRIES = 4
+RETRY_SECONDS = 0.5
 
 RegistryFactory = Callable[[str], ImageRegistry]
 PUBLISHED_TAG_PREFIX = "mlpublish-"
@@ -158,20 +175,143 @@ def plan_image(target: CopyTarget, source: ImageRegistry, destination: ImageRegi
     )
 
 
-def copy_blob(target: CopyTarget, blob: BlobRef, source: ImageRegistry, destination: ImageRegistry) -> BlobCopied:
-    """Stream one blob from the source to the destination, verifying it before completing.
+def copy_blob(
+    target: CopyTarget,
+    blob: BlobRef,
+    source: ImageRegistry,
+    destination: ImageRegistry,
+    progress: UploadProgress | None = None,
+    remaining_ms: Callable[[], int] | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> BlobCopied:
+    """Stream one blob into the destination's registry, as many chunks as time allows.
 
-    Memory stays bounded by one upload part (nothing is buffered whole, nothing goes to
-    /tmp). The sha256 and size are checked as the last bytes arrive; a mismatch raises
-    BlobDigestMismatch before CompleteLayerUpload, so a corrupt blob is never published.
+    Each chunk is read from the source download straight into the body of one PATCH, through
+    one 1 MiB buffer (nothing holds a chunk, nothing goes to /tmp). With ``remaining_ms`` (the Lambda context's),
+    chunks go up while the time left covers a margin plus twice the slowest chunk so far; the
+    result is then ``done=False`` with ``progress`` (the upload's location and the bytes the
+    registry acknowledged), and the next invocation goes on from there. It first asks the
+    registry what it holds, so chunks acknowledged after ``progress`` was returned (a worker
+    killed mid-copy) are not sent again. A new upload of a blob longer than
+    EARLY_RETURN_CHUNKS chunks returns after its first chunk, so its location is in the
+    state machine's hands before a worker can be lost with it (at most that chunk is re-sent).
+
+    Verification survives any number of invocations without carrying hash state: the
+    completing PUT names the digest and the registry refuses bytes that do not hash to it
+    (BlobDigestMismatch, nothing stored); each chunk's range and length are checked against
+    what the registry acknowledged; the source must serve exactly the declared size. The
+    source's download URL gives no per-chunk checksum, so a corrupt source byte is caught
+    by the registry's digest check at the end, not at its chunk.
+
+    Throttling, 5xx and broken connections (TransientAwsError) are retried here up to RETRIES
+    times with backoff, as the SDK retries API calls: each retry asks the registry what it
+    holds and reopens the download there. When they persist, the progress made is returned
+    (the state machine goes on with it), or the error raised if there is none.
     """
+    known = [progress] if progress is not None else []
+    for attempt in range(RETRIES + 1):
+        try:
+            return _copy_some(
+                target, blob, source, destination, known, remaining_ms, chunk_size, fresh=progress is None
+            )
+        except TransientAwsError:
+            pause = RETRY_SECONDS * 2**attempt
+            time_left = remaining_ms is None or remaining_ms() > MARGIN_MS + 1000 * pause
+            if attempt == RETRIES or not time_left:
+                if known and known[-1].offset > (progress.offset if progress else 0):
+                    return BlobCopied(  # hand over what was done; the next invocation goes on
+                        digest=blob.digest, bytes_copied=known[-1].offset, skipped=False, done=False, progress=known[-1]
+                    )
+                raise
+            time.sleep(pause)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _copy_some(
+    target: CopyTarget,
+    blob: BlobRef,
+    source: ImageRegistry,
+    destination: ImageRegistry,
+    known: list[UploadProgress],
+    remaining_ms: Callable[[], int] | None,
+    chunk_size: int,
+    *,
+    fresh: bool,
+) -> BlobCopied:
+    """One attempt of ``copy_blob`` from the last progress ``known`` (appended to as chunks are
+    acknowledged, so a retry after a transient failure starts from there)."""
     repository = target.destination_repository
-    if not destination.missing_blobs(repository, [blob.digest]):
-        return BlobCopied(digest=blob.digest, bytes_copied=0, skipped=True)
     where = _image_name(target.source)
-    with source.open_blob(target.source.repository, blob.digest, target.source.registry_id) as chunks:
-        uploaded = destination.upload_blob(repository, blob.digest, blob.size, _verified(chunks, blob, where))
-    return BlobCopied(digest=blob.digest, bytes_copied=blob.size if uploaded else 0, skipped=not uploaded)
+    uploads = destination.uploads()
+    progress = known[-1] if known else None
+    state = uploads.upload_state(progress.location) if progress is not None else None
+    if state is None and not destination.missing_blobs(repository, [blob.digest]):
+        return BlobCopied(digest=blob.digest, bytes_copied=0, skipped=True)
+    if state is not None and progress is not None:
+        # Never below what a PATCH acknowledged: ECR's Range was seen lagging (registry_api).
+        state = state._replace(offset=max(state.offset, progress.offset))
+    offset = state.offset if state is not None else 0
+    size = chunk_size_for(blob.size, chunk_size)
+    if offset < blob.size:
+        with source.download(target.source.repository, blob.digest, target.source.registry_id, offset) as stream:
+            # The upload starts once the source is readable: a refused download leaves none behind.
+            location = state.location if state is not None else uploads.start_upload(repository)
+            known.append(UploadProgress(location=location, offset=offset))
+            reader = _ChunkReader(stream, blob, where)
+            slowest = 0.0
+            while offset < blob.size:
+                out_of_time = slowest and remaining_ms is not None and remaining_ms() < MARGIN_MS + 2000 * slowest
+                # A new upload of a long blob hands its location to the state machine after one
+                # chunk: a worker lost later then resumes it instead of starting again.
+                first_of_many = fresh and offset > 0 and blob.size > EARLY_RETURN_CHUNKS * size
+                if out_of_time or first_of_many:
+                    return BlobCopied(
+                        digest=blob.digest, bytes_copied=offset, skipped=False, done=False, progress=known[-1]
+                    )
+                length = min(size, blob.size - offset)
+                started = time.monotonic()
+                location, held = uploads.upload_chunk(location, offset, reader.take(length), length)
+                slowest = max(slowest, time.monotonic() - started)
+                if held != offset + length:
+                    raise ImageCopyFailed(
+                        f"the registry acknowledged {held} bytes of blob {blob.digest} after a chunk ending at "
+                        f"{offset + length}; the upload was abandoned. Re-run the release."
+                    )
+                offset = held
+                known.append(UploadProgress(location=location, offset=offset))
+            reader.expect_end()
+    else:
+        location = state.location if state is not None else uploads.start_upload(repository)
+    try:
+        uploads.complete_upload(location, blob.digest)
+    except BlobDigestMismatch as exc:
+        raise _corrupt(where, blob, f"bytes that do not hash to it ({exc})") from exc
+    return BlobCopied(digest=blob.digest, bytes_copied=blob.size, skipped=False)
+
+
+class _ChunkReader:
+    """Hands a download to one chunk at a time, exactly ``length`` bytes per chunk, through one
+    buffer: each piece is read from the socket straight into it and sent from it, so a byte is
+    copied by no code of ours. A piece is valid until the next is asked for (a request body is
+    sent piece by piece). A source that ends early or serves more than the declared size raises
+    BlobDigestMismatch before the upload is completed.
+    """
+
+    def __init__(self, stream: BlobStream, blob: BlobRef, where: str) -> None:
+        self._stream, self._blob, self._where = stream, blob, where
+        self._buffer = memoryview(bytearray(READ_CHUNK))
+
+    def take(self, length: int) -> Iterator[memoryview]:
+        while length > 0:
+            count = self._stream.readinto(self._buffer[: min(len(self._buffer), length)])
+            if not count:
+                raise _corrupt(self._where, self._blob, f"fewer than the {self._blob.size} bytes the manifest declares")
+            length -= count
+            yield self._buffer[:count]
+
+    def expect_end(self) -> None:
+        if self._stream.readinto(self._buffer[:1]):
+            raise _corrupt(self._where, self._blob, f"more than the {self._blob.size} bytes the manifest declares")
 
 
 def put_manifest(
@@ -258,26 +398,6 @@ def _fetch_verified(
 
 def _published_blobs(resolved: _Resolved) -> list[BlobRef]:
     return blobs_of(parse_manifest(resolved.published.raw, DOCKER_V2_MANIFEST))
-
-
-def _verified(chunks: Iterable[bytes], blob: BlobRef, where: str) -> Iterator[bytes]:
-    """Pass chunks through while hashing; raise at the end (or on overflow) if they are wrong.
-
-    Raising from the iterator stops the upload before it is completed.
-    """
-    hasher = hashlib.sha256()
-    received = 0
-    for chunk in chunks:
-        received += len(chunk)
-        if received > blob.size:
-            raise _corrupt(where, blob, f"more than the {blob.size} bytes the manifest declares")
-        hasher.update(chunk)
-        yield chunk
-    computed = "sha256:" + hasher.hexdigest()
-    if received != blob.size:
-        raise _corrupt(where, blob, f"{received} bytes, not the {blob.size} the manifest declares")
-    if computed != blob.digest:
-        raise _corrupt(where, blob, f"bytes that hash to {computed}")
 
 
 def _corrupt(where: str, blob: BlobRef, what: str) -> BlobDigestMismatch:

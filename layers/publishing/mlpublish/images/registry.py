@@ -2,7 +2,9 @@
 
 The only module of the image domain that calls boto3. One ``EcrRegistry`` serves one region;
 its client comes from ``mlpublish.aws.client`` (one per container) or is passed in, and so
-is the HTTP pool used to download blobs, so tests can pass fakes.
+are the HTTP pool that pushes blobs and the opener that downloads them, so tests can pass
+fakes. Downloads use http.client directly: its response reads into the caller's buffer. Blobs go up
+through ECR's registry endpoint (``registry_api``), not the ECR API's ``UploadLayerPart``.
 
 Errors: throttling, 5xx and broken connections become TransientAwsError (the state machine
 retries); a missing repository or image becomes ReleaseNotFound; any other refusal becomes
@@ -11,15 +13,22 @@ ImageCopyFailed naming the call, the repository and ECR's reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import base64
+import datetime as dt
+import http.client
+import os
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from functools import cache
 from typing import Any, NamedTuple, Protocol
+from urllib.parse import urlsplit
 
-import urllib3
 from botocore.exceptions import ClientError
 
 from mlpublish import aws
-from mlpublish.errors import BlobDigestMismatch, ImageCopyFailed, ReleaseNotFound, TransientAwsError
+from mlpublish.errors import ImageCopyFailed, ReleaseNotFound, TransientAwsError
 from mlpublish.images.manifests import (
     DOCKER_MANIFEST_LIST,
     DOCKER_V1_MANIFEST,
@@ -27,6 +36,7 @@ from mlpublish.images.manifests import (
     OCI_MANIFEST,
     sha256_digest,
 )
+from mlpublish.images.registry_api import RegistryApi, UploadState, http_pool
 from mlpublish.state import DOCKER_V2_MANIFEST
 
 # Every manifest type ECR may hold. Without this list ECR converts on the fly (an index to
@@ -36,16 +46,10 @@ ACCEPTED_MEDIA_TYPES = [DOCKER_V2_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST, 
 
 MANAGED_BY_TAG = {"Key": "managed-by", "Value": "mlpublish"}
 CHECK_BATCH = 100  # BatchCheckLayerAvailability accepts at most 100 digests
-DEFAULT_PART_SIZE = 10 * 1024 * 1024  # used only if InitiateLayerUpload omits partSize
-MAX_PART_SIZE = 20 * 1024 * 1024  # LayerPartBlob's limit in the ECR API
 READ_CHUNK = 1024 * 1024  # bytes read from the download per step
-
-# One pool per container. Blob downloads are presigned S3 URLs (a loopback URL in the sandbox).
-_HTTP = urllib3.PoolManager(
-    maxsize=8,
-    timeout=urllib3.Timeout(connect=10.0, read=60.0),
-    retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
-)
+DOWNLOAD_TIMEOUT = 60.0  # seconds without a byte before a download counts as broken
+# A token is valid for 12 hours; one is renewed this long before ECR says it expires.
+TOKEN_RENEWAL = dt.timedelta(minutes=15)
 
 
 class FetchedManifest(NamedTuple):
@@ -66,23 +70,59 @@ class ImageRegistry(Protocol):
     def missing_blobs(self, repository: str, digests: Iterable[str]) -> set[str]: ...
 
     def open_blob(
-        self, repository: str, digest: str, registry_id: str | None = None
+        self, repository: str, digest: str, registry_id: str | None = None, first_byte: int = 0
     ) -> AbstractContextManager[Iterator[bytes]]: ...
 
-    def upload_blob(self, repository: str, digest: str, size: int, chunks: Iterable[bytes]) -> bool: ...
+    def download(
+        self, repository: str, digest: str, registry_id: str | None = None, first_byte: int = 0
+    ) -> AbstractContextManager[BlobStream]: ...
+
+    def uploads(self) -> BlobUploads: ...
 
     def put_manifest(self, repository: str, raw: bytes, media_type: str, tag: str | None = None) -> str: ...
 
     def tags_are_immutable(self, repository: str) -> bool: ...
 
 
+class BlobStream(Protocol):
+    """A blob download: ``readinto`` fills the caller's buffer, ``read`` returns new bytes."""
+
+    status: int
+
+    def readinto(self, buffer: memoryview) -> int: ...
+
+    def read(self, amount: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+Opener = Callable[[str, Mapping[str, str]], BlobStream]
+
+
+class BlobUploads(Protocol):
+    """A registry's blob uploads (``RegistryApi`` on ECR's registry endpoint)."""
+
+    def start_upload(self, repository: str) -> str: ...
+
+    def upload_state(self, location: str) -> UploadState | None: ...
+
+    def upload_chunk(
+        self, location: str, first_byte: int, body: Iterable[bytes | memoryview], length: int
+    ) -> UploadState: ...
+
+    def complete_upload(self, location: str, digest: str) -> None: ...
+
+
 class EcrRegistry:
     """ECR in one region."""
 
-    def __init__(self, region: str, client: Any = None, http: urllib3.PoolManager | None = None) -> None:
+    def __init__(self, region: str, client: Any = None, http: Any = None, opener: Opener | None = None) -> None:
         self.region = region
         self._ecr = client if client is not None else aws.client("ecr", region)
-        self._http = http if http is not None else _HTTP
+        self._http = http if http is not None else http_pool()
+        self._open: Opener = opener if opener is not None else _Download
+        self._api: tuple[RegistryApi, dt.datetime] | None = None
+        self._api_lock = threading.Lock()
 
     def get_manifest(self, repository: str, reference: str, registry_id: str | None = None) -> FetchedManifest:
         """The stored manifest bytes, exactly as pushed, by digest or tag."""
@@ -170,62 +210,53 @@ class EcrRegistry:
         return missing
 
     @contextmanager
-    def open_blob(self, repository: str, digest: str, registry_id: str | None = None) -> Iterator[Iterator[bytes]]:
-        """Stream a blob's bytes in chunks of at most READ_CHUNK, as stored (no decoding)."""
+    def open_blob(
+        self, repository: str, digest: str, registry_id: str | None = None, first_byte: int = 0
+    ) -> Iterator[Iterator[bytes]]:
+        """Stream a blob's bytes from ``first_byte`` on, in chunks of READ_CHUNK (the last one
+        shorter), as stored (no decoding)."""
+        with self.download(repository, digest, registry_id, first_byte) as stream:
+            yield _read_chunks(stream, self._where(repository, digest, registry_id))
+
+    @contextmanager
+    def download(
+        self, repository: str, digest: str, registry_id: str | None = None, first_byte: int = 0
+    ) -> Iterator[BlobStream]:
+        """The blob's bytes from ``first_byte`` on as a stream (``readinto``: straight from the
+        socket into the caller's buffer), from the URL GetDownloadUrlForLayer gives."""
         where = self._where(repository, digest, registry_id)
         with self._refusals("GetDownloadUrlForLayer", where):
             url = self._ecr.get_download_url_for_layer(
                 **_registry(registry_id), repositoryName=repository, layerDigest=digest
             )["downloadUrl"]
+        headers = {"Range": f"bytes={first_byte}-"} if first_byte else {}
         try:
-            response = self._http.request("GET", url, preload_content=False, decode_content=False)
-        except urllib3.exceptions.HTTPError as exc:
+            stream = self._open(url, headers)
+        except (OSError, http.client.HTTPException) as exc:
             raise TransientAwsError(f"downloading {where} failed ({exc}); retrying") from exc
         try:
-            if response.status != 200:
-                raise _download_refused(where, response.status)
-            yield _read_chunks(response, where)
+            if stream.status != (206 if first_byte else 200):
+                raise _download_refused(where, stream.status)
+            yield _Guarded(stream, where)
         finally:
-            # A half-read body must not go back to the pool: close the connection first.
-            response.close()
-            response.release_conn()
+            stream.close()
 
-    def upload_blob(self, repository: str, digest: str, size: int, chunks: Iterable[bytes]) -> bool:
-        """Upload a blob in parts of exactly ``partSize`` (the last one shorter), in order.
-
-        The upload is completed only after ``chunks`` is exhausted without error and exactly
-        ``size`` bytes went up; a caller that verifies the bytes raises from ``chunks`` to
-        abandon it. Holds at most one part plus one chunk in memory. Returns False when ECR
-        already had the blob (a concurrent copy won).
-        """
-        where = self._where(repository, digest)
-        with self._refusals("InitiateLayerUpload", where):
-            started = self._ecr.initiate_layer_upload(repositoryName=repository)
-        upload_id = started["uploadId"]
-        sent = 0
-        for part in _parts(chunks, _part_size(started.get("partSize"))):
-            with self._refusals("UploadLayerPart", where):
-                self._ecr.upload_layer_part(
-                    repositoryName=repository,
-                    uploadId=upload_id,
-                    partFirstByte=sent,
-                    partLastByte=sent + len(part) - 1,
-                    layerPartBlob=part,
-                )
-            sent += len(part)
-        if sent != size:
-            raise BlobDigestMismatch(
-                f"{where}: {sent} bytes were read but the manifest says {size}; the upload was "
-                "abandoned. Re-run the release; if it persists, push the source image again."
-            )
-        with self._refusals("CompleteLayerUpload", where):
-            try:
-                self._ecr.complete_layer_upload(repositoryName=repository, uploadId=upload_id, layerDigests=[digest])
-            except ClientError as exc:
-                if aws.error_code(exc) == "LayerAlreadyExistsException":
-                    return False
-                raise
-        return True
+    def uploads(self) -> RegistryApi:
+        """ECR's registry endpoint in this region, with a token from GetAuthorizationToken
+        (renewed before it expires, for as long as this object is used)."""
+        with self._api_lock:
+            now = dt.datetime.now(dt.UTC)
+            if self._api is None or self._api[1] - TOKEN_RENEWAL <= now:
+                where = f"the registry endpoint (ECR {self.region})"
+                with self._refusals("GetAuthorizationToken", where):
+                    data = self._ecr.get_authorization_token()["authorizationData"][0]
+                expires = data.get("expiresAt")
+                if not isinstance(expires, dt.datetime) or expires.tzinfo is None:
+                    expires = now + dt.timedelta(hours=1)
+                _check_token(str(data["authorizationToken"]), where)
+                api = RegistryApi(str(data["proxyEndpoint"]), str(data["authorizationToken"]), self._http)
+                self._api = (api, expires)
+            return self._api[0]
 
     def put_manifest(self, repository: str, raw: bytes, media_type: str, tag: str | None = None) -> str:
         """Store the manifest bytes as they are (ECR checks the digest); idempotent."""
@@ -306,29 +337,82 @@ def _registry(registry_id: str | None) -> dict[str, str]:
     return {"registryId": registry_id} if registry_id else {}
 
 
-def _part_size(advertised: object) -> int:
-    if isinstance(advertised, int) and advertised > 0:
-        return min(advertised, MAX_PART_SIZE)
-    return DEFAULT_PART_SIZE
-
-
-def _parts(chunks: Iterable[bytes], part_size: int) -> Iterator[bytes]:
-    """Re-cut a stream of chunks into parts of exactly ``part_size`` (the last one shorter)."""
-    buffer = bytearray()
-    for chunk in chunks:
-        buffer += chunk
-        while len(buffer) >= part_size:
-            yield bytes(buffer[:part_size])
-            del buffer[:part_size]
-    if buffer:
-        yield bytes(buffer)
-
-
-def _read_chunks(response: Any, where: str) -> Iterator[bytes]:
+def _check_token(token: str, where: str) -> None:
+    """An ECR token is base64 of ``AWS:<password>`` and goes into Basic auth as it is."""
     try:
-        yield from response.stream(READ_CHUNK, decode_content=False)
-    except urllib3.exceptions.HTTPError as exc:
-        raise TransientAwsError(f"download of {where} was interrupted ({exc}); retrying") from exc
+        user = base64.b64decode(token, validate=True).split(b":", 1)[0]
+    except ValueError as exc:
+        raise ImageCopyFailed(f"GetAuthorizationToken for {where} returned a token that is not base64") from exc
+    if user != b"AWS":
+        raise ImageCopyFailed(f"GetAuthorizationToken for {where} returned a token for user {user!r}, not AWS")
+
+
+def _read_chunks(stream: BlobStream, where: str) -> Iterator[bytes]:
+    while chunk := stream.read(READ_CHUNK):
+        yield chunk
+
+
+class _Guarded:
+    """A download whose broken connection is a TransientAwsError (the copy resumes or retries)."""
+
+    def __init__(self, stream: BlobStream, where: str) -> None:
+        self._stream, self._where = stream, where
+        self.status = stream.status
+
+    def readinto(self, buffer: memoryview) -> int:
+        try:
+            return self._stream.readinto(buffer)
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransientAwsError(f"download of {self._where} was interrupted ({exc}); retrying") from exc
+
+    def read(self, amount: int) -> bytes:
+        try:
+            return self._stream.read(amount)
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransientAwsError(f"download of {self._where} was interrupted ({exc}); retrying") from exc
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _Download:
+    """One GET over http.client: its response reads straight into a caller's buffer."""
+
+    def __init__(self, url: str, headers: Mapping[str, str]) -> None:
+        parts = urlsplit(url)
+        if parts.scheme == "https":
+            self._connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname or "", parts.port, timeout=DOWNLOAD_TIMEOUT, context=_tls_context()
+            )
+        elif parts.scheme == "http":  # the sandbox's loopback stand-in for S3
+            self._connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=DOWNLOAD_TIMEOUT)
+        else:
+            raise ImageCopyFailed(f"GetDownloadUrlForLayer returned a URL this copy cannot read: {parts.scheme}://")
+        try:
+            self._connection.request(
+                "GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=dict(headers)
+            )
+            self._response = self._connection.getresponse()
+        except BaseException:
+            self._connection.close()
+            raise
+        self.status = self._response.status
+
+    def readinto(self, buffer: memoryview) -> int:
+        return self._response.readinto(buffer)
+
+    def read(self, amount: int) -> bytes:
+        return self._response.read(amount)
+
+    def close(self) -> None:
+        self._response.close()
+        self._connection.close()
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """The CAs in AWS_CA_BUNDLE when set (as botocore and the registry pool), else the system's."""
+    return ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
 
 
 def _download_refused(where: str, status: int) -> Exception:
