@@ -409,10 +409,14 @@ class _Download:
         self._connection.close()
 
 
-@cache
 def _tls_context() -> ssl.SSLContext:
     """The CAs in AWS_CA_BUNDLE when set (as botocore and the registry pool), else the system's."""
-    return ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+    return _tls_context_for(os.environ.get("AWS_CA_BUNDLE") or None)
+
+
+@cache
+def _tls_context_for(ca_bundle: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_bundle)
 
 
 def _download_refused(where: str, status: int) -> Exception:

@@ -60,19 +60,22 @@ def chunk_size_for(size: int, preferred: int = CHUNK_SIZE) -> int:
     return preferred if needed <= preferred else -(-needed // MiB) * MiB
 
 
-@cache
 def http_pool() -> urllib3.PoolManager:
     """The container's one HTTP pool for the registry endpoint.
 
     It trusts the CAs in ``AWS_CA_BUNDLE`` when set, the variable botocore reads too, and the
-    system's otherwise (as on Lambda). No retries here: a request with a streamed body cannot
-    be replayed, and a failed chunk is resumed from what the registry holds instead.
+    system's otherwise (as on Lambda); one pool per value, so a process whose variable changes
+    (tests, one sandbox after another) never uses a pool that trusts other CAs. No retries
+    here: a request with a streamed body cannot be replayed, and a failed chunk is resumed
+    from what the registry holds instead.
     """
+    return _http_pool(os.environ.get("AWS_CA_BUNDLE") or None)
+
+
+@cache
+def _http_pool(ca_bundle: str | None) -> urllib3.PoolManager:
     return urllib3.PoolManager(
-        maxsize=8,
-        ca_certs=os.environ.get("AWS_CA_BUNDLE") or None,
-        timeout=urllib3.Timeout(connect=10.0, read=120.0),
-        retries=False,
+        maxsize=8, ca_certs=ca_bundle, timeout=urllib3.Timeout(connect=10.0, read=120.0), retries=False
     )
 
 
