@@ -15,7 +15,7 @@ from unittest.mock import patch
 import pytest
 from tests.fixtures import cli_runs
 from tests.fixtures.cli_runs import CliRun, run_cli
-from tests.fixtures.images import WrittenLayout
+from tests.fixtures.large import LARGE, write_large_image
 from tests.fixtures.models import large_model
 
 from sandbox.runner import Delivery, Sandbox
@@ -29,14 +29,13 @@ COPY_FUNCTIONS = ("PlanArtifacts", "CopyArtifacts", "CopyArtifactParts", "Comple
 @pytest.fixture(scope="module")
 def copied(
     tmp_path_factory: pytest.TempPathFactory,
-    image: Callable[[str], WrittenLayout],
     release_file: Callable[..., Path],
 ) -> tuple[CliRun, dict[str, Any]]:
-    """The run, and what the sandbox saw of the model's copy: S3 calls and bytes per function, the
-    published object's head."""
-    directory = tmp_path_factory.mktemp("large-artifact")
+    """The run, and what the sandbox saw of the copies: S3 calls and bytes per function, the
+    published model's head, the large layer's digest."""
+    directory = tmp_path_factory.mktemp("large-copies")
     model = large_model(directory / "model.tar.gz", 130 * MiB)
-    seen: dict[str, Any] = {}
+    seen: dict[str, Any] = {"layer": write_large_image(directory / "image")}
     report = cli_runs.delivery_report
 
     def report_and_look(sandbox: Sandbox, delivery: Delivery, *, source_digest: str) -> dict[str, Any]:
@@ -60,7 +59,7 @@ def copied(
                 "--release",
                 str(release_file()),
                 "--image",
-                str(image("docker-v2").path),
+                str(directory / "image"),
                 "--trigger",
                 "manual",
                 "--model-data",
@@ -69,6 +68,8 @@ def copied(
                 "64",
                 "--lambda-timeout",
                 "CopyArtifactParts=4",
+                "--lambda-timeout",
+                "CopyBlob=3",
             ],
             directory / "lambda.log",
         )
@@ -112,3 +113,18 @@ def test_given_a_large_artifact_then_no_object_byte_passes_through_a_lambda(
 
     assert sum(through_lambdas.values()) == 0, through_lambdas
     assert seen["object_bytes"][("ResolveRelease", "GetObject")] > 0  # the meter counts: it read the release file
+
+
+def test_given_a_300_mb_layer_a_capped_bandwidth_and_a_3_s_copy_blob_when_published_then_several_invocations_copy_it(
+    copied: tuple[CliRun, dict[str, Any]],
+) -> None:
+    run, seen = copied
+    copy_blob = run.reported["lambda"]["CopyBlob"]
+
+    assert run.exit_code == 0, run.stderr
+    assert copy_blob["invocations"] >= 4, copy_blob  # 300 MB at 64 MiB/s: about 4.5 s of transfer, 3 s a call
+    assert copy_blob["timeouts"] == 0, "each invocation returned its progress in time"
+    assert seen["layer"] in run.published.blobs
+    assert run.reported["bytes_copied"] >= LARGE
+    layers = [layer["digest"] for layer in run.reported["published_manifest"]["layers"]]
+    assert layers[0] == seen["layer"]
