@@ -30,7 +30,7 @@ help: ## list the commands
 $(VENV)/.installed: requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements/dev.txt
+	$(VENV)/bin/pip install --quiet --no-compile -r requirements/dev.txt
 	# the domain layer and the repository root are importable, as Lambda and pytest see them
 	printf '%s\n%s\n' "$(CURDIR)/layers/publishing" "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/mlpublish-dev.pth
 	touch $@
@@ -40,7 +40,7 @@ venv: $(VENV)/.installed ## create the pinned development virtualenv
 $(SAM_VENV)/.installed: requirements/sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
-	$(SAM_VENV)/bin/pip install --quiet -r requirements/sam.txt
+	$(SAM_VENV)/bin/pip install --quiet --no-compile -r requirements/sam.txt
 	touch $@
 
 sam-venv: $(SAM_VENV)/.installed ## create the pinned SAM CLI virtualenv (its boto3 differs from moto's)
@@ -48,7 +48,7 @@ sam-venv: $(SAM_VENV)/.installed ## create the pinned SAM CLI virtualenv (its bo
 $(AWSCLI_VENV)/.installed: requirements/awscli.txt
 	$(PYTHON) -m venv $(AWSCLI_VENV)
 	$(AWSCLI_VENV)/bin/pip install --quiet --upgrade pip
-	$(AWSCLI_VENV)/bin/pip install --quiet -r requirements/awscli.txt
+	$(AWSCLI_VENV)/bin/pip install --quiet --no-compile -r requirements/awscli.txt
 	touch $@
 
 awscli-venv: $(AWSCLI_VENV)/.installed ## create the pinned AWS CLI virtualenv (.venv-awscli/bin/aws)
@@ -56,7 +56,7 @@ awscli-venv: $(AWSCLI_VENV)/.installed ## create the pinned AWS CLI virtualenv (
 $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements/checkov.txt
+	$(CHECKOV_VENV)/bin/pip install --quiet --no-compile -r requirements/checkov.txt
 	touch $@
 
 checkov-venv: $(CHECKOV_VENV)/.installed ## create the pinned checkov virtualenv (its dependencies clash with moto's)
