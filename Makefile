@@ -30,7 +30,7 @@ help: ## list the commands
 $(VENV)/.installed: requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet --no-compile -r requirements/dev.txt
+	$(VENV)/bin/pip install --quiet -r requirements/dev.txt
 	# the domain layer and the repository root are importable, as Lambda and pytest see them
 	printf '%s\n%s\n' "$(CURDIR)/layers/publishing" "$(CURDIR)" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/mlpublish-dev.pth
 	touch $@
@@ -102,8 +102,7 @@ lint: venv sam-venv checkov-venv ## ruff, mypy, statelint, cfn-lint, sam validat
 	$(PY) -m tools.schemas --check
 	$(VENV)/bin/cfn-lint template.yaml templates/source-account.yaml
 	$(OFFLINE_AWS) $(SAM) validate --lint
-	$(CHECKOV) --file template.yaml --framework cloudformation --skip-check $(CHECKOV_SKIP)
-	$(CHECKOV) --file templates/source-account.yaml --framework cloudformation
+	$(CHECKOV) --file template.yaml --file templates/source-account.yaml --framework cloudformation --skip-check $(CHECKOV_SKIP)
 	set -o pipefail; $(VENV)/bin/bandit --quiet --recursive layers functions 2>&1 | { grep -v '$(BANDIT_NOISE)' || true; }
 	set -o pipefail; $(VENV)/bin/bandit --quiet --recursive sandbox tools bench --skip B101,B404,B603 2>&1 \
 	  | { grep -v '$(BANDIT_NOISE)' || true; }
@@ -127,7 +126,7 @@ faults: venv deb ## the full fault-injection matrix: every AWS operation the sta
 # The checks, the virtualenvs, sam build and the sandbox's caches do not depend on each other:
 # they run side by side (about a minute sooner on 2 cores), each one's output kept together.
 test: ## everything CI runs: lint, static checks, sam build, layer-check, the whole pytest suite
-	$(MAKE) --no-print-directory -j3 --output-sync=target lint awscli-venv sandbox-cache layer-check
+	$(MAKE) --no-print-directory -j5 --output-sync=target lint awscli-venv sandbox-cache layer-check
 	$(PYTEST) -q
 
 sandbox-cache: venv deb ## build what the sandbox caches outside the checkout: the serving images and the Lambda environment
