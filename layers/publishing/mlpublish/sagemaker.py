@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import ResourceConflict, ResourceRejected, ValidationFailed, ValidationTimedOut
 from mlpublish.preflight import channel_compression
-from mlpublish.release import TRAINING_IMAGE
+from mlpublish.release import TRAINING_IMAGE, SourceAlgorithm
 from mlpublish.state import (
     WAIT_FALLBACK_SECONDS,
     PublishedImage,
@@ -357,8 +357,6 @@ def package_release(release: Release, algorithm_arn: str) -> Release:
     the pinned copy of package.model_data, validated with the release's validation input."""
     spec = release.spec
     assert spec.package is not None  # nosec B101  # the state machine asks for releases with a package only
-    from mlpublish.release import SourceAlgorithm
-
     source = SourceAlgorithm(algorithm=algorithm_arn, model_data=spec.package.model_data)
     prefix, fingerprint = release.resource_name.rsplit("-", 1)
     return release.model_copy(
