@@ -87,6 +87,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "notifications": notifications,
         "events": events,
         "state_transitions": 0,
+        "history_events": 0,
         "wait_transitions": {},
         "validation_known_after": {},
         "virtual_seconds": round(delivery.clock_after - delivery.clock_before, 3),
@@ -117,6 +118,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         return report
     history = _history(sandbox, delivery.execution_arn)
     report["state_transitions"] = sum(1 for event in history if event["type"].endswith("StateEntered"))
+    report["history_events"] = len(history)  # Step Functions ends an execution at 25,000
     entered = [
         event.get("stateEnteredEventDetails", {}).get("name")
         for event in history
@@ -157,12 +159,13 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         report["published_media_type"] = first["media_type"]
         report["published_manifest"] = published_manifest(sandbox, first["repository"], first["digest"])
     else:
-        # The copy failed before a manifest was published: count what the blob copies did.
-        # CopyBlob's result is at $.copied of its state; a blob counts once, when done.
+        # The copy failed before a manifest was published: count what the batch copies did.
+        # CopyBlob's result is at $.copied of its state; a batch counts once, when done.
         for output in _outputs(history, "CopyBlob"):
             copied = output["copied"]
             if copied["done"]:
-                report["blobs_copied" if not copied["skipped"] else "blobs_skipped"] += 1
+                report["blobs_copied"] += copied["blobs_copied"]
+                report["blobs_skipped"] += copied["blobs_skipped"]
                 report["bytes_copied"] += copied["bytes_copied"]
     # A failed CreateModelPackage exits with the error in place of its result.
     created = [output["resource"]["arn"] for output in _outputs(history, "CreateModelPackage") if "resource" in output]

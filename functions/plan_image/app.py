@@ -1,4 +1,4 @@
-"""PlanImage: pick the platform, plan the Docker v2 manifest, list the blobs still to copy."""
+"""PlanImage: pick the platform, plan the Docker v2 manifest, name the batches of blobs still to copy."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         extra={
             "container": image.container,
             "conversion": plan.conversion,
-            "to_copy": len(plan.blobs_to_copy),
-            "present": len(plan.blobs_present),
+            "blobs": plan.blobs,
+            "to_copy": plan.blobs_to_copy,
+            "bytes_to_copy": plan.bytes_to_copy,
+            "batches": len(plan.batches),
         },
     )
     return plan.model_dump(mode="json")

@@ -26,7 +26,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         request.plan.published_digest,
         EcrRegistry(target.source.region),
         EcrRegistry(target.destination_region),
-        request.blobs,
+        request.batches,
     )
     logger.info("image published", extra={"image": image.image_uri, "source_digest": image.source_digest})
     return image.model_dump(mode="json")

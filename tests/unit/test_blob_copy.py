@@ -29,11 +29,11 @@ from mlpublish.errors import (
     UnsupportedImage,
 )
 from mlpublish.images import manifests as m
-from mlpublish.images.copy import copy_blob, plan_image, put_manifest
+from mlpublish.images.copy import BATCH_BLOBS, BATCH_BYTES, batches_of, copy_batch, copy_blob, plan_image, put_manifest
 from mlpublish.images.registry import ACCEPTED_MEDIA_TYPES, EcrRegistry
 from mlpublish.images.registry_api import MAX_PARTS, MiB, chunk_size_for
 from mlpublish.release import ImageRef
-from mlpublish.state import BlobCopied, BlobRef, CopyTarget, ImagePlan, UploadProgress
+from mlpublish.state import BatchCopied, BatchProgress, BlobCopied, BlobRef, CopyTarget, ImagePlan, UploadProgress
 
 pytestmark = pytest.mark.unit
 
@@ -644,8 +644,9 @@ def test_given_a_buildx_index_when_planned_then_the_platform_is_selected_and_oci
     assert plan.selected_digest == child_digest
     assert plan.conversion == "oci-to-docker"
     assert plan.published_digest not in (child_digest, index_digest)
-    assert [blob.digest for blob in plan.blobs_present] == [blobs[0].digest]
-    assert [(blob.digest, blob.size) for blob in plan.blobs_to_copy] == [(blob.digest, blob.size) for blob in blobs[1:]]
+    assert (plan.blobs, plan.blobs_to_copy) == (len(blobs), len(blobs) - 1)
+    assert plan.bytes_to_copy == sum(blob.size for blob in blobs[1:])
+    assert plan.batches == [0]
 
 
 def test_given_a_docker_v2_image_when_planned_then_its_own_digest_is_published(world: World) -> None:
@@ -655,7 +656,7 @@ def test_given_a_docker_v2_image_when_planned_then_its_own_digest_is_published(w
 
     assert (plan.source_media_type, plan.conversion) == (m.DOCKER_V2_MANIFEST, "none")
     assert plan.selected_digest == plan.published_digest == digest
-    assert [blob.digest for blob in plan.blobs_to_copy] == [blob.digest for blob in blobs]
+    assert (plan.blobs, plan.blobs_to_copy, plan.bytes_to_copy) == (len(blobs), len(blobs), sum(b.size for b in blobs))
 
 
 def test_given_no_destination_repository_when_planned_twice_then_it_is_created_once_tagged_as_managed(
@@ -727,11 +728,143 @@ def test_given_an_image_that_is_gone_when_planned_then_it_is_reported_not_found(
         plan_image(target_for("sha256:" + "9" * 64), world.source, world.destination)
 
 
+# --- batches: small blobs share an invocation --------------------------------------------
+
+
+def refs(*sizes: int) -> list[BlobRef]:
+    return [
+        BlobRef(digest=f"sha256:{index:064x}", size=size, media_type=m.DOCKER_LAYER_GZIP)
+        for index, size in enumerate(sizes)
+    ]
+
+
+def test_given_many_small_blobs_and_a_large_one_then_batches_hold_at_most_64_blobs_and_the_large_blob_is_alone() -> (
+    None
+):
+    blobs = refs(*[MiB] * 100, BATCH_BYTES + 1, *[MiB] * 30)
+
+    batches = batches_of(blobs)
+
+    assert [len(batch) for batch in batches] == [BATCH_BLOBS, 36, 1, 30]
+    assert batches[2] == [blobs[100]]
+    assert [blob for batch in batches for blob in batch] == blobs  # every blob once, in the manifest's order
+    assert batches_of(list(blobs)) == batches  # the same blobs always make the same batches
+
+
+def test_given_blobs_of_100_mib_then_a_batch_holds_no_more_than_its_bytes() -> None:
+    assert [len(batch) for batch in batches_of(refs(*[100 * MiB] * 5))] == [2, 2, 1]
+
+
+def countdown(starts: int, then: Callable[[], None] | None = None) -> Callable[[], int]:
+    """A Lambda's remaining time that covers ``starts`` more blob starts, then runs out (and runs ``then``)."""
+    calls = iter(range(10**6))
+
+    def remaining() -> int:
+        if next(calls) < starts:
+            return 900_000
+        if then is not None:
+            then()
+            return 900_000
+        return 0
+
+    return remaining
+
+
+def test_given_a_batch_and_time_for_part_of_it_then_the_next_invocation_goes_on_and_reads_no_blob_twice(
+    world: World,
+) -> None:
+    digest, blobs = push_image(world.source_ecr, layer_sizes=(300,) * 10)
+    plan = plan_image(target_for(digest), world.source, world.destination)
+    assert plan.batches == [0]
+
+    first = copy_batch(
+        plan.target, plan.published_digest, 0, world.source, world.destination, remaining_ms=countdown(3)
+    )
+    read = world.http.bytes_read
+    last = copy_batch(plan.target, plan.published_digest, 0, world.source, world.destination, progress=first.progress)
+
+    assert first.done is False
+    assert first.progress == BatchProgress(blob=4, blobs_copied=4, bytes_copied=sum(b.size for b in blobs[:4]))
+    assert read == sum(blob.size for blob in blobs[:4])
+    assert world.http.bytes_read == sum(blob.size for blob in blobs)
+    assert (last.done, last.blobs_copied, last.blobs_skipped, last.bytes_copied) == (
+        True,
+        len(blobs),
+        0,
+        sum(blob.size for blob in blobs),
+    )
+    assert last.progress is None
+
+
+def test_given_a_batch_with_blobs_already_there_then_they_are_counted_skipped_and_not_read(world: World) -> None:
+    digest, blobs = push_image(world.source_ecr, layer_sizes=(300, 400, 500))
+    plan = plan_image(target_for(digest), world.source, world.destination)
+    copy_blob(plan.target, blobs[1], world.source, world.destination)
+    read = world.http.bytes_read
+
+    result = copy_batch(plan.target, plan.published_digest, 0, world.source, world.destination)
+
+    assert (result.blobs_copied, result.blobs_skipped) == (3, 1)
+    assert result.bytes_copied == world.http.bytes_read - read == sum(b.size for b in blobs) - blobs[1].size
+
+
+def test_given_a_throttled_registry_after_some_blobs_then_the_batch_hands_over_what_it_did(world: World) -> None:
+    digest, blobs = push_image(world.source_ecr, layer_sizes=(300,) * 4)
+    plan = plan_image(target_for(digest), world.source, world.destination)
+
+    def throttle() -> None:
+        world.http.status = 503
+
+    result = copy_batch(
+        plan.target, plan.published_digest, 0, world.source, world.destination, remaining_ms=countdown(2, throttle)
+    )
+
+    # Blobs 0-2 went up; blob 3's download failed past the retries: the counts are kept, not lost.
+    assert result.done is False
+    assert result.progress == BatchProgress(blob=3, blobs_copied=3, bytes_copied=sum(b.size for b in blobs[:3]))
+
+
+def test_given_a_throttled_registry_before_any_blob_then_the_error_goes_to_the_state_machine(world: World) -> None:
+    digest, _ = push_image(world.source_ecr)
+    plan = plan_image(target_for(digest), world.source, world.destination)
+    world.http.status = 503
+
+    with pytest.raises(TransientAwsError):
+        copy_batch(plan.target, plan.published_digest, 0, world.source, world.destination)
+
+
+def test_given_a_source_changed_since_planned_when_a_batch_is_copied_then_it_is_refused(world: World) -> None:
+    digest, _ = push_image(world.source_ecr)
+    plan = plan_image(target_for(digest), world.source, world.destination)
+
+    with pytest.raises(SourceChanged, match="was planned"):
+        copy_batch(plan.target, "sha256:" + "f" * 64, 0, world.source, world.destination)
+
+    assert world.destination_ecr.called("POST uploads") == []
+
+
+def test_given_a_batch_number_the_manifest_does_not_have_then_it_is_refused(world: World) -> None:
+    digest, _ = push_image(world.source_ecr)
+    plan = plan_image(target_for(digest), world.source, world.destination)
+
+    with pytest.raises(ImageCopyFailed, match=r"batch 1 of .* does not exist: the manifest.s 3 blobs make 1 batch"):
+        copy_batch(plan.target, plan.published_digest, 1, world.source, world.destination)
+
+
 # --- put_manifest and the whole copy -----------------------------------------------------
 
 
-def copy_all(world: World, plan: ImagePlan) -> list[BlobCopied]:
-    return [copy_through(world, blob, target=plan.target)[-1] for blob in plan.blobs_to_copy]
+def copy_all(world: World, plan: ImagePlan) -> list[BatchCopied]:
+    """Each of the plan's batches, as the state machine copies it: again with its progress until done."""
+    results = []
+    for batch in plan.batches:
+        result = copy_batch(plan.target, plan.published_digest, batch, world.source, world.destination)
+        while not result.done:
+            result = copy_batch(
+                plan.target, plan.published_digest, batch, world.source, world.destination, progress=result.progress
+            )
+        results.append(result)
+    return results
 
 
 def test_given_an_oci_index_when_copied_then_it_is_published_as_a_docker_v2_image_over_identical_blobs(
@@ -833,7 +966,7 @@ def test_given_a_missing_blob_when_putting_the_manifest_then_it_is_refused_namin
 ) -> None:
     digest, blobs = push_image(world.source_ecr)
     plan = plan_image(target_for(digest), world.source, world.destination)
-    copy_blob(plan.target, plan.blobs_to_copy[0], world.source, world.destination)
+    copy_blob(plan.target, blobs[0], world.source, world.destination)
 
     with pytest.raises(ImageCopyFailed) as caught:
         put_manifest(plan.target, plan.published_digest, world.source, world.destination)

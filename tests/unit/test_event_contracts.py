@@ -44,10 +44,12 @@ from mlpublish.resolve import parse_start
 from mlpublish.state import (
     DOCKER_V2_MANIFEST,
     AnnouncementInput,
-    BlobCopied,
+    BatchCopied,
+    BatchProgress,
     BlobRef,
     CompleteArtifactInput,
     CopyArtifactsInput,
+    CopyBatchInput,
     CreateModelPackageInput,
     ImagePlan,
     ListingProgress,
@@ -61,6 +63,7 @@ from mlpublish.state import (
     ScanImagesInput,
     ScanProgress,
     StartInput,
+    UploadProgress,
     ValidationProgress,
 )
 from mlpublish.trigger import (
@@ -277,10 +280,19 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
         selected_digest=images[0].selected_digest,
         published_digest=images[0].digest,
         conversion="none",
-        blobs_to_copy=[blob],
-        blobs_present=[],
+        blobs=2,
+        blobs_to_copy=1,
+        bytes_to_copy=blob.size,
+        batches=[0],
     )
-    copied = [BlobCopied(digest=blob.digest, bytes_copied=blob.size, skipped=False)]
+    copied = [BatchCopied(batch=0, blobs_copied=1, blobs_skipped=1, bytes_copied=blob.size)]
+    unfinished = BatchCopied(
+        batch=0,
+        done=False,
+        progress=BatchProgress(
+            blob=1, upload=UploadProgress(location="/v2/acme/sentiment/blobs/uploads/u", offset=10), blobs_skipped=1
+        ),
+    )
     scan = ScanProgress(complete=False, attempt=1, wait_seconds=15, images=[])
     arn = f"arn:aws:sagemaker:us-east-2:{ACCOUNT}:model-package/acme-sentiment-1-2-0-01234567"
     resource = ResourceResult(arn=arn, name=arn.rsplit("/", 1)[-1], action="created")
@@ -309,7 +321,24 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
         "PlanImage": (PlanImageInput, {"image": state["release"]["images"][0], "publishing_region": region}),
         "PutManifest": (
             PutManifestInput,
-            {"plan": plan.model_dump(mode="json"), "blobs": [item.model_dump(mode="json") for item in copied]},
+            {
+                "plan": plan.model_dump(mode="json"),
+                "batches": [item.model_dump(mode="json", exclude_none=True) for item in copied],
+            },
+        ),
+        # The Map's ItemSelector, then ContinueBlob's Parameters with the unfinished result.
+        "CopyBlob": (
+            CopyBatchInput,
+            {"target": plan.model_dump(mode="json")["target"], "published_digest": plan.published_digest, "batch": 0},
+        ),
+        "CopyBlob again": (
+            CopyBatchInput,
+            {
+                "target": plan.model_dump(mode="json")["target"],
+                "published_digest": plan.published_digest,
+                "batch": 0,
+                "progress": unfinished.model_dump(mode="json", exclude_none=True)["progress"],
+            },
         ),
         # A group of the plan's small objects (ArtifactCopy.objects), the buckets set up by the plan.
         "CopyArtifacts": (
@@ -405,4 +434,4 @@ def test_given_earlier_steps_outputs_as_json_when_a_handler_input_parses_them_th
 
     parsed = model.model_validate(payload)
 
-    assert parsed.model_dump(mode="json") == payload
+    assert parsed.model_dump(mode="json", exclude_unset=True) == payload  # defaults are not in the state

@@ -1047,15 +1047,16 @@ def test_given_an_image_with_a_layer_larger_than_ecr_takes_then_it_is_refused_be
 
 def test_given_an_image_whose_copy_would_crowd_the_state_then_it_is_refused_with_the_figure_and_the_budget() -> None:
     registry = FakeRegistry()
-    digest = push_with_layers(registry, [1024] * 600)
+    # Layers over a batch's bytes are each a batch of their own, with a result each in the state.
+    digest = push_with_layers(registry, [300 * 1024 * 1024] * 1500)
 
     with pytest.raises(PreflightFailed) as caught:
         resolve_inline(registry, digest)
 
     [reason] = caught.value.reasons
     assert re.match(
-        rf"containers\.0\.image: {re.escape(SOURCE_IMAGE)}@{digest} has 601 layers, and copying it would carry "
-        r"\d+ KiB of pipeline state \(its plan lists every blob\), more than its budget of 96 KiB \(Step Functions "
+        rf"containers\.0\.image: {re.escape(SOURCE_IMAGE)}@{digest} has 1501 layers, and copying it would carry "
+        r"\d+ KiB of pipeline state \(a result per batch of blobs\), more than its budget of 96 KiB \(Step Functions "
         r"caps a state at 256 KiB\)",
         reason,
     )

@@ -14,13 +14,14 @@ from botocore.exceptions import ClientError
 
 from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import PreflightFailed, ReleaseNotFound
+from mlpublish.images.copy import batches_of
 from mlpublish.images.manifests import BUILD_HINT
 from mlpublish.images.osinfo import ImagePlatform
 from mlpublish.images.registry_api import CHUNK_SIZE, MAX_LAYER_SIZE, MAX_PARTS
 from mlpublish.objects import S3_MAX_OBJECT_SIZE, S3_MAX_PART_SIZE, S3_MAX_PARTS
 from mlpublish.release import TRAINING_IMAGE, ReleaseSpec, value_problem
 from mlpublish.settings import AllowedSources, PublishingConfig
-from mlpublish.state import DOCKER_V2_MANIFEST, BlobCopied, BlobRef, CopyTarget, ImagePlan, PinnedImage, Release
+from mlpublish.state import DOCKER_V2_MANIFEST, BatchCopied, BlobRef, CopyTarget, ImagePlan, PinnedImage, Release
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -416,8 +417,8 @@ def layer_size_problems(field: str, image: str, layers: list[BlobRef]) -> list[s
 
 def image_copy_state_size(image: PinnedImage, publishing_region: str, blobs: list[BlobRef]) -> int:
     """Bytes of the largest state an image's copy carries: CopyImages' iteration once its blobs
-    are copied (statemachine/publish.asl.json), which holds the image, its plan listing every blob
-    (``blobs``: the config and the layers, each once) and a result per blob."""
+    are copied (statemachine/publish.asl.json), which holds the image, its plan (a number per
+    batch of blobs, ``batches_of``) and a result per batch."""
     target = CopyTarget(
         container=image.container,
         source=image.source,
@@ -426,20 +427,27 @@ def image_copy_state_size(image: PinnedImage, publishing_region: str, blobs: lis
         destination_repository=image.destination_repository,
     )
     digest = blobs[0].digest  # as long as the manifests' digests the plan holds
+    batches = batches_of(blobs)
     plan = ImagePlan(
         target=target,
         source_media_type=DOCKER_V2_MANIFEST,
         selected_digest=digest,
         published_digest=digest,
         conversion="oci-to-docker",
-        blobs_to_copy=blobs,
-        blobs_present=[],
+        blobs=len(blobs),
+        blobs_to_copy=len(blobs),
+        bytes_to_copy=sum(blob.size for blob in blobs),
+        batches=list(range(len(batches))),
     )
+    results = [
+        BatchCopied(batch=number, blobs_copied=len(batch), bytes_copied=sum(blob.size for blob in batch))
+        for number, batch in enumerate(batches)
+    ]
     state = {
         "image": image.model_dump(mode="json"),
         "publishing_region": publishing_region,
         "plan": plan.model_dump(mode="json"),
-        "blobs": [BlobCopied(digest=blob.digest, bytes_copied=blob.size, skipped=False).model_dump() for blob in blobs],
+        "blobs": [result.model_dump(mode="json", exclude_none=True) for result in results],
     }
     return len(json.dumps(state, separators=(",", ":")).encode())
 
@@ -453,7 +461,7 @@ def image_state_problem(
         return None
     return (
         f"{field}: {image} has {len(blobs) - 1} layers, and copying it would carry "
-        f"{size / KiB:.0f} KiB of pipeline state (its plan lists every blob), more than its budget of "
+        f"{size / KiB:.0f} KiB of pipeline state (a result per batch of blobs), more than its budget of "
         f"{STATE_BUDGET // KiB} KiB (Step Functions caps a state at {STEP_FUNCTIONS_PAYLOAD_LIMIT // KiB} KiB); "
         "rebuild the image with fewer layers (fewer RUN and COPY steps, or a multi-stage build that copies one "
         "directory into a small base) and push it again"

@@ -123,6 +123,24 @@ class Release(_State):
         return None
 
 
+class ReleaseSummary(_State):
+    """The release as the execution's state carries it: what the state machine's paths and
+    choices read, and where ResolveRelease kept the whole ``Release`` (mlpublish/records.py), so
+    the state stays small whatever the number of containers and objects."""
+
+    record: str = Field(description="s3://PIPELINE_BUCKET/mlpublish/releases/v1/<sha256 of its bytes>.json")
+    release_uri: str | None
+    product: str
+    version: str
+    kind: str
+    publishing_region: str
+    source_region: str
+    timeout_minutes: int
+    package: bool = Field(description="An algorithm release with a package section")
+    listing: bool = Field(description="The release has a listing section")
+    containers: list[str] = Field(description="Each pinned image's container, in the release's order")
+
+
 class BlobRef(_State):
     digest: str
     size: int
@@ -140,14 +158,21 @@ class CopyTarget(_State):
 
 
 class ImagePlan(_State):
+    """What PlanImage decided for one image: counts and batch numbers, never a list of blobs,
+    so the state stays the same size whatever the image's layer count. The blobs are the
+    published manifest's (config, then layers), which every step derives again from the pinned
+    source; ``batches_of`` groups them the same way each time (mlpublish/images/copy.py)."""
+
     target: CopyTarget
     source_media_type: str
     selected_digest: str = Field(description="Digest of the single-platform source manifest")
     published_digest: str
     published_media_type: str = DOCKER_V2_MANIFEST
     conversion: Literal["none", "oci-to-docker"]
-    blobs_to_copy: list[BlobRef]
-    blobs_present: list[BlobRef]
+    blobs: int = Field(description="Blobs of the published manifest: the config and each layer")
+    blobs_to_copy: int = Field(description="Blobs the destination lacked when planned")
+    bytes_to_copy: int
+    batches: list[int] = Field(description="The batches holding a blob to copy; CopyBlobs' Map runs one item each")
 
 
 class UploadProgress(_State):
@@ -169,6 +194,32 @@ class BlobCopied(_State):
     skipped: bool
     done: bool = Field(default=True, description="False: call CopyBlob again with ``progress``")
     progress: UploadProgress | None = None
+
+
+class BatchProgress(_State):
+    """Where an unfinished batch stands: the blob it is at, its upload, and the counts so far."""
+
+    blob: int = Field(ge=0, description="Index in the batch of the blob to go on with")
+    upload: UploadProgress | None = Field(default=None, description="That blob's unfinished upload, if one started")
+    blobs_copied: int = 0
+    blobs_skipped: int = 0
+    bytes_copied: int = 0
+
+
+class CopyBatchInput(_State):
+    target: CopyTarget
+    published_digest: str
+    batch: int = Field(ge=0, description="Which of the plan's batches (batches_of) to copy")
+    progress: BatchProgress | None = Field(default=None, description="Set when an earlier invocation ran out of time")
+
+
+class BatchCopied(_State):
+    batch: int
+    done: bool = Field(default=True, description="False: call CopyBlob again with ``progress``")
+    progress: BatchProgress | None = None
+    blobs_copied: int = Field(default=0, description="Blobs this release uploaded")
+    blobs_skipped: int = Field(default=0, description="Blobs already there (copied by an earlier or concurrent run)")
+    bytes_copied: int = 0
 
 
 class PublishedImage(_State):
@@ -363,7 +414,7 @@ class PlanImageInput(_State):
 
 class PutManifestInput(_State):
     plan: ImagePlan
-    blobs: list[BlobCopied]
+    batches: list[BatchCopied] = Field(description="CopyBlobs' results, one per batch copied")
 
 
 class PlanArtifactsInput(_State):

@@ -1,9 +1,10 @@
-"""The image-copy steps: plan, copy one blob, put the manifest (one Lambda each).
+"""The image-copy steps: plan, copy a batch of blobs, put the manifest (one Lambda each).
 
-The state machine runs ``plan_image`` once per container, ``copy_blob`` in a Map over the
-plan's ``blobs_to_copy`` (in parallel, each blob over as many invocations as it takes), then
-``put_manifest``. Each step is idempotent and
-re-derives what it needs from the pinned source digest, so the state carries only digests.
+The state machine runs ``plan_image`` once per container, ``copy_batch`` in a Map over the
+plan's batches (in parallel, each batch over as many invocations as it takes), then
+``put_manifest``. Each step is idempotent and re-derives the blob list from the pinned
+source digest (``batches_of`` groups it the same way every time), so the state carries
+digests, counts and batch numbers, never a list that grows with the image's layers.
 Registries are passed in (``EcrRegistry`` in AWS, fakes in tests).
 """
 
@@ -37,6 +38,8 @@ from mlpublish.images.registry_api import CHUNK_SIZE, chunk_size_for
 from mlpublish.release import ImageRef
 from mlpublish.state import (
     DOCKER_V2_MANIFEST,
+    BatchCopied,
+    BatchProgress,
     BlobCopied,
     BlobRef,
     CopyTarget,
@@ -50,6 +53,11 @@ from mlpublish.state import (
 MARGIN_MS = 1000
 # A new upload of a blob longer than this many chunks returns its progress after the first.
 EARLY_RETURN_CHUNKS = 4
+# Small blobs share an invocation: a batch holds consecutive blobs of the manifest up to this
+# many bytes and blobs (a larger blob is a batch of its own). A 100-layer image of small
+# layers is then 2 invocations, not 101; each blob still costs a few registry requests.
+BATCH_BYTES = 256 * 1024 * 1024
+BATCH_BLOBS = 64
 # Transient failures retried within an invocation, the first after RETRY_SECONDS, doubling.
 RETRIES = 4
 RETRY_SECONDS = 0.5
@@ -155,7 +163,7 @@ def copy_target(image: PinnedImage, publishing_region: str) -> CopyTarget:
 
 
 def plan_image(target: CopyTarget, source: ImageRegistry, destination: ImageRegistry) -> ImagePlan:
-    """Decide what to publish and which blobs the destination lacks.
+    """Decide what to publish and which batches of blobs hold one the destination lacks.
 
     Every check (digests, platform, convertibility) runs before the first write, which is
     creating the destination repository.
@@ -170,9 +178,98 @@ def plan_image(target: CopyTarget, source: ImageRegistry, destination: ImageRegi
         selected_digest=resolved.selected_digest,
         published_digest=resolved.published.digest,
         conversion=resolved.published.conversion,
-        blobs_to_copy=[blob for blob in blobs if blob.digest in missing],
-        blobs_present=[blob for blob in blobs if blob.digest not in missing],
+        blobs=len(blobs),
+        blobs_to_copy=sum(1 for blob in blobs if blob.digest in missing),
+        bytes_to_copy=sum(blob.size for blob in blobs if blob.digest in missing),
+        batches=[
+            number for number, batch in enumerate(batches_of(blobs)) if any(blob.digest in missing for blob in batch)
+        ],
     )
+
+
+def batches_of(blobs: list[BlobRef]) -> list[list[BlobRef]]:
+    """The manifest's blobs in order, grouped: consecutive blobs up to BATCH_BYTES and
+    BATCH_BLOBS per batch, a blob larger than BATCH_BYTES alone. The same blobs always give
+    the same batches, so a batch number names the same blobs in every step."""
+    batches: list[list[BlobRef]] = []
+    size = 0
+    for blob in blobs:
+        if not batches or len(batches[-1]) >= BATCH_BLOBS or size + blob.size > BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(blob)
+        size += blob.size
+    return batches
+
+
+def copy_batch(
+    target: CopyTarget,
+    published_digest: str,
+    batch: int,
+    source: ImageRegistry,
+    destination: ImageRegistry,
+    progress: BatchProgress | None = None,
+    remaining_ms: Callable[[], int] | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> BatchCopied:
+    """Copy the blobs of one of the plan's batches, as many as time allows (``copy_blob``
+    each, blobs already there skipped).
+
+    The batch is derived again from the pinned source, whose published manifest must still
+    hash to ``published_digest``. A blob starts only while the time left covers a margin
+    plus twice the longest blob so far; otherwise, or when a blob returns unfinished, the
+    result is ``done=False`` with ``progress`` (the blob reached, its upload, the counts), and
+    the next invocation goes on from there.
+    """
+    resolved = _resolve(target, source)
+    _check_planned(target, resolved, published_digest)
+    batches = batches_of(_published_blobs(resolved))
+    if batch >= len(batches):
+        raise ImageCopyFailed(
+            f"batch {batch} of {published_digest} does not exist: the manifest's {sum(map(len, batches))} blobs "
+            f"make {len(batches)} batch(es). The pipeline's batching changed during the release; start it again."
+        )
+    start = done = progress or BatchProgress(blob=0)
+    longest = 0.0
+    for index in range(done.blob, len(batches[batch])):
+        if index > start.blob and remaining_ms is not None and remaining_ms() < MARGIN_MS + 2000 * longest:
+            return BatchCopied(batch=batch, done=False, progress=done)
+        started = time.monotonic()
+        try:
+            result = copy_blob(
+                target,
+                batches[batch][index],
+                source,
+                destination,
+                progress=done.upload,
+                remaining_ms=remaining_ms,
+                chunk_size=chunk_size,
+            )
+        except TransientAwsError:
+            if done == start:
+                raise  # nothing done in this invocation: the state machine retries it
+            return BatchCopied(batch=batch, done=False, progress=done)  # keep the counts of the blobs done
+        longest = max(longest, time.monotonic() - started)
+        if not result.done:
+            return BatchCopied(batch=batch, done=False, progress=done.model_copy(update={"upload": result.progress}))
+        done = BatchProgress(
+            blob=index + 1,
+            blobs_copied=done.blobs_copied + (0 if result.skipped else 1),
+            blobs_skipped=done.blobs_skipped + (1 if result.skipped else 0),
+            bytes_copied=done.bytes_copied + (0 if result.skipped else result.bytes_copied),
+        )
+    return BatchCopied(
+        batch=batch, blobs_copied=done.blobs_copied, blobs_skipped=done.blobs_skipped, bytes_copied=done.bytes_copied
+    )
+
+
+def _check_planned(target: CopyTarget, resolved: _Resolved, published_digest: str) -> None:
+    if resolved.published.digest != published_digest:
+        raise SourceChanged(
+            f"the manifest derived from {_source_name(target)} is now {resolved.published.digest}, "
+            f"but {published_digest} was planned; the source image or the pipeline changed during "
+            "the release. Start the release again."
+        )
 
 
 def copy_blob(
@@ -319,22 +416,17 @@ def put_manifest(
     published_digest: str,
     source: ImageRegistry,
     destination: ImageRegistry,
-    copied: Iterable[BlobCopied] = (),
+    copied: Iterable[BatchCopied] = (),
 ) -> PublishedImage:
     """Publish the planned manifest once all its blobs are in the destination.
 
     The manifest is derived again from the source (the same deterministic path as the plan)
-    and must hash to ``published_digest``. ``copied`` are the Map's BlobCopied results; the
-    counts cover the manifest's blobs: copied = uploaded by this release, skipped = the rest
-    (already present at plan time, or uploaded by a concurrent copy).
+    and must hash to ``published_digest``. ``copied`` are the Map's results, one per batch;
+    the counts cover the manifest's blobs: copied = uploaded by this release, skipped = the
+    rest (already present at plan time, or uploaded by a concurrent copy).
     """
     resolved = _resolve(target, source)
-    if resolved.published.digest != published_digest:
-        raise SourceChanged(
-            f"the manifest derived from {_source_name(target)} is now {resolved.published.digest}, "
-            f"but {published_digest} was planned; the source image or the pipeline changed during "
-            "the release. Start the release again."
-        )
+    _check_planned(target, resolved, published_digest)
     blobs = _published_blobs(resolved)
     repository = target.destination_repository
     missing = destination.missing_blobs(repository, [blob.digest for blob in blobs])
@@ -346,8 +438,8 @@ def put_manifest(
         )
     tag = _published_tag(target, published_digest, immutable=destination.tags_are_immutable(repository))
     destination.put_manifest(repository, resolved.published.raw, DOCKER_V2_MANIFEST, tag=tag)
-    uploaded = {item.digest: item for item in copied if not item.skipped}
-    ours = [blob for blob in blobs if blob.digest in uploaded]
+    batches = list(copied)
+    uploaded = sum(batch.blobs_copied for batch in batches)
     return PublishedImage(
         container=target.container,
         repository=repository,
@@ -357,9 +449,9 @@ def put_manifest(
         source_digest=_pinned_digest(target),
         selected_digest=resolved.selected_digest,
         conversion=resolved.published.conversion,
-        blobs_copied=len(ours),
-        blobs_skipped=len(blobs) - len(ours),
-        bytes_copied=sum(uploaded[blob.digest].bytes_copied for blob in ours),
+        blobs_copied=uploaded,
+        blobs_skipped=len(blobs) - uploaded,
+        bytes_copied=sum(batch.bytes_copied for batch in batches),
     )
 
 
