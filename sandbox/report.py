@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from mlpublish.state import PublishedImage
 from sandbox.runner import Delivery, Sandbox
 
 
@@ -33,17 +34,35 @@ def _outputs(events: list[dict[str, Any]], state_name: str) -> list[Any]:
     return found
 
 
-def _largest_state(events: list[dict[str, Any]]) -> int:
-    """The largest state input or output, in bytes (Step Functions allows 256 KiB)."""
+def _release_record(sandbox: Sandbox, summary: Any) -> dict[str, Any]:
+    """The resolved release ResolveRelease kept in the pipeline bucket, which the state's
+    summary names (mlpublish/records.py); empty when there is none."""
+    if not isinstance(summary, dict) or "record" not in summary:
+        return {}
+    bucket, _, key = str(summary["record"]).removeprefix("s3://").partition("/")
+    body = sandbox.aws("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    record: dict[str, Any] = json.loads(body)
+    return record
+
+
+def _largest_state(events: list[dict[str, Any]], *, announcement: bool = True) -> int:
+    """The largest state input or output, in bytes (Step Functions allows 256 KiB). Without
+    ``announcement``: leaving out the announcement BuildAnnouncement hands SNS and EventBridge
+    (its message and event detail name every image, by the event contract)."""
     sizes = [
         len(details[key].encode())
         for event in events
         for details in (event.get("stateEnteredEventDetails"), event.get("stateExitedEventDetails"))
         if details
         for key in ("input", "output")
-        if details.get(key)
+        if details.get(key) and (announcement or not _is_announcement(details[key]))
     ]
     return max(sizes, default=0)
+
+
+def _is_announcement(text: str) -> bool:
+    document = json.loads(text)
+    return isinstance(document, dict) and {"subject", "message", "detail_type", "detail"} <= document.keys()
 
 
 def _sns_messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -99,6 +118,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "algorithms": algorithms(sandbox),
         "deduplicated": False,
         "max_state_bytes": 0,
+        "max_pipeline_state_bytes": 0,
         "images": [],
         "os": [],
         "stack": stack_report(sandbox),
@@ -131,14 +151,27 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         arn: sandbox.sagemaker.known_after(arn) for arn in [*report["model_packages"], *report["algorithms"]]
     }
     report["max_state_bytes"] = _largest_state(history)
+    report["max_pipeline_state_bytes"] = _largest_state(history, announcement=False)
     # How ResolveRelease told each image's OS: layer bytes read (0: remembered for its digest).
     report["os"] = [
         {key: image.get(key) for key in ("container", "os", "os_bytes_read", "os_uncertain", "os_remembered")}
         for state in _outputs(history, "ResolveRelease")[-1:]
-        for image in state.get("release", {}).get("images", [])  # a caught failure carries none
+        for image in _release_record(sandbox, state.get("release")).get("images", [])  # a caught failure has none
     ]
     order = [name for name, *_ in sandbox.spec.images()]
-    images = sorted(_outputs(history, "PutManifest"), key=lambda image: order.index(image["container"]))
+    # PutManifest's compact results, with what the release record knows (the pinned digests).
+    pinned = {
+        image["container"]: image["source"]["digest"]
+        for state in _outputs(history, "ResolveRelease")[-1:]
+        for image in _release_record(sandbox, state.get("release")).get("images", [])
+    }
+    images = sorted(
+        (
+            PublishedImage.model_validate({"source_digest": pinned.get(image["container"]), **image}).model_dump()
+            for image in _outputs(history, "PutManifest")
+        ),
+        key=lambda image: order.index(image["container"]),
+    )
     for image in images:
         report["blobs_copied"] += image["blobs_copied"]
         report["blobs_skipped"] += image["blobs_skipped"]
@@ -146,7 +179,7 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
     report["images"] = [
         {
             "container": image["container"],
-            "source_image_digest": image["source_digest"],
+            "source_image_digest": image["source_digest"],  # None: ResolveRelease's record is gone
             "published_image_digest": image["digest"],
             "published_media_type": image["media_type"],
             "conversion": image["conversion"],

@@ -11,7 +11,10 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.announce import SuccessState, failed, ready
-from mlpublish.state import AnnouncementInput
+from mlpublish.aws import client
+from mlpublish.errors import ReleaseRecordUnusable
+from mlpublish.records import load
+from mlpublish.state import AnnouncementInput, ReleaseSummary
 from mlpublish.timeline import Timeline, timeline
 
 logger = Logger()
@@ -40,11 +43,26 @@ def record_metrics(outcome: str, times: Timeline, failed_stage: str | None) -> N
         logger.warning("stage-change events EventBridge did not take", extra={"stages": times.unsent})
 
 
+def whole_release(raw: Any, *, needed: bool) -> Any:
+    """The release the state's summary names, read from its record (mlpublish/records.py). A
+    failure is announced even when the record cannot be read: with the summary's names."""
+    if not isinstance(raw, dict) or "record" not in raw:
+        return raw  # the execution failed before ResolveRelease kept the release
+    try:
+        return load(client("s3"), ReleaseSummary.model_validate(raw)).model_dump(mode="json")
+    except ReleaseRecordUnusable:
+        if needed:
+            raise
+        logger.warning("the release record is unusable; the failure is announced with the summary", exc_info=True)
+        return raw
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = AnnouncementInput.model_validate(event)
     state = {**request.state, "execution": request.execution, "finished": request.finished}
+    state["release"] = whole_release(state.get("release"), needed=request.outcome == "ready")
     announcement = ready(SuccessState.model_validate(state)) if request.outcome == "ready" else failed(state)
     times = timeline(state.get("stages"), request.finished)
     failed_stage = None if request.outcome == "ready" else str(state.get("failed_stage", "unknown"))

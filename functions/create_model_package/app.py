@@ -9,6 +9,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.aws import TRACED_MODULES, client
+from mlpublish.records import load
 from mlpublish.sagemaker import create_model_package, package_release
 from mlpublish.state import CreateModelPackageInput
 
@@ -20,7 +21,7 @@ tracer = Tracer(patch_modules=TRACED_MODULES)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = CreateModelPackageInput.model_validate(event)
-    release = request.release
+    release = load(client("s3"), request.release)
     if request.algorithm_arn is not None:  # the package built on the algorithm this release published
         release = package_release(release, request.algorithm_arn)
     result = create_model_package(client("sagemaker", release.publishing_region), release, request.images)

@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.aws import TRACED_MODULES, client
 from mlpublish.listing import CATALOG_REGION, list_version
+from mlpublish.records import load
 from mlpublish.state import ListVersionInput
 
 logger = Logger()
@@ -20,9 +21,9 @@ tracer = Tracer(patch_modules=TRACED_MODULES)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = ListVersionInput.model_validate(event)
+    release = load(client("s3"), request.release)
     progress = list_version(
-        client("marketplace-catalog", CATALOG_REGION), request.release, request.resource_arn, request.listing,
-        request.execution,
-    )  # fmt: skip
+        client("marketplace-catalog", CATALOG_REGION), release, request.resource_arn, request.listing, request.execution
+    )
     logger.info("listing", extra={"status": progress.status, "change_set_id": progress.change_set_id})
     return progress.model_dump(mode="json")

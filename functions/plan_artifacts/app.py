@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpublish.aws import TRACED_MODULES, client
 from mlpublish.objects import plan_artifacts
+from mlpublish.records import load
 from mlpublish.state import PlanArtifactsInput
 
 logger = Logger()
@@ -19,7 +20,9 @@ tracer = Tracer(patch_modules=TRACED_MODULES)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = PlanArtifactsInput.model_validate(event)
-    plan = plan_artifacts(client("s3", request.publishing_region), request.objects, region=request.publishing_region)
+    release = load(client("s3"), request.release)
+    region = release.publishing_region
+    plan = plan_artifacts(client("s3", region), release.objects, region=region)
     uploads = [copy.upload for copy in plan.copies if copy.upload is not None]
     logger.info(
         "artifacts planned",

@@ -7,9 +7,10 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlpublish.aws import TRACED_MODULES
+from mlpublish.aws import TRACED_MODULES, client
 from mlpublish.images.copy import copy_target, plan_image
 from mlpublish.images.registry import EcrRegistry
+from mlpublish.records import image_of, load
 from mlpublish.state import PlanImageInput
 
 logger = Logger()
@@ -20,9 +21,10 @@ tracer = Tracer(patch_modules=TRACED_MODULES)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = PlanImageInput.model_validate(event)
-    image = request.image
-    target = copy_target(image, request.publishing_region)
-    plan = plan_image(target, EcrRegistry(image.source.region), EcrRegistry(request.publishing_region))
+    release = load(client("s3"), request.release)
+    image = image_of(release, request.container)
+    target = copy_target(image, release.publishing_region)
+    plan = plan_image(target, EcrRegistry(image.source.region), EcrRegistry(release.publishing_region))
     logger.info(
         "image planned",
         extra={

@@ -29,4 +29,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         request.batches,
     )
     logger.info("image published", extra={"image": image.image_uri, "source_digest": image.source_digest})
-    return image.model_dump(mode="json")
+    return image.compact()

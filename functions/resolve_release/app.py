@@ -1,4 +1,5 @@
-"""ResolveRelease: load the release, pin every source, check the Marketplace rules."""
+"""ResolveRelease: load the release, pin every source, check the Marketplace rules, and keep the
+resolved release in the pipeline bucket (the state carries its summary, mlpublish/records.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlpublish.aws import TRACED_MODULES, account_id, client
 from mlpublish.images.osrecords import OsRecords
 from mlpublish.images.registry import EcrRegistry
+from mlpublish.records import store
 from mlpublish.resolve import parse_start, resolve_release
 from mlpublish.settings import settings
 
@@ -34,5 +36,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         os_records=OsRecords(client("s3", config.region), config.pipeline_bucket),
         sagemaker_for=lambda region: client("sagemaker", region),
     )
-    logger.info("release resolved", extra={"resource_name": release.resource_name, "fingerprint": release.fingerprint})
-    return release.model_dump(mode="json")
+    summary = store(client("s3", config.region), config.pipeline_bucket, release)
+    logger.info(
+        "release resolved",
+        extra={"resource_name": release.resource_name, "fingerprint": release.fingerprint, "record": summary.record},
+    )
+    return summary.model_dump(mode="json")

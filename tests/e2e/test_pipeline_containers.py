@@ -1,4 +1,5 @@
-"""A serial inference pipeline: two containers, each copied and pinned in release order."""
+"""A serial inference pipeline: two containers, each copied and pinned in release order; the
+first image has 100 layers, copied in batches."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def pipeline(
         "--release",
         release_file("two-containers", two_containers),
         "--image",
-        f"preprocess={image('oci').path}",
+        f"preprocess={image('hundred-layers').path}",
         "--image",
         f"inference={image('docker-v2').path}",
     )
@@ -44,10 +45,20 @@ def test_given_two_containers_when_released_then_each_image_is_published_in_rele
 
     assert pipeline.exit_code == 0, pipeline.stderr
     assert [item["container"] for item in images] == ["preprocess", "inference"]
-    assert images[0]["source_image_digest"] == image("oci").top_digest
-    assert images[0]["conversion"] == "oci-to-docker"
+    assert images[0]["published_image_digest"] == image("hundred-layers").top_digest
     assert images[1]["published_image_digest"] == image("docker-v2").top_digest
     assert len(pipeline.reported["model_packages"]) == 1
+
+
+def test_given_an_image_of_a_hundred_layers_then_its_blobs_are_copied_in_batches_and_the_state_stays_small(
+    pipeline: CliRun,
+) -> None:
+    report = pipeline.reported
+
+    # 101 blobs (config and 100 layers) make 2 batches of at most 64, the other image's 3 blobs one.
+    assert (report["blobs_copied"], report["blobs_skipped"]) == (104, 0)
+    assert report["lambda"]["CopyBlob"]["invocations"] == 3
+    assert report["max_pipeline_state_bytes"] < 8 * 1024
 
 
 def test_given_two_containers_when_announced_then_the_notification_names_both_images(pipeline: CliRun) -> None:

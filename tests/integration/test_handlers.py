@@ -140,6 +140,17 @@ def seller(stack_env: pytest.MonkeyPatch, moto_aws: None, release_yaml: Callable
     return {"s3": s3, "etags": etags, "digest": digest, "env": stack_env}
 
 
+def resolve(event: dict[str, Any], context: FakeLambdaContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ResolveRelease's output (the summary the state carries) and the resolved release it kept
+    in the pipeline bucket, which the later handlers read."""
+    summary = load_handler("resolve_release")(event, context)
+    bucket, _, key = summary["record"].removeprefix("s3://").partition("/")
+    body = boto3.client("s3", region_name=SOURCE_REGION).get_object(Bucket=bucket, Key=key)["Body"].read()
+    release: dict[str, Any] = json.loads(body)
+    assert summary["containers"] == [image["container"] for image in release["images"]]
+    return summary, release
+
+
 def published_images(release: dict[str, Any]) -> list[dict[str, Any]]:
     """What CopyImages returns: the images put into the publishing region's ECR (moto)."""
     ecr = boto3.client("ecr", region_name=PUBLISHING_REGION)
@@ -186,7 +197,7 @@ def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_nee
     lambda_context: FakeLambdaContext,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    release = load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+    summary, release = resolve(sample_event("manual-start.json"), lambda_context)
 
     assert Release.model_validate(release).release_uri == RELEASE_URI
     assert release["account_id"] == ACCOUNT
@@ -223,7 +234,7 @@ def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_nee
 
     assert scan["complete"] is True
 
-    resource = load_handler("create_model_package")({"release": release, "images": images}, lambda_context)
+    resource = load_handler("create_model_package")({"release": summary, "images": images}, lambda_context)
 
     assert (resource["name"], resource["action"]) == (release["resource_name"], "created")
 
@@ -295,9 +306,9 @@ def test_given_an_unchanged_image_when_resolve_runs_again_then_no_layer_is_downl
     )["images"]
     layers = {layer["digest"] for layer in json.loads(image["imageManifest"])["layers"]}
 
-    first = load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+    _, first = resolve(sample_event("manual-start.json"), lambda_context)
     read_first = [digest for digest in opened if digest in layers]
-    again = load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+    _, again = resolve(sample_event("manual-start.json"), lambda_context)
 
     assert read_first
     assert [digest for digest in opened if digest in layers] == read_first  # the re-run opened no layer
@@ -318,7 +329,7 @@ def test_given_a_manual_start_with_pins_from_the_trigger_then_resolve_keeps_them
     assert pinned != seller["digest"]
     event = {"release_uri": RELEASE_URI, "pins": {"images": {"inference": pinned}}, "trigger": {"kind": "ecr-push"}}
 
-    release = load_handler("resolve_release")(event, lambda_context)
+    _, release = resolve(event, lambda_context)
 
     assert release["images"][0]["source"]["digest"] == pinned
     assert release["trigger"] == {"kind": "ecr-push", "ref": ""}
@@ -327,7 +338,7 @@ def test_given_a_manual_start_with_pins_from_the_trigger_then_resolve_keeps_them
 def test_given_an_inline_release_then_resolve_needs_no_release_file(
     seller: dict[str, Any], lambda_context: FakeLambdaContext
 ) -> None:
-    release = load_handler("resolve_release")({"release": release_document()}, lambda_context)
+    _, release = resolve({"release": release_document()}, lambda_context)
 
     assert release["release_uri"] is None
     assert release["spec"]["product"]["name"] == "acme-sentiment"
@@ -371,10 +382,10 @@ def test_given_a_us_east_2_release_on_a_us_east_1_stack_then_its_artifacts_and_m
         "provide-client-params.sagemaker.CreateModelPackage", lambda params, **_: requests.append(params)
     )
 
-    release = load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+    summary, release = resolve(sample_event("manual-start.json"), lambda_context)
     copy_artifacts(release, lambda_context)
     resource = load_handler("create_model_package")(
-        {"release": release, "images": published_images(release)}, lambda_context
+        {"release": summary, "images": published_images(release)}, lambda_context
     )
 
     us_east_2_bucket = f"mlpublish-{ACCOUNT}-us-east-2"
@@ -400,7 +411,7 @@ def test_given_a_us_east_2_release_on_a_us_east_1_stack_then_its_artifacts_and_m
 def test_given_a_release_naming_no_region_then_it_publishes_to_the_stacks_region_and_bucket(
     seller: dict[str, Any], lambda_context: FakeLambdaContext
 ) -> None:
-    release = load_handler("resolve_release")({"release": release_document(publishing_region=None)}, lambda_context)
+    _, release = resolve({"release": release_document(publishing_region=None)}, lambda_context)
     copy_artifacts(release, lambda_context)
 
     assert release["publishing_region"] == "us-east-1"
@@ -432,7 +443,7 @@ def test_given_a_sellers_bucket_in_the_release_region_then_artifacts_go_there_an
     seller["env"].setenv("PUBLISHING_REGION", PUBLISHING_REGION)
     seller["env"].setenv("PUBLISHING_BUCKET_NAME", "acme-marketplace")
 
-    release = load_handler("resolve_release")(sample_event("manual-start.json"), lambda_context)
+    _, release = resolve(sample_event("manual-start.json"), lambda_context)
     copy_artifacts(release, lambda_context)
 
     assert release["publishing_bucket"] == "acme-marketplace"

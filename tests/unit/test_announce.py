@@ -28,10 +28,10 @@ from mlpublish.state import (
     DeferredEvent,
     DeferredNotification,
     Failure,
-    ImageScanResult,
     Release,
     ResourceResult,
     ScanProgress,
+    ScanStatus,
     StatusItem,
     Trigger,
     ValidationProgress,
@@ -81,9 +81,7 @@ def success_state(release: Release | None = None, *, converted: bool = False) ->
             complete=True,
             attempt=2,
             wait_seconds=0,
-            images=[
-                ImageScanResult(repository=image.repository, digest=image.digest, status="COMPLETE") for image in images
-            ],
+            images=[ScanStatus(status="COMPLETE") for _ in images],
         ),
         resource=ResourceResult(arn=PACKAGE_ARN, name=release.resource_name, action="created"),
         validation=ValidationProgress(

@@ -39,6 +39,7 @@ from tests.fixtures.releases import (
 
 from mlpublish.errors import InvalidRelease
 from mlpublish.images.copy import copy_target
+from mlpublish.records import summary
 from mlpublish.release import ReleaseSpec, parse_release
 from mlpublish.resolve import parse_start
 from mlpublish.state import (
@@ -300,7 +301,7 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
     state = json.loads(
         json.dumps(
             {
-                "release": release.model_dump(mode="json"),
+                "release": summary(release, f"s3://pipeline-bucket/mlpublish/releases/v1/{'a' * 64}.json").model_dump(),
                 "copied": {"images": [image.model_dump(mode="json") for image in images], "artifacts": []},
                 "scan": scan.model_dump(mode="json"),
                 "resource": resource.model_dump(mode="json"),
@@ -309,7 +310,8 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
         )
     )
     region = state["release"]["publishing_region"]
-    item = state["release"]["objects"][0]
+    objects = release.model_dump(mode="json")["objects"]  # as PlanArtifacts reads them from the record
+    item = objects[0]
     upload = PartUpload(upload_id="u" * 56, part_size=64 * 2**20, parts=80, parts_per_range=4, ranges=20, last_range=19)
     part_copy = {
         "object": item,
@@ -318,7 +320,7 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
         "publishing_region": region,
     }
     return {
-        "PlanImage": (PlanImageInput, {"image": state["release"]["images"][0], "publishing_region": region}),
+        "PlanImage": (PlanImageInput, {"release": state["release"], "container": state["release"]["containers"][0]}),
         "PutManifest": (
             PutManifestInput,
             {
@@ -344,13 +346,13 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
         "CopyArtifacts": (
             CopyArtifactsInput,
             {
-                "objects": state["release"]["objects"],
+                "objects": objects,
                 "source_region": state["release"]["source_region"],
                 "publishing_region": region,
                 "buckets_ready": True,
             },
         ),
-        "PlanArtifacts": (PlanArtifactsInput, {"objects": state["release"]["objects"], "publishing_region": region}),
+        "PlanArtifacts": (PlanArtifactsInput, {"release": state["release"]}),
         # The first invocation of a range (the Map's ItemSelector), then its own output fed back.
         "CopyArtifactParts": (
             PartRangeCopy,
@@ -395,7 +397,7 @@ def _handler_inputs() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
                     "arn": state["resource"]["arn"],
                     "attempt": state["validation"]["attempt"],
                     "elapsed_seconds": state["validation"]["elapsed_seconds"],
-                    "timeout_minutes": state["release"]["spec"]["validation"]["timeout_minutes"],
+                    "timeout_minutes": state["release"]["timeout_minutes"],
                     "publishing_region": region,
                 },
                 "listing": None,

@@ -17,6 +17,7 @@ import pytest
 from moto.events.models import EventPattern
 
 from mlpublish.images.osrecords import RECORD_PREFIX
+from mlpublish.records import RECORD_PREFIX as RELEASE_RECORDS
 from sandbox.stack import load_template
 
 pytestmark = pytest.mark.unit
@@ -197,7 +198,7 @@ def s3_created(bucket: str, key: str) -> dict[str, Any]:
     }
 
 
-def test_given_the_pipelines_own_os_records_then_their_writes_start_nothing_while_release_files_do() -> None:
+def test_given_the_pipelines_own_records_then_their_writes_start_nothing_while_release_files_do() -> None:
     deployed = stack()
     [_, upload] = trigger_patterns(deployed)
     [bucket] = upload["detail"]["bucket"]["name"][:1]
@@ -206,9 +207,10 @@ def test_given_the_pipelines_own_os_records_then_their_writes_start_nothing_whil
     assert pattern.matches_event(s3_created(bucket, "releases/acme-sentiment.yaml"))
     assert pattern.matches_event(s3_created(bucket, "models/mlpublish/os-release.tar.gz"))
     assert not pattern.matches_event(s3_created(bucket, f"{RECORD_PREFIX}v1/{'ab' * 32}.json"))
+    assert not pattern.matches_event(s3_created(bucket, f"{RELEASE_RECORDS}v1/{'cd' * 32}.json"))
 
 
-def test_given_resolve_release_then_it_may_write_only_the_os_records_in_the_pipeline_bucket() -> None:
+def test_given_resolve_release_then_it_may_write_only_the_os_and_release_records_in_the_pipeline_bucket() -> None:
     functions = stack().resources("AWS::Serverless::Function")
     statements = functions["ResolveReleaseFunction"]["Policies"][0]["Statement"]
 
@@ -220,5 +222,11 @@ def test_given_resolve_release_then_it_may_write_only_the_os_records_in_the_pipe
             "Effect": "Allow",
             "Action": ["s3:PutObject"],
             "Resource": f"<PipelineBucket.Arn>/{RECORD_PREFIX}*",
-        }
+        },
+        {
+            "Sid": "KeepReleaseRecord",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject"],
+            "Resource": f"<PipelineBucket.Arn>/{RELEASE_RECORDS}*",
+        },
     ]

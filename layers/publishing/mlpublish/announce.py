@@ -34,12 +34,14 @@ from mlpublish.state import (
     Deferred,
     DeferredNotification,
     Failure,
+    ImageScanResult,
     ListingProgress,
     MessageAttribute,
     Outcome,
     PinnedImage,
     PublishedImage,
     Release,
+    ReleaseSummary,
     ResourceResult,
     ScanProgress,
     Trigger,
@@ -102,7 +104,7 @@ def _announced_image(image: PublishedImage, pinned: PinnedImage | None) -> Annou
         container=image.container,
         image_uri=image.image_uri,
         digest=image.digest,
-        source_digest=image.source_digest,
+        source_digest=image.source_digest or (pinned.source.digest if pinned else None) or image.digest,
         media_type=image.media_type,
         conversion=image.conversion,
         os=pinned.os if pinned else None,
@@ -168,7 +170,10 @@ def ready(state: SuccessState) -> Announcement:
             validation_statuses=state.validation.validation_statuses,
             image_scan_statuses=state.validation.image_scan_statuses,
         ),
-        image_scans=state.scan.images,
+        image_scans=[
+            ImageScanResult(repository=image.repository, digest=image.digest, **scan.model_dump())
+            for image, scan in zip(state.copied.images, state.scan.images, strict=False)
+        ],
         release_uri=release.release_uri,
         trigger=release.trigger,
         execution=state.execution,
@@ -206,8 +211,8 @@ def ready(state: SuccessState) -> Announcement:
         ),
         f"Validation: {state.validation.status}"
         + (
-            "; image scans: " + ", ".join(f"{scan.repository} {scan.status}" for scan in state.scan.images)
-            if state.scan.images
+            "; image scans: " + ", ".join(f"{scan.repository} {scan.status}" for scan in detail.image_scans)
+            if detail.image_scans
             else ""
         ),
         *([f"Time taken: {times.summary()}"] if times.seconds else []),
@@ -265,22 +270,24 @@ def parse_error(error: dict[str, Any] | None, stage: str) -> Failure:
 def failed(state: dict[str, Any]) -> Announcement:
     failure = parse_error(state.get("error"), str(state.get("failed_stage", "unknown")))
     release = _release_or_none(state.get("release"))
-    version = release.spec.product.version if release else ""
+    summary = _summary_or_none(state.get("release")) if release is None else None
+    version = release.spec.product.version if release else summary.version if summary else ""
     # Before ResolveRelease succeeds, the release file is all there is to name.
     release_file = str(state.get("release_uri") or "inline release").rsplit("/", 1)[-1]
-    product = release.spec.product.name if release else release_file
+    named = release.spec.product.name if release else summary.product if summary else None
+    product = named or release_file
     title = f"{product} {version}".strip()
     times = timeline(state.get("stages"), state.get("finished"))
     resource = state.get("resource")
     arn = str(resource.get("arn") or "") if isinstance(resource, dict) else ""
     detail = ReleaseFailedDetail(
-        product=release.spec.product.name if release else None,
+        product=named,
         version=version or None,
         stage=failure.stage,
         error=failure.error,
         reason=failure.reason,
         reasons=failure.reasons,
-        release_uri=release.release_uri if release else state.get("release_uri"),
+        release_uri=release.release_uri if release else summary.release_uri if summary else state.get("release_uri"),
         trigger=release.trigger if release else _trigger_or_none(state.get("trigger")),
         execution=state.get("execution", ""),
         stage_seconds=times.seconds,
@@ -306,8 +313,8 @@ def failed(state: dict[str, Any]) -> Announcement:
             "failed",
             product=detail.product,
             version=detail.version,
-            kind=release.spec.product.kind if release else None,
-            region=release.publishing_region if release else None,
+            kind=release.spec.product.kind if release else summary.kind if summary else None,
+            region=release.publishing_region if release else summary.publishing_region if summary else None,
         ),
         detail_type=FAILED,
         detail=detail.to_json(),
@@ -318,6 +325,14 @@ def _trigger_or_none(raw: Any) -> Trigger | None:
     """The execution input's trigger, if it is one (the input may be what failed)."""
     try:
         return Trigger.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _summary_or_none(raw: Any) -> ReleaseSummary | None:
+    """The state's summary of the release, when its record could not be read."""
+    try:
+        return ReleaseSummary.model_validate(raw)
     except ValidationError:
         return None
 

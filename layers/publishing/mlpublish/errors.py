@@ -83,6 +83,10 @@ class ListingFailed(PipelineError):
     """AWS Marketplace did not add the version: the change set failed (every error listed)."""
 
 
+class ReleaseRecordUnusable(PipelineError):
+    """The resolved release a step needs (mlpublish/records.py) is gone or was changed."""
+
+
 class TransientAwsError(PipelineError):
     """Throttling or a 5xx from AWS after the SDK's own retries; the state machine retries."""
 

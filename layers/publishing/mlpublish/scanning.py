@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from mlpublish.aws import error_code, transient_errors
 from mlpublish.errors import ImageScanBlocked
 from mlpublish.images.osinfo import SCANNABLE_NAMES
-from mlpublish.state import ImageScanResult, PublishedImage, ScanProgress
+from mlpublish.state import ImageScanResult, PublishedImage, ScanProgress, ScanStatus
 
 BLOCKING_SEVERITIES = ("CRITICAL", "HIGH")
 SCAN_WAITS = (15, 30, 60, 120, 300)
@@ -108,7 +108,7 @@ def scan_images(ecr: Any, images: list[PublishedImage], *, attempt: int) -> Scan
         complete=complete,
         attempt=attempt + 1,
         wait_seconds=0 if complete else SCAN_WAITS[min(attempt, len(SCAN_WAITS) - 1)],
-        images=results,
+        images=[ScanStatus(status=result.status, severity_counts=result.severity_counts) for result in results],
     )
 
 

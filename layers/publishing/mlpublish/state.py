@@ -223,17 +223,38 @@ class BatchCopied(_State):
 
 
 class PublishedImage(_State):
+    """An image put into the publishing region. The state carries its ``compact`` form (what
+    cannot be derived again); ``repository`` and ``digest`` are read from ``image_uri``, and the
+    pinned digest is in the release record."""
+
     container: str
-    repository: str
     image_uri: str = Field(description="REPO_URI@DIGEST in the publishing region")
-    digest: str
-    media_type: str
-    source_digest: str = Field(description="The digest the release was pinned to")
-    selected_digest: str
-    conversion: str
+    conversion: str = "none"
     blobs_copied: int
     blobs_skipped: int
     bytes_copied: int
+    repository: str = Field(default="", description="From image_uri when not given")
+    digest: str = Field(default="", description="From image_uri when not given")
+    media_type: str = DOCKER_V2_MANIFEST
+    source_digest: str | None = Field(default=None, description="The digest the release was pinned to")
+    selected_digest: str | None = Field(
+        default=None, description="The single-platform source manifest, where it is not the pinned one (an index)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_uri(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("image_uri"), str):
+            name, _, digest = data["image_uri"].partition("@")
+            data = {"repository": name.partition("/")[2], "digest": digest, **data}
+        return data
+
+    def compact(self) -> dict[str, Any]:
+        """What the execution's state keeps of it: about 170 bytes, whatever else is known."""
+        kept = {"container", "image_uri", "conversion", "blobs_copied", "blobs_skipped", "bytes_copied"}
+        if self.selected_digest != self.source_digest:
+            kept.add("selected_digest")
+        return self.model_dump(mode="json", include=kept, exclude_defaults=True)
 
 
 class PartUpload(_State):
@@ -328,7 +349,7 @@ class ListingProgress(_State):
 
 
 class ListVersionInput(_State):
-    release: Release
+    release: ReleaseSummary
     resource_arn: str
     listing: ListingProgress
     execution: str
@@ -341,11 +362,18 @@ class ImageScanResult(_State):
     severity_counts: dict[str, int] = {}
 
 
+class ScanStatus(_State):
+    """An image's scan as the state keeps it: in the order of the published images, which name it."""
+
+    status: str
+    severity_counts: dict[str, int] = {}
+
+
 class ScanProgress(_State):
     complete: bool
     attempt: int
     wait_seconds: int
-    images: list[ImageScanResult]
+    images: list[ScanStatus] = Field(description="One per published image, in their order")
 
 
 class Failure(_State):
@@ -408,8 +436,8 @@ Deferred = Annotated[DeferredNotification | DeferredEvent, Field(discriminator="
 
 
 class PlanImageInput(_State):
-    image: PinnedImage
-    publishing_region: str
+    release: ReleaseSummary
+    container: str = Field(description="Which of the release's pinned images (PinnedImage.container)")
 
 
 class PutManifestInput(_State):
@@ -418,8 +446,7 @@ class PutManifestInput(_State):
 
 
 class PlanArtifactsInput(_State):
-    objects: list[PinnedObject]
-    publishing_region: str
+    release: ReleaseSummary
 
 
 class CopyArtifactsInput(_State):
@@ -438,7 +465,7 @@ class ScanImagesInput(_State):
 
 
 class CreateModelPackageInput(_State):
-    release: Release
+    release: ReleaseSummary
     images: list[PublishedImage]
     algorithm_arn: str | None = Field(
         default=None, description="Create the release's package (its package section) on this validated algorithm"

@@ -28,8 +28,8 @@ from mlpublish.events import (
     ReleaseWaitingDetail,
     TriggerCause,
 )
-from mlpublish.images.osrecords import RECORD_PREFIX
 from mlpublish.preflight import source_problems
+from mlpublish.records import PIPELINE_PREFIX
 from mlpublish.release import ReleaseSpec, parse_release
 from mlpublish.resolve import execution_name, fingerprint, pin, release_objects
 from mlpublish.settings import AllowedSources
@@ -103,7 +103,7 @@ class ReleaseCatalog:
             bucket == self.bucket
             and key.startswith(self.prefix)
             and key.endswith(RELEASE_SUFFIXES)
-            and not key.startswith(RECORD_PREFIX)  # the pipeline's own OS records (ReleasePrefix may be "")
+            and not key.startswith(PIPELINE_PREFIX)  # the pipeline's own records (ReleasePrefix may be "")
         )
 
     def release_key(self, bucket: str, event_key: str) -> str | None:
@@ -152,7 +152,7 @@ class ReleaseCatalog:
         for page in pages:
             for item in page.get("Contents", []):
                 key, etag = item["Key"], item["ETag"]
-                if not key.endswith(RELEASE_SUFFIXES) or key.startswith(RECORD_PREFIX):
+                if not key.endswith(RELEASE_SUFFIXES) or key.startswith(PIPELINE_PREFIX):
                     continue
                 if (key, etag) not in self._parsed:
                     try:
