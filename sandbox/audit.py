@@ -15,7 +15,7 @@ import re
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -96,6 +96,18 @@ class ApiCall:
     access_key: str
     service: str  # signing name, e.g. "s3", "states"
     operation: str  # e.g. "CopyObject"
+    path: str = field(default="", compare=False)  # a REST request's path, e.g. /BUCKET/KEY
+
+    @property
+    def metered_as(self) -> str:
+        """The operation its bytes are counted under: an S3 request on the pipeline's own records
+        (``mlpublish/`` in its bucket: the resolved release, the OS read) apart from the objects."""
+        key = self.path.lstrip("/").partition("/")[2]
+        return (
+            f"{self.operation} (pipeline record)"
+            if self.service == "s3" and key.startswith("mlpublish/")
+            else (self.operation)
+        )
 
     @property
     def actions(self) -> list[str]:
@@ -204,7 +216,7 @@ def name_request(method: str, path: str, query: str, headers: Mapping[str, str],
     ]
     if not candidates:
         return ApiCall(access_key, signing_name, f"{method} {path}")
-    return ApiCall(access_key, signing_name, max(candidates, key=_RestRoute.specificity).operation)
+    return ApiCall(access_key, signing_name, max(candidates, key=_RestRoute.specificity).operation, path=decoded_path)
 
 
 class ApiAudit:
@@ -245,8 +257,8 @@ class ApiAudit:
         if principal is None:
             return
         with self._lock:
-            self.bytes_in[principal, call.operation] += received
-            self.bytes_out[principal, call.operation] += sent
+            self.bytes_in[principal, call.metered_as] += received
+            self.bytes_out[principal, call.metered_as] += sent
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

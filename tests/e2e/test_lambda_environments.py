@@ -7,6 +7,7 @@ the layer, and reach the emulator over loopback.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ def test_given_the_default_stack_and_the_example_release_then_ready_with_every_o
     report = example.reported
     package = report["model_package"]
 
-    assert example.exit_code == 0, (example.stderr, report.get("failure"), report.get("notices"))
+    # The whole failure as text (a flake seen only under full-suite load needs every reason).
+    failure = json.dumps({"failure": report.get("failure"), "notices": report.get("notices")}, indent=1)
+    assert example.exit_code == 0, f"{example.stderr}\n{failure}"
     assert report["stack"]["parameters"]["PublishingRegion"] == "us-east-1"  # samconfig default
     assert report["stack"]["region"] == "us-west-2"
     assert report["publishing_region"] == "us-east-2"  # the release's own
