@@ -142,10 +142,30 @@ def _fifteen_containers(root: Path, tmp: Path) -> Path:
     return path
 
 
-def bench_many_layers() -> None:
-    """A 15-container release whose images have 100 layers each: state, invocations, history."""
+def _stage(index: int) -> str:
+    """The container names of the 15-container release: stage00..stage13, then inference."""
+    return "inference" if index == 14 else f"stage{index:02d}"
+
+
+def _sandbox_json(tmp: Path, name: str, *args: str) -> tuple[int, dict[str, Any] | None, float]:
+    """``sandbox run ARGS --validation completed --json`` (the fixture images do not serve:
+    validation is told, not run): exit code, report (None if it did not run), real seconds."""
     from sandbox.cli import main as sandbox_main
 
+    out = tmp / f"report-{name}.json"
+    started = time.perf_counter()
+    with out.open("w") as stream, redirect_stdout(stream):
+        code = sandbox_main(
+            ["run", *args, "--validation", "completed", "--json", "--log-file", str(tmp / f"lambda-{name}.log")]
+        )
+    real = time.perf_counter() - started
+    if code == 2 or not out.read_text().strip():
+        return code, None, real
+    return code, json.loads(out.read_text()), real
+
+
+def bench_many_layers() -> None:
+    """A 15-container release whose images have 100 layers each: state, invocations, history."""
     root = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(root / "tests"))
     from fixtures.images import MANY_LAYERS, write_layout
@@ -155,30 +175,11 @@ def bench_many_layers() -> None:
         tmp = Path(tmp_name)
         image = write_layout(tmp / "image", "hundred-layers").path
         release = _fifteen_containers(root, tmp)
-        images = [arg for index in range(14) for arg in ("--image", f"stage{index:02d}={image}")]
-        out = tmp / "report.json"
-        started = time.perf_counter()
-        with out.open("w") as stream, redirect_stdout(stream):
-            code = sandbox_main(
-                [
-                    "run",
-                    "--release",
-                    str(release),
-                    *images,
-                    "--image",
-                    f"inference={image}",
-                    "--validation",
-                    "completed",
-                    "--json",
-                    "--log-file",
-                    str(tmp / "lambda.log"),
-                ]
-            )
-        real = time.perf_counter() - started
-        if code == 2 or not out.read_text().strip():
-            print(f"did not run (exit {code})")
-            return
-        report = json.loads(out.read_text())
+        images = [arg for index in range(15) for arg in ("--image", f"{_stage(index)}={image}")]
+        code, report, real = _sandbox_json(tmp, "many-layers", "--release", str(release), *images)
+    if report is None:
+        print(f"did not run (exit {code})")
+        return
     functions = report["lambda"]
     invocations = sum(function["invocations"] for function in functions.values())
     header = f"{'status':<10} {'pipeline state B':>17} {'announcement B':>15} {'invocations':>12} {'CopyBlob':>9}"
@@ -266,8 +267,6 @@ def bench_republish() -> None:
 
 def bench_lambda_concurrency() -> None:
     """A 15-container release with one Lambda invocation at a time, and as Map/Parallel allow."""
-    from sandbox.cli import main as sandbox_main
-
     print("\n## Lambda concurrency: a 15-container release (each Lambda in its own worker process)")
     print(f"{'concurrency':>12} {'real s':>7} {'invocations':>12} {'cold starts':>12} {'max concurrent':>15}")
     root = Path(__file__).resolve().parent.parent
@@ -278,34 +277,14 @@ def bench_lambda_concurrency() -> None:
 
         image = write_layout(tmp / "image", "oci").path
         release = _fifteen_containers(root, tmp)
-        images = [arg for index in range(14) for arg in ("--image", f"stage{index:02d}={image}")]
-        images += ["--image", f"inference={image}"]
+        images = [arg for index in range(15) for arg in ("--image", f"{_stage(index)}={image}")]
         figures = {}
         for concurrency in ("1", "default"):
-            out = tmp / f"report-{concurrency}.json"
             limit = ["--lambda-concurrency", concurrency] if concurrency != "default" else []
-            started = time.perf_counter()
-            with out.open("w") as stream, redirect_stdout(stream):
-                code = sandbox_main(
-                    # the fixture images do not serve: validation is told, not run (this measures the copy)
-                    [
-                        "run",
-                        "--release",
-                        str(release),
-                        *images,
-                        "--validation",
-                        "completed",
-                        "--json",
-                        "--log-file",
-                        str(tmp / "lambda.log"),
-                        *limit,
-                    ]
-                )
-            real = time.perf_counter() - started
-            if code == 2 or not out.read_text().strip():
+            code, report, real = _sandbox_json(tmp, concurrency, "--release", str(release), *images, *limit)
+            if report is None:
                 print(f"{concurrency:>12} did not run (exit {code})")
                 return
-            report = json.loads(out.read_text())
             functions = report["lambda"].values()
             figures[concurrency] = real
             print(

@@ -152,19 +152,20 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
     }
     report["max_state_bytes"] = _largest_state(history)
     report["max_pipeline_state_bytes"] = _largest_state(history, announcement=False)
+    # The resolved release ResolveRelease kept (a caught failure has none): read once.
+    resolved = [
+        image
+        for state in _outputs(history, "ResolveRelease")[-1:]
+        for image in _release_record(sandbox, state.get("release")).get("images", [])
+    ]
     # How ResolveRelease told each image's OS: layer bytes read (0: remembered for its digest).
     report["os"] = [
         {key: image.get(key) for key in ("container", "os", "os_bytes_read", "os_uncertain", "os_remembered")}
-        for state in _outputs(history, "ResolveRelease")[-1:]
-        for image in _release_record(sandbox, state.get("release")).get("images", [])  # a caught failure has none
+        for image in resolved
     ]
     order = [name for name, *_ in sandbox.spec.images()]
     # PutManifest's compact results, with what the release record knows (the pinned digests).
-    pinned = {
-        image["container"]: image["source"]["digest"]
-        for state in _outputs(history, "ResolveRelease")[-1:]
-        for image in _release_record(sandbox, state.get("release")).get("images", [])
-    }
+    pinned = {image["container"]: image["source"]["digest"] for image in resolved}
     images = sorted(
         (
             PublishedImage.model_validate({"source_digest": pinned.get(image["container"]), **image}).model_dump()
