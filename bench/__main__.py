@@ -531,7 +531,7 @@ def bench_artifact_copy() -> None:
     from sandbox.oci import open_layout
     from sandbox.runner import RunOptions, Sandbox, load_release
 
-    size_mib, bandwidth, timeout = 512, 128, 3
+    size_mib, bandwidth, timeout = 1024, 128, 3
     functions = ("PlanArtifacts", "CopyArtifacts", "CopyArtifactParts", "CompleteArtifact")
     object_operations = {"GetObject", "PutObject", "UploadPart"}
     print(

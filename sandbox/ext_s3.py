@@ -24,6 +24,11 @@ cap before it lands, so a large artifact's copy spans several Lambda invocations
 AWS. The cap is per request (S3 copies requests side by side), in real seconds, since Lambda
 timeouts are real seconds too.
 
+Part copies: moto 5.2.5's UploadPartCopy reads the whole source object (every byte, into
+memory) for each part and then slices the range, so the parts of a 1 GiB artifact read 16 GiB
+and hold a whole copy of the object per concurrent request. Here a part copy reads only its
+range, under the source key's lock, as S3 does.
+
 All wrap moto's S3 code that serves in-process boto3 (``mock_aws``) and moto's server (the
 Lambda workers' endpoint) alike.
 """
@@ -42,7 +47,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from moto.core.utils import str_to_rfc_1123_datetime
 from moto.iam.access_control import IAMPolicy, PermissionResult
 from moto.s3.exceptions import PreconditionFailed
-from moto.s3.models import FakeBucket
+from moto.s3.models import FakeBucket, FakeKey, S3Backend
 from moto.s3.responses import S3Response
 
 from sandbox.extension import Extension
@@ -141,6 +146,29 @@ def _bucket_permission(bucket: FakeBucket, action: str, resource: str) -> Any:
     return IAMPolicy(json.dumps({**document, "Statement": applicable})).is_action_permitted(action, resource)
 
 
+def _upload_part_copy(
+    self: S3Backend,
+    dest_bucket_name: str,
+    multipart_id: str,
+    part_id: int,
+    src_bucket_name: str,
+    src_key_name: str,
+    src_version_id: str | None,
+    start_byte: int | None,
+    end_byte: int | None,
+) -> FakeKey:
+    """moto's upload_part_copy, reading only the copy-source range of the source object."""
+    multipart = self.get_bucket(dest_bucket_name).multiparts[multipart_id]
+    source = self.get_object(src_bucket_name, src_key_name, version_id=src_version_id)
+    assert source is not None  # the response checked it exists
+    start = start_byte if start_byte is not None else 0
+    end = end_byte if end_byte is not None else source.size - 1
+    with source.lock:
+        source._value_buffer.seek(start)
+        value = source._value_buffer.read(max(0, end - start + 1))
+    return multipart.set_part(part_id, value)
+
+
 class S3Extension(Extension):
     """Copies honour the copy-source conditions (412 as in S3) and take time at
     ``bandwidth_mib_s`` (None: at once); bucket policies see TLS requests.
@@ -154,8 +182,10 @@ class S3Extension(Extension):
         self.bandwidth_mib_s = bandwidth_mib_s
 
     def _patch(self, stack: ExitStack) -> None:
-        """Wrap the two response handlers that copy from a source object; evaluate bucket policies."""
+        """Wrap the two response handlers that copy from a source object; evaluate bucket policies;
+        copy parts by their range."""
         for name in ("copy_object", "upload_part_copy"):
             rate = self.bandwidth_mib_s * MiB if self.bandwidth_mib_s else None
             stack.enter_context(patch.object(S3Response, name, _conditional(getattr(S3Response, name), rate)))
         stack.enter_context(patch.object(FakeBucket, "get_permission", _bucket_permission))
+        stack.enter_context(patch.object(S3Backend, "upload_part_copy", _upload_part_copy))

@@ -13,6 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.s3.models import FakeKey
 
 from sandbox.audit import ApiCall
 from sandbox.ext_s3 import S3Extension
@@ -119,6 +120,40 @@ def test_given_a_source_modified_since_the_date_when_copied_then_412_unless_its_
 
     assert object_failure == part_failure == {"status": 412, "code": "PreconditionFailed"}
     assert copied["CopyObjectResult"]["ETag"] == etag
+
+
+def test_given_part_ranges_when_copied_then_each_part_holds_its_range_and_the_whole_source_is_never_read(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3.create_bucket(Bucket=BUCKET)
+    body = bytes(range(256)) * (3 * PART // 256) + b"tail"
+    s3.put_object(**SOURCE, Body=body)
+    whole_reads: list[str] = []
+    value = FakeKey.value
+    monkeypatch.setattr(
+        FakeKey, "value", property(lambda key: whole_reads.append(key.name) or value.fget(key), value.fset)
+    )
+    upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key="copy")["UploadId"]
+    ranges = [(0, PART - 1), (PART, 2 * PART + 7), (2 * PART + 8, len(body) - 1)]
+
+    parts = [
+        {
+            "PartNumber": number,
+            "ETag": s3.upload_part_copy(
+                Bucket=BUCKET,
+                Key="copy",
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource=SOURCE,
+                CopySourceRange=f"bytes={first}-{last}",
+            )["CopyPartResult"]["ETag"],
+        }
+        for number, (first, last) in enumerate(ranges, start=1)
+    ]
+    s3.complete_multipart_upload(Bucket=BUCKET, Key="copy", UploadId=upload_id, MultipartUpload={"Parts": parts})
+
+    assert "model.tar.gz" not in whole_reads
+    assert s3.get_object(Bucket=BUCKET, Key="copy")["Body"].read() == body
 
 
 def test_given_the_extension_undone_then_moto_ignores_the_pin_again(aws_credentials: None) -> None:

@@ -19,7 +19,7 @@ from moto.ecr.responses import ECRResponse
 from moto.events.models import Rule
 from moto.events.utils import EventTemplateParser
 from moto.moto_server import werkzeug_app
-from moto.s3.models import FakeBucket
+from moto.s3.models import FakeBucket, FakeKey, S3Backend
 from moto.s3.responses import S3Response
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
@@ -66,6 +66,21 @@ PATCHED: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("ext_s3", S3Response.copy_object, ["self"]),
     ("ext_s3", S3Response.upload_part_copy, ["self"]),
     ("ext_s3", FakeBucket.get_permission, ["self", "action", "resource"]),
+    (
+        "ext_s3",
+        S3Backend.upload_part_copy,
+        [
+            "self",
+            "dest_bucket_name",
+            "multipart_id",
+            "part_id",
+            "src_bucket_name",
+            "src_key_name",
+            "src_version_id",
+            "start_byte",
+            "end_byte",
+        ],
+    ),
     ("ext_accounts", ECRResponse.ecr_backend.fget, ["self"]),
     ("ext_accounts", S3Response._key_response, ["self", "request", "full_url"]),
     ("ext_accounts", S3Response._bucket_response, ["self", "request", "full_url"]),
@@ -87,6 +102,10 @@ def test_given_a_patched_moto_callable_then_its_signature_is_unchanged(
 def test_given_the_patched_moto_attributes_then_they_exist() -> None:
     assert "<account>" not in EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE  # ext_events restores it
     assert retrier_decl.time.sleep  # clock replaces the retrier's time module
+    key = FakeKey("k", b"value", account_id="123456789012", region_name="us-east-1")
+    assert callable(key.lock.acquire)  # ext_s3 reads part ranges under the key's lock
+    assert key._value_buffer.readable()  # ... from its buffer
+    key.dispose()
     for name in ("create_model_package", "describe_model_package", "list_model_packages"):
         assert callable(getattr(SageMakerModelBackend, name)), name  # ext_sagemaker
     for name in ("DomainDispatcherApplication", "MotoRequestHandler", "create_backend_app"):
