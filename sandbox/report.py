@@ -45,24 +45,17 @@ def _release_record(sandbox: Sandbox, summary: Any) -> dict[str, Any]:
     return record
 
 
-def _largest_state(events: list[dict[str, Any]], *, announcement: bool = True) -> int:
-    """The largest state input or output, in bytes (Step Functions allows 256 KiB). Without
-    ``announcement``: leaving out the announcement BuildAnnouncement hands SNS and EventBridge
-    (its message and event detail name every image, by the event contract)."""
+def _largest_state(events: list[dict[str, Any]]) -> int:
+    """The largest state input or output, in bytes (Step Functions allows 256 KiB)."""
     sizes = [
         len(details[key].encode())
         for event in events
         for details in (event.get("stateEnteredEventDetails"), event.get("stateExitedEventDetails"))
         if details
         for key in ("input", "output")
-        if details.get(key) and (announcement or not _is_announcement(details[key]))
+        if details.get(key)
     ]
     return max(sizes, default=0)
-
-
-def _is_announcement(text: str) -> bool:
-    document = json.loads(text)
-    return isinstance(document, dict) and {"subject", "message", "detail_type", "detail"} <= document.keys()
 
 
 def _sns_messages(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -118,7 +111,6 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         "algorithms": algorithms(sandbox),
         "deduplicated": False,
         "max_state_bytes": 0,
-        "max_pipeline_state_bytes": 0,
         "images": [],
         "os": [],
         "stack": stack_report(sandbox),
@@ -151,7 +143,6 @@ def delivery_report(sandbox: Sandbox, delivery: Delivery, *, source_digest: str)
         arn: sandbox.sagemaker.known_after(arn) for arn in [*report["model_packages"], *report["algorithms"]]
     }
     report["max_state_bytes"] = _largest_state(history)
-    report["max_pipeline_state_bytes"] = _largest_state(history, announcement=False)
     # The resolved release ResolveRelease kept (a caught failure has none): read once.
     resolved = [
         image

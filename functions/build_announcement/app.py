@@ -1,6 +1,11 @@
-"""BuildAnnouncement: the SNS message (and the attributes subscribers filter on) and EventBridge
-detail for a finished release, and the release's metrics (outcome, the time each stage took,
-stage-change events EventBridge refused)."""
+"""BuildAnnouncement: builds the SNS message (and the attributes subscribers filter on) and the
+EventBridge detail for a finished release and sends them, and records the release's metrics
+(outcome, the time each stage took, stage-change events EventBridge refused).
+
+It sends them itself, so the announcement (an entry per image, by the event contract) never
+becomes state: the execution ends with the outcome, the subject, and where the announcement
+waits when a channel did not take it (the announcement queue, for DeliverAnnouncement).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,20 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlpublish.announce import SuccessState, failed, ready
+from mlpublish.announce import Queue, SuccessState, failed, ready, send, stack_channels
 from mlpublish.aws import client
 from mlpublish.errors import ReleaseRecordUnusable
 from mlpublish.records import load
-from mlpublish.state import AnnouncementInput, ReleaseSummary
+from mlpublish.settings import announcement_settings
+from mlpublish.state import AnnouncementInput, AnnouncementSent, ReleaseSummary
 from mlpublish.timeline import Timeline, timeline
+
+# A channel that is down costs a few seconds of the client's retries; then the queue keeps it.
+ATTEMPTS_PER_CHANNEL = 3
 
 logger = Logger()
 metrics = Metrics()
+config = announcement_settings()
 
 
 def record_metrics(outcome: str, times: Timeline, failed_stage: str | None) -> None:
@@ -67,8 +77,31 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     times = timeline(state.get("stages"), request.finished)
     failed_stage = None if request.outcome == "ready" else str(state.get("failed_stage", "unknown"))
     record_metrics(announcement.outcome, times, failed_stage)
-    logger.info(
-        "announcement",
-        extra={"outcome": announcement.outcome, "subject": announcement.subject, "stage_seconds": times.seconds},
-    )
-    return announcement.model_dump(mode="json")
+    channels = stack_channels(config, ATTEMPTS_PER_CHANNEL)
+    queue = Queue(client("sqs", config.region, max_attempts=ATTEMPTS_PER_CHANNEL), config.announcement_queue_url)
+    sent = send(announcement, request.execution, channels, queue)
+    log_delivery(sent, times)
+    return sent.model_dump(mode="json", exclude_none=True)
+
+
+def log_delivery(sent: AnnouncementSent, times: Timeline) -> None:
+    """One line for the announcement, and a metric for each channel it did not reach at once."""
+    extra = {"outcome": sent.outcome, "subject": sent.subject, "stage_seconds": times.seconds}
+    deferred = {
+        channel: queued.reason
+        for channel, queued in (("sns", sent.deferred_notification), ("events", sent.deferred_event))
+        if queued is not None
+    }
+    if deferred:
+        metrics.add_metric(name="AnnouncementsDeferred", unit=MetricUnit.Count, value=len(deferred))
+        logger.warning(
+            "announcement queued for the channels that did not take it", extra={**extra, "deferred": deferred}
+        )
+    if sent.undelivered:
+        metrics.add_metric(name="AnnouncementsNotDelivered", unit=MetricUnit.Count, value=len(sent.undelivered))
+        logger.error(
+            "announcement neither sent nor queued",
+            extra={**extra, "undelivered": [item.model_dump() for item in sent.undelivered]},
+        )
+    if not deferred and not sent.undelivered:
+        logger.info("announcement sent", extra=extra)

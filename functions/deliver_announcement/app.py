@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.parser.types import Json
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlpublish.announce import Channels, deliver, postpone
+from mlpublish.announce import deliver, postpone, stack_channels
 from mlpublish.aws import TRACED_MODULES, client
 from mlpublish.errors import AnnouncementNotDelivered
 from mlpublish.settings import announcement_settings
@@ -45,13 +45,7 @@ processor = BatchProcessor(event_type=EventType.SQS, model=DeferredRecord)
 @tracer.capture_method
 def record_handler(record: DeferredRecord) -> None:
     deferred = record.body
-    channels = Channels(
-        sns=client("sns", config.region, max_attempts=ATTEMPTS_PER_DELIVERY),
-        events=client("events", config.region, max_attempts=ATTEMPTS_PER_DELIVERY),
-        topic_arn=config.notification_topic_arn,
-        event_bus=config.event_bus_name,
-        event_source=config.event_source,
-    )
+    channels = stack_channels(config, ATTEMPTS_PER_DELIVERY)
     receive_count = int(record.attributes.ApproximateReceiveCount)
     try:
         deliver(deferred, channels)

@@ -58,7 +58,7 @@ def test_given_an_image_of_a_hundred_layers_then_its_blobs_are_copied_in_batches
     # 101 blobs (config and 100 layers) make 2 batches of at most 64, the other image's 3 blobs one.
     assert (report["blobs_copied"], report["blobs_skipped"]) == (104, 0)
     assert report["lambda"]["CopyBlob"]["invocations"] == 3
-    assert report["max_pipeline_state_bytes"] < 8 * 1024
+    assert report["max_state_bytes"] < 8 * 1024
 
 
 def test_given_two_containers_when_announced_then_the_notification_names_both_images(pipeline: CliRun) -> None:

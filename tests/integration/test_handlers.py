@@ -48,7 +48,7 @@ from mlpublish.aws import client
 from mlpublish.errors import InvalidRelease, PipelineError, PreflightFailed, ReleaseNotFound, SourceChanged
 from mlpublish.images.registry import EcrRegistry
 from mlpublish.preflight import PUBLISHING_REGIONS
-from mlpublish.state import Announcement, Release
+from mlpublish.state import Release
 
 pytestmark = pytest.mark.integration
 
@@ -194,9 +194,11 @@ def clean_scan(image: dict[str, Any]) -> None:
 def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_needs(
     seller: dict[str, Any],
     stack_env: pytest.MonkeyPatch,
+    announcement_queue: dict[str, str],
     lambda_context: FakeLambdaContext,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    sns_up(announcement_queue)
     summary, release = resolve(sample_event("manual-start.json"), lambda_context)
 
     assert Release.model_validate(release).release_uri == RELEASE_URI
@@ -275,15 +277,20 @@ def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_nee
         "resource": resource,
         "validation": validation,
     }
-    announcement = load_handler("build_announcement")(
+    sent = load_handler("build_announcement")(
         {"outcome": "ready", "state": state, "execution": EXECUTION}, lambda_context
     )
 
-    ready = Announcement.model_validate(announcement)
-    assert (ready.outcome, ready.detail_type) == ("ready", "Release Ready For Listing")
-    assert ready.detail["model_package_arn"] == resource["arn"]
-    assert ready.detail["execution"] == EXECUTION
-    json.dumps(announcement)
+    # Sent on both channels: the state keeps the outcome and the subject only.
+    [note] = received(announcement_queue["people"])
+    [event] = received(announcement_queue["automation"])
+    assert sent == {"outcome": "ready", "subject": note["Subject"]}
+    assert note["Subject"].startswith("Ready for listing: ")
+    assert note["MessageAttributes"]["outcome"]["Value"] == "ready"
+    assert event["detail-type"] == "Release Ready For Listing"
+    assert event["detail"]["model_package_arn"] == resource["arn"]
+    assert event["detail"]["execution"] == EXECUTION
+    assert received(announcement_queue["announcements"]) == []
 
 
 def test_given_an_unchanged_image_when_resolve_runs_again_then_no_layer_is_downloaded_and_the_os_is_remembered(
@@ -640,8 +647,9 @@ def test_given_no_state_machine_arn_then_functions_that_start_nothing_still_star
 
 
 def test_given_a_failed_resolve_then_the_failure_announcement_names_stage_and_reasons(
-    stack_env: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
+    announcement_queue: dict[str, str], lambda_context: FakeLambdaContext
 ) -> None:
+    sns_up(announcement_queue)
     cause = {
         "errorType": "InvalidRelease",
         "errorMessage": f"{RELEASE_URI} is not a valid release specification (2 problem(s)); fix these fields:"
@@ -653,20 +661,23 @@ def test_given_a_failed_resolve_then_the_failure_announcement_names_stage_and_re
         "failed_stage": "ResolveRelease",
     }
 
-    announcement = load_handler("build_announcement")(
+    sent = load_handler("build_announcement")(
         {"outcome": "failed", "state": state, "execution": EXECUTION}, lambda_context
     )
 
-    failed = Announcement.model_validate(announcement)
-    assert (failed.outcome, failed.detail_type) == ("failed", "Release Failed")
-    assert failed.detail["stage"] == "ResolveRelease"
-    assert failed.detail["reasons"] == [
+    [note] = received(announcement_queue["people"])
+    [event] = received(announcement_queue["automation"])
+    assert sent == {"outcome": "failed", "subject": note["Subject"]}
+    assert len(note["Subject"]) < 100
+    assert "containers.0.image: must be an ECR image URI" in note["Message"]
+    assert event["detail-type"] == "Release Failed"
+    assert event["detail"]["stage"] == "ResolveRelease"
+    assert event["detail"]["reasons"] == [
         "product.name: String should match pattern",
         "containers.0.image: must be an ECR image URI",
     ]
-    assert failed.detail["release_uri"] == RELEASE_URI
-    assert failed.detail["execution"] == EXECUTION
-    assert len(failed.subject) < 100
+    assert event["detail"]["release_uri"] == RELEASE_URI
+    assert event["detail"]["execution"] == EXECUTION
 
 
 def emitted_metrics(stdout: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -686,8 +697,9 @@ def emitted_metrics(stdout: str) -> dict[tuple[str, tuple[tuple[str, str], ...]]
 
 
 def test_given_a_failed_validation_then_the_announcement_records_outcome_stage_and_each_stages_duration(
-    stack_env: pytest.MonkeyPatch, lambda_context: FakeLambdaContext, capsys: pytest.CaptureFixture[str]
+    announcement_queue: dict[str, str], lambda_context: FakeLambdaContext, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    sns_up(announcement_queue)
     state = {
         **sample_event("manual-start.json"),
         "error": {"Error": "ValidationFailed", "Cause": "the transform job failed"},
@@ -944,6 +956,52 @@ def received(queue_url: str) -> list[dict[str, Any]]:
     sqs = boto3.client("sqs", region_name=SOURCE_REGION)
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
     return [json.loads(message["Body"]) for message in messages]
+
+
+def failed_release_state() -> dict[str, Any]:
+    return {
+        **sample_event("manual-start.json"),
+        "error": {"Error": "ValidationFailed", "Cause": "the transform job failed"},
+        "failed_stage": "AwaitValidation",
+    }
+
+
+def test_given_sns_down_when_an_announcement_is_sent_then_the_notification_waits_in_the_queue_and_the_event_goes(
+    announcement_queue: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    # No topic: SNS answers NotFound, as a topic that is gone or a Publish that keeps failing.
+    sent = load_handler("build_announcement")(
+        {"outcome": "failed", "state": failed_release_state(), "execution": EXECUTION}, lambda_context
+    )
+
+    [queued] = received(announcement_queue["announcements"])
+    [event] = received(announcement_queue["automation"])
+    assert sent["deferred_notification"]["queue"] == announcement_queue["announcements"]
+    assert sent["deferred_notification"]["message_id"]
+    assert sent["deferred_notification"]["reason"].startswith(f"SNS did not take the announcement of {EXECUTION}")
+    assert "deferred_event" not in sent
+    assert "undelivered" not in sent
+    assert (queued["channel"], queued["subject"], queued["execution"]) == ("sns", sent["subject"], EXECUTION)
+    assert queued["message_attributes"]["outcome"]["StringValue"] == "failed"
+    assert event["detail-type"] == "Release Failed"
+
+
+def test_given_sns_and_the_announcement_queue_down_then_the_notification_is_undelivered_with_both_reasons(
+    announcement_queue: dict[str, str], stack_env: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
+) -> None:
+    stack_env.setenv("ANNOUNCEMENT_QUEUE_URL", announcement_queue["announcements"] + "-gone")
+
+    sent = load_handler("build_announcement")(
+        {"outcome": "failed", "state": failed_release_state(), "execution": EXECUTION}, lambda_context
+    )
+
+    [undelivered] = sent["undelivered"]
+    assert undelivered["channel"] == "sns"
+    assert undelivered["reason"].startswith("SNS did not take")
+    assert undelivered["queue_error"].startswith("the announcement queue did not take it")
+    assert "NonExistentQueue" in undelivered["queue_error"]
+    assert "deferred_notification" not in sent
+    assert [event["detail-type"] for event in received(announcement_queue["automation"])] == ["Release Failed"]
 
 
 def test_given_deferred_announcements_when_both_channels_take_them_then_each_is_published_once_to_its_channel(

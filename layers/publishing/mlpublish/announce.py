@@ -1,10 +1,11 @@
 """What people and systems are told when a release ends: ready for listing, or failed.
 
 One function builds both the SNS message (for people) and the EventBridge event detail (for
-automation). The state machine publishes them through its direct SNS and EventBridge
-integrations. What one of them does not take (after the state's retries) the state machine
-sends to the announcement queue, one message per channel; ``deliver`` publishes it again
-from there, and ``postpone`` backs off while the channel is still down.
+automation); ``send`` publishes them from BuildAnnouncement, so the announcement (an entry per
+image, by the event contract) never passes through the execution's state. What a channel does
+not take (after the client's retries) goes to the announcement queue, one message per channel;
+DeliverAnnouncement publishes it from there with ``deliver``, and ``postpone`` backs off while
+the channel is still down.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from mlpublish.aws import client
 from mlpublish.errors import AnnouncementNotDelivered
 from mlpublish.events import (
     FAILED,
@@ -28,10 +30,13 @@ from mlpublish.events import (
     ReleaseReadyDetail,
 )
 from mlpublish.images.osinfo import format_size
+from mlpublish.settings import AnnouncementSettings
 from mlpublish.state import (
     Announcement,
+    AnnouncementSent,
     CopiedObject,
     Deferred,
+    DeferredEvent,
     DeferredNotification,
     Failure,
     ImageScanResult,
@@ -40,11 +45,13 @@ from mlpublish.state import (
     Outcome,
     PinnedImage,
     PublishedImage,
+    QueuedAnnouncement,
     Release,
     ReleaseSummary,
     ResourceResult,
     ScanProgress,
     Trigger,
+    UndeliveredAnnouncement,
     ValidationProgress,
 )
 from mlpublish.timeline import timeline
@@ -366,8 +373,79 @@ class Channels:
     event_source: str
 
 
+def stack_channels(config: AnnouncementSettings, max_attempts: int) -> Channels:
+    """The stack's topic and bus, with clients that try each call ``max_attempts`` times."""
+    return Channels(
+        sns=client("sns", config.region, max_attempts=max_attempts),
+        events=client("events", config.region, max_attempts=max_attempts),
+        topic_arn=config.notification_topic_arn,
+        event_bus=config.event_bus_name,
+        event_source=config.event_source,
+    )
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The announcement queue: what a channel does not take waits there for DeliverAnnouncement."""
+
+    sqs: Any
+    url: str
+
+
+def notification_of(announcement: Announcement, execution: str) -> DeferredNotification:
+    return DeferredNotification(
+        channel="sns",
+        outcome=announcement.outcome,
+        subject=announcement.subject,
+        message=announcement.message,
+        message_attributes=announcement.message_attributes,
+        execution=execution,
+    )
+
+
+def event_of(announcement: Announcement, execution: str) -> DeferredEvent:
+    return DeferredEvent(
+        channel="events", detail_type=announcement.detail_type, detail=announcement.detail, execution=execution
+    )
+
+
+def send(announcement: Announcement, execution: str, channels: Channels, queue: Queue) -> AnnouncementSent:
+    """Publish the announcement to SNS and to EventBridge. A channel that does not take it
+    (after the client's retries) gets it later: the announcement queue keeps it, one message per
+    channel, so the channel that did take it is never sent it twice. What the queue does not
+    take either is returned as undelivered, with both reasons: the execution ends with its own
+    error for it."""
+    queued: dict[str, QueuedAnnouncement] = {}
+    undelivered: list[UndeliveredAnnouncement] = []
+    for message in (notification_of(announcement, execution), event_of(announcement, execution)):
+        try:
+            deliver(message, channels)
+            continue
+        except AnnouncementNotDelivered as exc:
+            reason = str(exc)
+        try:
+            answer = queue.sqs.send_message(QueueUrl=queue.url, MessageBody=message.model_dump_json())
+        except (ClientError, BotoCoreError) as exc:
+            undelivered.append(
+                UndeliveredAnnouncement(
+                    channel=message.channel,
+                    reason=reason,
+                    queue_error=f"the announcement queue did not take it ({exc})",
+                )
+            )
+            continue
+        queued[message.channel] = QueuedAnnouncement(queue=queue.url, message_id=answer["MessageId"], reason=reason)
+    return AnnouncementSent(
+        outcome=announcement.outcome,
+        subject=announcement.subject,
+        deferred_notification=queued.get("sns"),
+        deferred_event=queued.get("events"),
+        undelivered=undelivered or None,
+    )
+
+
 def deliver(deferred: Deferred, channels: Channels) -> None:
-    """Publish a deferred announcement to its one channel, as the state machine meant to."""
+    """Publish an announcement to its one channel; AnnouncementNotDelivered when it does not take it."""
     try:
         if isinstance(deferred, DeferredNotification):
             channels.sns.publish(
@@ -390,14 +468,13 @@ def deliver(deferred: Deferred, channels: Channels) -> None:
         )
     except (ClientError, BotoCoreError) as exc:
         raise AnnouncementNotDelivered(
-            f"{_channel_name(deferred)} did not take the announcement of {deferred.execution or 'an execution'} "
-            f"({exc}); it stays in the announcement queue and is sent again later"
+            f"{_channel_name(deferred)} did not take the announcement of {deferred.execution or 'an execution'} ({exc})"
         ) from exc
     if response.get("FailedEntryCount"):
         [entry] = response.get("Entries", [{}])
         raise AnnouncementNotDelivered(
             f"EventBridge refused the event of {deferred.execution or 'an execution'} "
-            f"({entry.get('ErrorCode')}: {entry.get('ErrorMessage')}); it stays in the announcement queue"
+            f"({entry.get('ErrorCode')}: {entry.get('ErrorMessage')})"
         )
 
 

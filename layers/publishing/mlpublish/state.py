@@ -408,7 +408,7 @@ class Announcement(_State):
 
 
 class DeferredNotification(_State):
-    """The SNS notification of an announcement, as NotifyAnnouncement meant to publish it."""
+    """The SNS notification of an announcement, as the announcement queue keeps it."""
 
     channel: Literal["sns"]
     outcome: Outcome
@@ -419,7 +419,7 @@ class DeferredNotification(_State):
 
 
 class DeferredEvent(_State):
-    """The EventBridge event of an announcement, as RaiseAnnouncementEvent meant to put it."""
+    """The EventBridge event of an announcement, as the announcement queue keeps it."""
 
     channel: Literal["events"]
     detail_type: str
@@ -430,6 +430,35 @@ class DeferredEvent(_State):
 # One message per channel that failed: a message is done once its one channel accepts it, so
 # no channel is ever sent an announcement twice by a retry of the other.
 Deferred = Annotated[DeferredNotification | DeferredEvent, Field(discriminator="channel")]
+
+
+class QueuedAnnouncement(_State):
+    """A channel did not take the announcement; the announcement queue holds it for DeliverAnnouncement."""
+
+    queue: str
+    message_id: str
+    reason: str = Field(description="What the channel answered")
+
+
+class UndeliveredAnnouncement(_State):
+    """Neither the channel nor the announcement queue took the announcement."""
+
+    channel: Literal["sns", "events"]
+    reason: str
+    queue_error: str
+
+
+class AnnouncementSent(_State):
+    """BuildAnnouncement's result, which the execution ends with: the outcome, and where the
+    announcement went when a channel did not take it at once (absent: sent on both)."""
+
+    outcome: Outcome
+    subject: str
+    deferred_notification: QueuedAnnouncement | None = None
+    deferred_event: QueuedAnnouncement | None = None
+    undelivered: list[UndeliveredAnnouncement] | None = Field(
+        default=None, description="Lost unless the execution's history is read: the execution fails for it"
+    )
 
 
 # --- handler inputs: what the state machine passes each Lambda (its task Parameters) -------
