@@ -3,7 +3,7 @@ in the announcement queue and reaches the topic's subscribers and the event bus,
 after they recover; the execution's end says what happened to the release.
 
 The outages are faults of AWS at the emulator's endpoint (sandbox/api_faults.py) on every call
-the stack makes, the state machine's retries and DeliverAnnouncement's alike, until the test
+the stack makes, BuildAnnouncement's retries and DeliverAnnouncement's alike, until the test
 calls ``recover()``.
 """
 
@@ -25,7 +25,7 @@ from sandbox.runner import ROOT, RunOptions, Sandbox, load_release
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = ROOT / "events" / "release.example.yaml"
-# More failed calls than the state machine's retries and the queue's redeliveries make while
+# More failed calls than BuildAnnouncement's retries and the queue's redeliveries make while
 # the test looks: the channel stays down until recover().
 DOWN = 10_000
 SNS_DOWN = f"5xx:sns:Publish:times={DOWN}"
@@ -84,7 +84,7 @@ def attributes_of(note: dict[str, Any]) -> dict[str, str]:
 
 
 def release_attributes(outcome: str) -> dict[str, str]:
-    """The message attributes of the example release's announcement, as NotifyAnnouncement sends them."""
+    """The message attributes of the example release's announcement, as BuildAnnouncement sends them."""
     return {
         "outcome": outcome,
         "product": "acme-sentiment",
@@ -144,6 +144,7 @@ def test_given_sns_down_when_a_release_is_ready_then_it_succeeds_saying_the_noti
 
     assert ready_while_sns_down.status == "SUCCEEDED"
     assert output["outcome"] == "ready"
+    assert set(output) == {"outcome", "subject", "deferred_notification"}  # the message itself is not state
     assert output["deferred_notification"]["message_id"]
     assert "AnnouncementQueue" in output["deferred_notification"]["queue"]
     assert "deferred_event" not in output
