@@ -13,6 +13,12 @@ sees them (IAM audit, fault injection).
 moto 5.2.5's SendTaskFailure response drops the request's ``cause``: the task fails with the
 error name alone, so a Catch sees no Cause and a failure's reasons are lost. ``TaskFailureCause``
 passes it on, as Step Functions does.
+
+moto 5.2.5 parses a definition with its ANTLR grammar (pure Python: about a second for the
+pipeline's definition on a busy machine) when a state machine is created and again when each
+execution starts. ``ParsedDefinitions`` parses each definition text once and builds the
+evaluation components from that parse tree afresh for every caller, so no execution shares
+state with another; what runs is exactly what moto would have built.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+import threading
 from contextlib import ExitStack
 from typing import Any
 from unittest.mock import patch
@@ -29,6 +36,9 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from moto.core.responses import ActionResult, EmptyResult
 from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils import boto_client
 from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -84,3 +94,29 @@ class TaskFailureCause(Extension):
             return EmptyResult()
 
         stack.enter_context(patch.object(StepFunctionResponse, "send_task_failure", send_task_failure))
+
+
+#: Parse trees by definition text, shared by every sandbox in the process (a tree is only read).
+_PARSE_TREES: dict[str, Any] = {}  # antlr4 ParserRuleContext per definition text
+_PARSE_TREES_LOCK = threading.Lock()
+
+
+class ParsedDefinitions(Extension):
+    """``AmazonStateLanguageParser.parse`` with each definition's parse tree kept: the grammar runs
+    once per definition text; the components (the program) are preprocessed anew on every call,
+    as moto does. A definition that does not parse is parsed again, and fails again, each time."""
+
+    def _patch(self, stack: ExitStack) -> None:
+        original = AmazonStateLanguageParser.parse
+
+        def parse(definition: str) -> tuple[EvalComponent, Any]:
+            with _PARSE_TREES_LOCK:
+                tree = _PARSE_TREES.get(definition)
+            if tree is None:
+                program, tree = original(definition)  # raises as moto does
+                with _PARSE_TREES_LOCK:
+                    _PARSE_TREES[definition] = tree
+                return program, tree
+            return Preprocessor().visit(tree), tree
+
+        stack.enter_context(patch.object(AmazonStateLanguageParser, "parse", staticmethod(parse)))

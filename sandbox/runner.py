@@ -47,7 +47,7 @@ from sandbox.ext_lambda import Fault, LambdaWorkers
 from sandbox.ext_s3 import S3Extension
 from sandbox.ext_sagemaker import EVERY, SageMakerValidation, ValidationOutcome
 from sandbox.ext_sqs import EventSourcePoller
-from sandbox.ext_stepfunctions import StateMachineCredentials, TaskFailureCause
+from sandbox.ext_stepfunctions import ParsedDefinitions, StateMachineCredentials, TaskFailureCause
 from sandbox.lambda_env import ensure_environment
 from sandbox.oci import OciLayout, push_layout
 from sandbox.server import EmulatorServer
@@ -293,6 +293,7 @@ class Sandbox:
                     self.events,
                     S3Extension(self.options.bandwidth_mib_s),
                     TaskFailureCause(),
+                    ParsedDefinitions(),
                     self.cross_account,
                 ):
                     stack.enter_context(extension)

@@ -20,14 +20,20 @@ from the template's own properties, so the deployed system is the one the templa
 
 from __future__ import annotations
 
+import copy
+import functools
 import io
 import json
+import os
 import shlex
 import tomllib
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import boto3
 import yaml
@@ -79,7 +85,7 @@ def read_samconfig(path: Path, config_env: str, overrides: dict[str, str] | None
     return DeployConfig(config_env, str(stack_name), parameters)
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]  # libyaml's, when built with it
     """YAML loader that understands CloudFormation short-form tags (!Ref, !Sub, ...)."""
 
 
@@ -150,10 +156,40 @@ def _prepare(template: dict[str, Any], root: Path) -> tuple[dict[str, Any], dict
 
 
 def translate(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """The template as SAM translates it (a copy of its own: the caller may change it)."""
+    # samtranslator reads the region from the environment (boto3's default session)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return copy.deepcopy(
+        _translated(json.dumps(template, sort_keys=True), json.dumps(parameters, sort_keys=True), region)
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _translated(template: str, parameters: str, region: str | None) -> dict[str, Any]:
+    """Translating is deterministic and takes most of a second: once per template, parameters and region."""
     from samtranslator.translator.transform import transform
 
-    translated: dict[str, Any] = transform(template, parameters, _NoManagedPolicies())
+    translated: dict[str, Any] = transform(json.loads(template), json.loads(parameters), _NoManagedPolicies())
     return translated
+
+
+@contextmanager
+def _json_templates() -> Iterator[None]:
+    """moto reads every TemplateBody with PyYAML's pure-Python loader (a second for this stack's);
+    a JSON body (JSON is YAML) is read with ``json`` instead, to the same document."""
+    from moto.cloudformation.models import Stack
+
+    original = Stack.parse_template
+
+    def parse_template(template: str) -> dict[str, Any]:
+        try:
+            document = json.loads(template)
+        except ValueError:
+            return original(template)
+        return document if isinstance(document, dict) else original(template)
+
+    with patch.object(Stack, "parse_template", staticmethod(parse_template)):
+        yield
 
 
 def deploy(
@@ -193,12 +229,13 @@ def deploy(
             s3.put_object(Bucket=CODE_BUCKET, Key=f"{logical_id}.zip", Body=placeholder)
 
     cfn = boto3.client("cloudformation", region_name=region)
-    cfn.create_stack(
-        StackName=stack_name,
-        TemplateBody=json.dumps(translated),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
-    )
+    with _json_templates():
+        cfn.create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(translated),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
     stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     if stack["StackStatus"] != "CREATE_COMPLETE":
         raise RuntimeError(f"sandbox stack {stack_name} is {stack['StackStatus']}: {stack.get('StackStatusReason')}")

@@ -15,6 +15,39 @@ from tests.fixtures.releases import SOURCE_REGION, release_document
 from mlpublish import aws
 from sandbox.ext_s3 import S3Extension
 
+# Real seconds of the slowest test files (setup + calls, a run with 4 workers on 2 cores). Under
+# xdist's --dist loadfile a file runs on one worker; the longest start first, so that none of them
+# starts last and runs on alone while the other workers are idle (xdist would order files by their
+# number of tests). Every other file follows in collection order; tests keep their order in a file.
+SLOWEST_FILES = {
+    "tests/e2e/test_faults.py": 220,
+    "tests/e2e/test_check.py": 211,
+    "tests/e2e/test_failures.py": 163,
+    "tests/integration/test_images_real.py": 160,
+    "tests/e2e/test_lambda_environments.py": 153,
+    "tests/e2e/test_iam.py": 129,
+    "tests/e2e/test_algorithm_release.py": 118,
+    "tests/e2e/test_real_validation.py": 114,
+    "tests/e2e/test_announcement_outage.py": 95,
+    "tests/e2e/test_triggers.py": 79,
+    "tests/e2e/test_serve.py": 75,
+    "tests/e2e/test_publish.py": 73,
+    "tests/e2e/test_large_copies.py": 49,
+    "tests/integration/test_cold_imports.py": 43,
+    "tests/e2e/test_notification_filters.py": 42,
+    "tests/integration/test_lambda_env_handler_imports.py": 40,
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False  # keep the order below (xdist's own sorts by test count)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first (see SLOWEST_FILES); a stable sort keeps every other order."""
+    items.sort(key=lambda item: -SLOWEST_FILES.get(item.nodeid.split("::", 1)[0], 0))
+
 
 class _SearchPaths(list[str]):
     """boto3 appends its data path to the loader of every session it makes: keep one copy."""

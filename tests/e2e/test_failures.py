@@ -187,15 +187,19 @@ def test_given_an_image_built_from_scratch_when_the_release_runs_then_it_is_bloc
 
 
 def test_given_an_image_ecr_finds_unsupported_after_the_copy_then_the_release_fails_at_scan_images(
-    publish_image: Callable[..., CliRun],
+    image: Callable[[str], WrittenLayout], release_file: Callable[..., Path], tmp_path: Path
 ) -> None:
     # What decides when the OS could not be told for certain before the copy (the read budget ran
     # out): ECR's scan status UNSUPPORTED_IMAGE fails the release, as Marketplace would refuse it.
     def unsupported(clock: Any, *, scan_outcome: ScanOutcome, **options: Any) -> EcrExtension:
         return EcrExtension(clock, scan_outcome=UNSUPPORTED_IMAGE, **options)
 
+    # Not through the session's shared runs (publish_image): this run, patched, must not be the one
+    # another file's publish_image("docker-v2") is given.
     with patch.object(runner, "EcrExtension", unsupported):
-        run = publish_image("docker-v2")
+        run = run_cli(
+            ["--release", str(release_file()), "--image", str(image("docker-v2").path)], tmp_path / "lambda.log"
+        )
     failure = assert_announced(run, "ScanImages", "ImageScanBlocked")
 
     [reason] = failure["reasons"]
