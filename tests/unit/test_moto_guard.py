@@ -14,6 +14,7 @@ from typing import Any
 import moto
 import pytest
 from moto.awslambda.models import LambdaFunction
+from moto.cloudformation.models import Stack
 from moto.ecr.models import ECRBackend
 from moto.ecr.responses import ECRResponse
 from moto.events.models import Rule
@@ -26,6 +27,8 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils import boto_client
 from moto.sts.models import STSBackend
 
@@ -81,6 +84,9 @@ PATCHED: list[tuple[str, Callable[..., Any], list[str]]] = [
             "end_byte",
         ],
     ),
+    ("ext_stepfunctions", AmazonStateLanguageParser.parse, ["definition"]),  # ParsedDefinitions
+    ("ext_stepfunctions", Preprocessor.visit, ["self", "tree"]),  # builds the program from a kept tree
+    ("stack", Stack.parse_template, ["template"]),  # _json_templates
     ("ext_accounts", ECRResponse.ecr_backend.fget, ["self"]),
     ("ext_accounts", S3Response._key_response, ["self", "request", "full_url"]),
     ("ext_accounts", S3Response._bucket_response, ["self", "request", "full_url"]),
