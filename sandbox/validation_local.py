@@ -285,19 +285,20 @@ def unavailable() -> str | None:
     return None
 
 
-def sweep(runc: str | None = None) -> list[str]:
-    """Remove containers and bundles left by sandbox processes that no longer exist."""
+def sweep(runc: str | None = None, root: Path = RUNC_ROOT) -> list[str]:
+    """Remove containers and bundles left by sandbox processes that no longer exist (``root``:
+    runc's state directory, the host's one every sandbox shares)."""
     runc = runc or runc_path()
     removed: list[str] = []
-    if runc is None or not RUNC_ROOT.exists():
+    if runc is None or not root.exists():
         return removed
     listed = subprocess.run(
-        [runc, "--root", str(RUNC_ROOT), "list", "--format", "json"], capture_output=True, text=True, check=False
+        [runc, "--root", str(root), "list", "--format", "json"], capture_output=True, text=True, check=False
     )
     for item in json.loads(listed.stdout or "null") or []:
         owner = _owner_pid(item.get("id", ""))
         if owner is not None and not _alive(owner):
-            _destroy(runc, item["id"])
+            _destroy(runc, item["id"], root)
             bundle = Path(item.get("bundle", ""))
             unmount(bundle / "rootfs")
             shutil.rmtree(bundle.parent, ignore_errors=True)
@@ -326,10 +327,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _destroy(runc: str, container_id: str) -> None:
-    root = ["--root", str(RUNC_ROOT)]
-    subprocess.run([runc, *root, "kill", container_id, "KILL"], capture_output=True, check=False)
-    subprocess.run([runc, *root, "delete", "--force", container_id], capture_output=True, check=False)
+def _destroy(runc: str, container_id: str, root: Path = RUNC_ROOT) -> None:
+    state = ["--root", str(root)]
+    subprocess.run([runc, *state, "kill", container_id, "KILL"], capture_output=True, check=False)
+    subprocess.run([runc, *state, "delete", "--force", container_id], capture_output=True, check=False)
 
 
 def limits_for(instance_type: str) -> dict[str, Any]:

@@ -108,8 +108,8 @@ def run(containers: list[ContainerUnderTest], transform: TransformJob | None = N
     return run_transform_job(transform or job(), containers, storage, FAST), storage
 
 
-def listed(runc: str) -> list[str]:
-    done = subprocess.run([runc, "--root", str(RUNC_ROOT), "list", "-q"], capture_output=True, text=True, check=True)
+def listed(runc: str, root: Path = RUNC_ROOT) -> list[str]:
+    done = subprocess.run([runc, "--root", str(root), "list", "-q"], capture_output=True, text=True, check=True)
     return done.stdout.split()
 
 
@@ -333,12 +333,14 @@ def test_given_a_container_left_by_a_dead_process_then_the_next_job_removes_it(
             )
     (bundle / "config.json").write_text(json.dumps(config))
     left = f"{ID_PREFIX}-{pid}-left-0"
-    RUNC_ROOT.mkdir(parents=True, exist_ok=True)
-    subprocess.run([runc, "--root", str(RUNC_ROOT), "create", "--bundle", str(bundle), left], check=True, timeout=30)
-    assert left in listed(runc)
+    # A state directory of its own: another worker's job sweeping the host's one would take it first.
+    root = tmp_path / "runc-state"
+    root.mkdir()
+    subprocess.run([runc, "--root", str(root), "create", "--bundle", str(bundle), left], check=True, timeout=30)
+    assert left in listed(runc, root)
 
-    removed = sweep(runc)
+    removed = sweep(runc, root)
 
     assert left in removed
-    assert left not in listed(runc)
+    assert left not in listed(runc, root)
     assert not bundle.exists()
