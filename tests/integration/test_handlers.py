@@ -290,6 +290,7 @@ def test_given_a_valid_release_then_every_handler_hands_the_next_one_what_it_nee
     assert event["detail-type"] == "Release Ready For Listing"
     assert event["detail"]["model_package_arn"] == resource["arn"]
     assert event["detail"]["execution"] == EXECUTION
+    assert event["resources"] == [EXECUTION]  # as Step Functions' putEvents integration names it
     assert received(announcement_queue["announcements"]) == []
 
 

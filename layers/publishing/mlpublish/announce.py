@@ -463,6 +463,8 @@ def deliver(deferred: Deferred, channels: Channels) -> None:
                     "Source": channels.event_source,
                     "DetailType": deferred.detail_type,
                     "Detail": json.dumps(deferred.detail),
+                    # As Step Functions' putEvents integration does: the execution is the event's resource.
+                    "Resources": [deferred.execution] if deferred.execution else [],
                 }
             ]
         )
