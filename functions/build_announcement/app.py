@@ -78,7 +78,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     failed_stage = None if request.outcome == "ready" else str(state.get("failed_stage", "unknown"))
     record_metrics(announcement.outcome, times, failed_stage)
     channels = stack_channels(config, ATTEMPTS_PER_CHANNEL)
-    queue = Queue(client("sqs", config.region, max_attempts=ATTEMPTS_PER_CHANNEL), config.announcement_queue_url)
+    queue = Queue(config.announcement_queue_url, config.region, ATTEMPTS_PER_CHANNEL)
     sent = send(announcement, request.execution, channels, queue)
     log_delivery(sent, times)
     return sent.model_dump(mode="json", exclude_none=True)

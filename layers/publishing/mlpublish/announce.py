@@ -386,10 +386,17 @@ def stack_channels(config: AnnouncementSettings, max_attempts: int) -> Channels:
 
 @dataclass(frozen=True)
 class Queue:
-    """The announcement queue: what a channel does not take waits there for DeliverAnnouncement."""
+    """The announcement queue: what a channel does not take waits there for DeliverAnnouncement.
+    Its client is made only when a channel is down."""
 
-    sqs: Any
     url: str
+    region: str
+    max_attempts: int
+
+    def keep(self, message: Deferred) -> str:
+        """Queue ``message``; its message id."""
+        sqs = client("sqs", self.region, max_attempts=self.max_attempts)
+        return str(sqs.send_message(QueueUrl=self.url, MessageBody=message.model_dump_json())["MessageId"])
 
 
 def notification_of(announcement: Announcement, execution: str) -> DeferredNotification:
@@ -424,7 +431,7 @@ def send(announcement: Announcement, execution: str, channels: Channels, queue: 
         except AnnouncementNotDelivered as exc:
             reason = str(exc)
         try:
-            answer = queue.sqs.send_message(QueueUrl=queue.url, MessageBody=message.model_dump_json())
+            message_id = queue.keep(message)
         except (ClientError, BotoCoreError) as exc:
             undelivered.append(
                 UndeliveredAnnouncement(
@@ -434,7 +441,7 @@ def send(announcement: Announcement, execution: str, channels: Channels, queue: 
                 )
             )
             continue
-        queued[message.channel] = QueuedAnnouncement(queue=queue.url, message_id=answer["MessageId"], reason=reason)
+        queued[message.channel] = QueuedAnnouncement(queue=queue.url, message_id=message_id, reason=reason)
     return AnnouncementSent(
         outcome=announcement.outcome,
         subject=announcement.subject,
