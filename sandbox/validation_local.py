@@ -1348,12 +1348,18 @@ class _Training:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(self.storage.read(item))
 
-    def _wait(self, running: _Running, began: float) -> int | None:
+    def _wait(self, running: _Running, began: float) -> int:
         limit = self.job.max_runtime * self.deadlines.scale
-        while running.exit_code() is None:
-            self._check_budget()
-            if time.monotonic() - began > limit:
-                _stop(self.runtime.runc, running, self.deadlines.training_stop_grace)
+        while True:
+            code = running.exit_code()
+            # An exit first seen past the limit counts as past it: this process may not have looked
+            # in time (a busy machine), and SageMaker would have stopped the job at the limit.
+            if time.monotonic() - began <= limit:
+                if code is not None:
+                    return code
+            else:
+                if code is None:
+                    _stop(self.runtime.runc, running, self.deadlines.training_stop_grace)
                 self._record(running, f"stopped after MaxRuntimeInSeconds ({limit:g} s)", began)
                 scaled = f" (scaled to {limit:g} s)" if limit != self.job.max_runtime else ""
                 raise LocalValidationError(
@@ -1361,9 +1367,9 @@ class _Training:
                     f"was stopped at StoppingCondition.MaxRuntimeInSeconds={self.job.max_runtime:g}{scaled} before "
                     "`train` exited (SecondaryStatus MaxRuntimeExceeded); validation needs it to complete"
                 )
+            self._check_budget()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                running.process.wait(timeout=0.1)
-        return running.exit_code()
+                running.process.wait(timeout=min(0.1, max(0.0, began + limit - time.monotonic()) + 0.001))
 
     def _check_budget(self) -> None:
         if self.cancel.is_set():

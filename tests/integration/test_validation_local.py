@@ -344,3 +344,37 @@ def test_given_a_container_left_by_a_dead_process_then_the_next_job_removes_it(
     assert left in removed
     assert left not in listed(runc, root)
     assert not bundle.exists()
+
+
+class _ExitsWhileNobodyLooks:
+    """A training container that exits (code 0) while the sandbox's thread is kept from looking
+    until after MaxRuntimeInSeconds, as on a busy machine."""
+
+    name, container_id, pid = "algo-1", "c0", 0
+
+    def __init__(self, unseen_seconds: float) -> None:
+        self.exited = False
+        self.process = self
+        self.unseen_seconds = unseen_seconds
+
+    def exit_code(self) -> int | None:
+        return 0 if self.exited else None
+
+    def wait(self, timeout: float) -> int:
+        time.sleep(self.unseen_seconds)
+        self.exited = True
+        return 0
+
+
+def test_given_training_that_exits_only_after_max_runtime_unseen_then_the_job_fails_as_stopped() -> None:
+    from sandbox.validation_local import LocalValidationError, _Training
+
+    job = training_job(StoppingCondition={"MaxRuntimeInSeconds": 1})
+    deadlines = Deadlines().scaled(0.02)  # MaxRuntimeInSeconds 1 s: 20 ms
+    result = JobResult(profile_name=job.profile_name, job="training")
+    training = _Training(job, None, None, deadlines, None, result, time.monotonic(), threading.Event())  # type: ignore[arg-type]
+
+    with pytest.raises(LocalValidationError, match="MaxRuntimeExceeded"):
+        training._wait(_ExitsWhileNobodyLooks(unseen_seconds=0.1), time.monotonic())  # type: ignore[arg-type]
+
+    assert [record.outcome for record in result.requests] == ["stopped after MaxRuntimeInSeconds (0.02 s)"]
